@@ -1,0 +1,40 @@
+# trainrx: `make run` starts the whole service; `make test` runs the whole suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+
+.PHONY: run test install install-dev openapi clean worker api bench
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install ## The API, one worker and (when REDIS_URL is unset) an embedded Redis
+	$(PY) -m core.stack
+
+test: install-dev ## The whole suite (real Redis, database, worker processes, tiny trainings)
+	$(PY) -m pytest
+
+openapi: install ## Regenerate openapi.yaml from the app
+	$(PY) -m service.openapi > openapi.yaml
+
+worker: install ## One worker for an existing Redis: make worker QUEUE=gpu
+	$(PY) -m celery -A workers.celery_app worker -Q $${QUEUE:-cpu} --pool threads --concurrency 1 -l INFO
+
+api: install ## Only the API, for an existing Redis
+	$(PY) -m gunicorn --bind 127.0.0.1:$${PORT:-8000} --workers 2 --worker-class gthread --threads 8 service.wsgi:app
+
+bench: install-dev
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,93 @@
+"""The job store's tables and database engine (SQLite by default, PostgreSQL in production).
+
+Schema changes go through ``metadata.create_all`` for now; a migration tool
+comes with the first change that needs one.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import (JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text,
+                        create_engine, event)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(100)),
+    Column("owner", String(64), index=True),  # per-owner tokens come later; null = the default owner
+    Column("status", String(16), nullable=False, index=True),
+    Column("queue", String(16), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("idempotency_key", String(255), unique=True),
+    Column("parent_id", String(32)),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("worker", String(255)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("progress_epoch", Integer, nullable=False, default=0),
+    Column("summary", JSON),
+    Column("timings", JSON),
+    Column("error", JSON),
+    Column("data_info", JSON),
+    Column("diagnosis", JSON),
+    Column("steps", JSON),
+    Column("artifacts", JSON),
+)
+
+# One row per finished epoch: the curves are assembled from these, and live
+# event streams replay them.
+job_epochs = Table(
+    "job_epochs", metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("epoch", Integer, primary_key=True, autoincrement=False),
+    Column("metrics", JSON, nullable=False),
+)
+
+job_logs = Table(
+    "job_logs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("line", Text, nullable=False),
+)
+
+
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # noqa: ARG001
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL mode and a busy timeout (API and worker both write)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return engine
+
+
+def create_schema(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables; tolerate another process doing the same at the same moment."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))

@@ -1,0 +1,39 @@
+"""The Celery configuration both sides share: the API publishes job ids with it,
+the workers consume them. No task code lives here, so the API never imports
+the workers (or torch)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from core.redis_urls import celery_broker_url
+from core.settings import Settings
+
+TRAIN_TASK = "trainrx.train_job"
+WORKER_KEY_PREFIX = "trainrx:workers:"
+QUEUES = ("cpu", "gpu")
+
+
+def make_celery(settings: Settings) -> Celery:
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set: start the stack with `make run`, or point REDIS_URL at a Redis")
+    app = Celery("trainrx", set_as_current=False)
+    # A message must not be redelivered while its job legitimately runs: the
+    # visibility timeout stays well above the longest allowed run.
+    visibility = 2 * settings.limits.max_runtime_s + 600
+    app.conf.update(
+        broker_url=celery_broker_url(settings.redis_url),
+        broker_transport_options={"visibility_timeout": visibility},
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.default_queue,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app

@@ -1,0 +1,82 @@
+"""Operator configuration, read from the environment with documented defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for. Every value is operator-configurable."""
+
+    max_epochs: int = 10_000
+    max_batch_size: int = 65_536
+    max_hidden_layers: int = 64
+    max_width: int = 4096
+    max_parameters: int = 20_000_000
+    max_runtime_s: int = 3600
+    default_runtime_s: int = 3600
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        cap = _int_env("TRAINRX_MAX_RUNTIME_S", cls.max_runtime_s)
+        return cls(
+            max_epochs=_int_env("TRAINRX_MAX_EPOCHS", cls.max_epochs),
+            max_batch_size=_int_env("TRAINRX_MAX_BATCH_SIZE", cls.max_batch_size),
+            max_hidden_layers=_int_env("TRAINRX_MAX_HIDDEN_LAYERS", cls.max_hidden_layers),
+            max_width=_int_env("TRAINRX_MAX_WIDTH", cls.max_width),
+            max_parameters=_int_env("TRAINRX_MAX_PARAMETERS", cls.max_parameters),
+            max_runtime_s=cap,
+            default_runtime_s=min(cap, _int_env("TRAINRX_DEFAULT_RUNTIME_S", cap)),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the service keeps its state and how it reaches its parts.
+
+    ``redis_url`` and ``database_url`` may be empty: then the embedded defaults
+    apply (an embedded Redis owned by ``make run``'s stack, SQLite under
+    ``data_dir``).
+    """
+
+    data_dir: Path
+    database_url: str
+    redis_url: str
+    default_queue: str = "cpu"
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        data_dir = Path(os.environ.get("TRAINRX_DATA_DIR") or "./var").resolve()
+        database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'trainrx.db'}"
+        queue = os.environ.get("TRAINRX_DEFAULT_QUEUE") or "cpu"
+        if queue not in ("cpu", "gpu"):
+            raise ValueError(f"TRAINRX_DEFAULT_QUEUE must be 'cpu' or 'gpu', got {queue!r}")
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=os.environ.get("REDIS_URL", ""),
+            default_queue=queue,
+            limits=Limits.from_env(),
+        )
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"

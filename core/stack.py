@@ -1,0 +1,137 @@
+"""``make run``: the whole service on one machine, owned by this process.
+
+Starts an embedded Redis when ``REDIS_URL`` is unset (it lives as long as this
+process), one Celery worker and the API under gunicorn; prints a curl command
+that submits a first job; stops everything it started on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from core.embedded_redis import EmbeddedRedis
+from core.settings import Settings
+
+FIRST_JOB = {
+    "name": "digits-relu",
+    "dataset": {"name": "digits"},
+    "architecture": {"hidden_layers": [128]},
+    "activation": "relu",
+    "optimizer": {"name": "adam", "learning_rate": 0.001},
+    "patience": 5,
+    "epochs": 20,
+}
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.port = int(os.environ.get("PORT") or 8000)
+        self.host = os.environ.get("TRAINRX_HOST") or "127.0.0.1"
+        self.redis: EmbeddedRedis | None = None
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = False
+
+    def _spawn(self, name: str, args: list[str], env: dict) -> None:
+        self.children.append((name, subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)))
+
+    def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, TRAINRX_DATA_DIR=str(self.settings.data_dir))
+        if not self.settings.redis_url:
+            self.redis = EmbeddedRedis(self.settings.data_dir / "redis")
+            env["REDIS_URL"] = self.redis.start()
+            print(f"trainrx: embedded Redis on {self.redis.socket}", flush=True)
+        if not os.environ.get("DATABASE_URL"):
+            print(f"trainrx: SQLite at {self.settings.data_dir / 'trainrx.db'}", flush=True)
+        py = sys.executable
+        self._spawn("worker", [py, "-m", "celery", "-A", "workers.celery_app", "worker",
+                               "-Q", self.settings.default_queue, "--pool", "threads", "--concurrency", "1",
+                               "-n", f"{self.settings.default_queue}-%h", "--loglevel", "INFO",
+                               "--without-gossip", "--without-mingle"], env)
+        self._spawn("api", [py, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}", "--workers", "2",
+                            "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-",
+                            "--graceful-timeout", "10", "service.wsgi:app"], env)
+
+    def wait_ready(self, timeout: float = 120.0) -> bool:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        while time.monotonic() < deadline and not self.stopping:
+            if self._dead_child():
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if json.load(resp).get("workers", 0) >= 1:
+                        return True
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        return False
+
+    def _dead_child(self) -> str | None:
+        for name, proc in self.children:
+            if proc.poll() is not None:
+                return name
+        return None
+
+    def stop(self) -> None:
+        self.stopping = True
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # gunicorn: graceful; celery: warm (running jobs requeue)
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print(f"trainrx: {name} did not stop in time; killing it", flush=True)
+                proc.kill()
+                proc.wait()
+        if self.redis is not None:
+            self.redis.stop()
+        print("trainrx: stopped", flush=True)
+
+    def first_job_hint(self) -> str:
+        body = json.dumps(FIRST_JOB)
+        base = f"http://127.0.0.1:{self.port}"
+        return (f"\ntrainrx is up on {base}  (Ctrl-C stops everything)\n\nSubmit a first job:\n\n"
+                f"  curl -sS -X POST {base}/v1/jobs -H 'Content-Type: application/json' -d '{body}'\n\n"
+                f"Then follow it: curl -sS {base}/v1/jobs/<id>  (and /curves, /diagnosis, /weights)\n")
+
+
+def main() -> int:
+    stack = Stack()
+
+    def _on_signal(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        stack.start()
+        if not stack.wait_ready():
+            dead = stack._dead_child()
+            print(f"trainrx: the stack did not come up ({dead or 'timeout'}); stopping", file=sys.stderr)
+            return 1
+        print(stack.first_job_hint(), flush=True)
+        while True:
+            dead = stack._dead_child()
+            if dead:
+                print(f"trainrx: {dead} exited unexpectedly; stopping the stack", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\ntrainrx: stopping...", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The application factory: defaults, then the environment, then test overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request
+from flask_smorest import abort
+
+from core import __version__
+from core.settings import Settings
+from core.spec import ACTIVATIONS, OPTIMIZERS, set_limits
+from service import datasets_api, health_api, jobs_api
+from service.errors import TrainrxApi, register_error_handlers
+from service.extensions import Parts
+
+MAX_JSON_BYTES = 1 * 1024 * 1024
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the API. ``config`` may carry ``SETTINGS`` (a core.settings.Settings) to
+    override what the environment says."""
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="trainrx",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=MAX_JSON_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(config or {})
+    settings: Settings = app.config.get("SETTINGS") or Settings.from_env()
+    app.config["SETTINGS"] = settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.extensions["trainrx"] = Parts.connect(settings)
+
+    app.json.sort_keys = False
+    api = TrainrxApi(app, spec_kwargs={"info": {"description": "Training as a service with a doctor inside."}})
+    app.extensions["trainrx_api"] = api
+    for variants in (ACTIVATIONS, OPTIMIZERS):
+        for schema in variants.values():
+            api.spec.components.schema(schema.__name__, schema=schema)
+    api.register_blueprint(jobs_api.blp)
+    api.register_blueprint(datasets_api.blp)
+    api.register_blueprint(health_api.blp)
+    register_error_handlers(app)
+
+    @app.before_request
+    def _per_request() -> None:
+        set_limits(settings.limits)
+        if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0 \
+                and request.get_data(cache=True) and not request.is_json:
+            abort(415, message="The body must be JSON: send Content-Type: application/json.")
+
+    return app

@@ -1,0 +1,38 @@
+"""The API's connections to its parts, built once per app and kept on ``app.extensions``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from core.artifacts import LocalArtifactStore
+from core.db import create_schema, make_engine
+from core.jobstore import JobStore
+from core.queueing import make_celery
+from core.redis_urls import redis_py_url
+from core.settings import Settings
+
+
+@dataclass
+class Parts:
+    settings: Settings
+    store: JobStore
+    artifacts: LocalArtifactStore
+    celery: Celery
+    redis: redis.Redis
+
+    @classmethod
+    def connect(cls, settings: Settings) -> "Parts":
+        engine = make_engine(settings.database_url)
+        create_schema(engine)
+        return cls(settings=settings, store=JobStore(engine), artifacts=LocalArtifactStore(settings.artifacts_dir),
+                   celery=make_celery(settings),
+                   redis=redis.Redis.from_url(redis_py_url(settings.redis_url), socket_timeout=2,
+                                              socket_connect_timeout=2))
+
+
+def parts() -> Parts:
+    return current_app.extensions["trainrx"]

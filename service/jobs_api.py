@@ -1,0 +1,151 @@
+"""/v1/jobs: submit, list, read, cancel; curves, diagnosis and weights of one job."""
+
+from __future__ import annotations
+
+from flask import request, send_file, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor
+from core.spec import JobRequestSchema
+from service.extensions import parts
+from service.schemas import CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema, JobSchema
+
+blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
+
+WEIGHTS_FILE = "weights.safetensors"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def job_resource(job: dict) -> dict:
+    job_id = job["id"]
+    links = {
+        "self": url_for("jobs.Job", job_id=job_id),
+        "curves": url_for("jobs.Curves", job_id=job_id),
+        "diagnosis": url_for("jobs.Diagnosis", job_id=job_id),
+        "weights": url_for("jobs.Weights", job_id=job_id),
+    }
+    if job.get("parent_id"):
+        links["parent"] = url_for("jobs.Job", job_id=job["parent_id"])
+    return {
+        "id": job_id, "name": job["name"], "status": job["status"], "queue": job["queue"],
+        "request": job["request"], "created_at": job["created_at"], "started_at": job["started_at"],
+        "finished_at": job["finished_at"],
+        "progress": {"epoch": job["progress_epoch"], "epochs": job["request"]["epochs"]},
+        "summary": job["summary"], "timings": job["timings"], "error": job["error"], "data": job["data_info"],
+        "links": links,
+    }
+
+
+def load_job(job_id: str) -> dict:
+    job = parts().store.get(job_id)
+    if job is None:
+        abort(404, message=f"No job with id {job_id!r}.")
+    return job
+
+
+def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: str | None = None):
+    """Store a queued job and publish its id; the shared path of POST /v1/jobs and resubmits."""
+    p = parts()
+    queue = "gpu" if normalised["device"] == "cuda" else p.settings.default_queue
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        abort(400, message=f"{IDEMPOTENCY_HEADER} must be 1 to 255 characters.")
+    try:
+        job, created = p.store.create(normalised, queue, idempotency_key=idempotency_key, parent_id=parent_id)
+    except IdempotencyConflict as exc:
+        abort(409, message=str(exc))
+    if created:
+        try:
+            p.celery.send_task("trainrx.train_job", args=[job["id"]], queue=queue, retry=False)
+        except Exception:
+            p.store.delete(job["id"])
+            abort(503, message="The job queue is unavailable; nothing was queued. Retry later.")
+    headers = {"Location": url_for("jobs.Job", job_id=job["id"])}
+    return job_resource(job), (202 if created else 200), headers
+
+
+@blp.route("")
+class Jobs(MethodView):
+    @blp.arguments(JobRequestSchema)
+    @blp.response(202, JobSchema, description="Accepted and queued.",
+                  headers={"Location": {"description": "The job's URL", "schema": {"type": "string"}}})
+    @blp.alt_response(200, schema=JobSchema, description="An earlier POST with the same Idempotency-Key and body.")
+    @blp.alt_response(409, description="The Idempotency-Key was used with a different body.")
+    @blp.alt_response(415, description="The body is not JSON.")
+    def post(self, normalised: dict):
+        """Submit a training job.
+
+        Send an `Idempotency-Key` header to make the POST safe to retry."""
+        return submit(normalised, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER))
+
+    @blp.arguments(JobListArgsSchema, location="query")
+    @blp.response(200, JobListSchema)
+    def get(self, args: dict):
+        """List jobs, newest first."""
+        try:
+            page = parts().store.list(status=args.get("status"), limit=args["limit"], cursor=args.get("cursor"))
+        except InvalidCursor as exc:
+            abort(422, message="The request is invalid.", errors={"cursor": [str(exc)]})
+        return {"items": [job_resource(j) for j in page.items], "next_cursor": page.next_cursor}
+
+
+@blp.route("/<job_id>")
+class Job(MethodView):
+    @blp.response(200, JobSchema)
+    @blp.alt_response(404, description="No such job.")
+    def get(self, job_id: str):
+        """Read a job."""
+        return job_resource(load_job(job_id))
+
+
+@blp.route("/<job_id>/cancel")
+class Cancel(MethodView):
+    @blp.response(202, JobSchema, description="A queued job is cancelled at once; a running one stops at its next "
+                                              "step and keeps its partial curves.")
+    @blp.alt_response(409, description="The job has already finished.")
+    def post(self, job_id: str):
+        """Cancel a job."""
+        job = load_job(job_id)
+        if parts().store.request_cancel(job_id) is None:
+            abort(409, message=f"The job has already finished ({parts().store.get(job_id)['status']}).")
+        return job_resource(parts().store.get(job["id"]))
+
+
+@blp.route("/<job_id>/curves")
+class Curves(MethodView):
+    @blp.response(200, CurvesSchema)
+    def get(self, job_id: str):
+        """Per-epoch learning curves (partial while the job runs)."""
+        job = load_job(job_id)
+        rows = parts().store.epochs(job_id)
+        keys = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"]
+        curves: dict = {k: [r.get(k) for r in rows] for k in keys}
+        layers = list(rows[0]["grad_norm"]) if rows else []
+        curves["grad_norm"] = {name: [r["grad_norm"].get(name) for r in rows] for name in layers}
+        return {"job_id": job_id, "status": job["status"], **curves}
+
+
+@blp.route("/<job_id>/diagnosis")
+class Diagnosis(MethodView):
+    @blp.response(200, DiagnosisSchema)
+    def get(self, job_id: str):
+        """The diagnosis: the recipe's verdict and its findings (so far, while the job runs)."""
+        job = load_job(job_id)
+        diagnosis = job["diagnosis"] or {"verdict": None, "findings": []}
+        return {"job_id": job_id, "status": job["status"], "final": job["status"] in FINISHED, **diagnosis}
+
+
+@blp.route("/<job_id>/weights")
+class Weights(MethodView):
+    @blp.response(200, {"format": "binary", "type": "string"}, content_type="application/octet-stream",
+                  description="safetensors; the normalised request is in the metadata under `spec`, the input "
+                              "scaling under `preprocessing`.")
+    @blp.alt_response(409, description="The job has no weights yet.")
+    def get(self, job_id: str):
+        """Download the trained weights (safetensors)."""
+        job = load_job(job_id)
+        artifacts = parts().artifacts
+        if not (job["artifacts"] or {}).get("weights") or not artifacts.exists(job_id, WEIGHTS_FILE):
+            abort(409, message=f"The job has no weights yet (status {job['status']}).")
+        return send_file(artifacts.path(job_id, WEIGHTS_FILE), mimetype="application/octet-stream",
+                         as_attachment=True, download_name=f"{job_id}.safetensors")

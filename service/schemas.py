@@ -1,0 +1,130 @@
+"""Response schemas (everything here is server-written, so dump only)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from core.jobstore import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+
+STATUSES = [QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED]
+
+
+class ProgressSchema(Schema):
+    epoch = fields.Integer(metadata={"description": "Epochs finished so far."})
+    epochs = fields.Integer(metadata={"description": "Epochs requested."})
+
+
+class SummarySchema(Schema):
+    train_loss = fields.Float(allow_none=True)
+    val_loss = fields.Float(allow_none=True)
+    train_accuracy = fields.Float(allow_none=True)
+    val_accuracy = fields.Float(allow_none=True)
+    best_epoch = fields.Integer(allow_none=True)
+    epochs_run = fields.Integer()
+    stopped_early = fields.Boolean()
+    returned_epoch = fields.Integer(metadata={"description": "The epoch whose weights are returned."})
+    test_loss = fields.Float(allow_none=True, metadata={"description": "Only for datasets with a test set."})
+    test_accuracy = fields.Float(allow_none=True, metadata={"description": "Only for datasets with a test set."})
+
+
+class TimingsSchema(Schema):
+    queued_s = fields.Float(allow_none=True)
+    setup_s = fields.Float(allow_none=True)
+    train_s = fields.Float(allow_none=True)
+    total_s = fields.Float(allow_none=True, metadata={"description": "finished_at - started_at"})
+
+
+class JobErrorSchema(Schema):
+    type = fields.String(metadata={"description": "time_limit, device_unavailable, internal_error, ..."})
+    message = fields.String()
+
+
+class LinksSchema(Schema):
+    self = fields.String()
+    curves = fields.String()
+    diagnosis = fields.String()
+    weights = fields.String()
+    parent = fields.String(metadata={"description": "The job this one was resubmitted from."})
+
+
+class JobSchema(Schema):
+    id = fields.String()
+    name = fields.String(allow_none=True)
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    queue = fields.String(validate=validate.OneOf(["cpu", "gpu"]))
+    request = fields.Dict(metadata={"description": "The normalised request (object form, defaults filled in)."})
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    progress = fields.Nested(ProgressSchema)
+    summary = fields.Nested(SummarySchema, allow_none=True)
+    timings = fields.Nested(TimingsSchema, allow_none=True)
+    error = fields.Nested(JobErrorSchema, allow_none=True)
+    data = fields.Dict(allow_none=True, metadata={
+        "description": "What the worker trained on: sample counts, features, classes, device, and the input "
+                       "scaling (preprocessing)."})
+    links = fields.Nested(LinksSchema)
+
+
+class JobListSchema(Schema):
+    items = fields.List(fields.Nested(JobSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as cursor for the next page."})
+
+
+class JobListArgsSchema(Schema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String()
+
+
+class CurvesSchema(Schema):
+    job_id = fields.String()
+    status = fields.String()
+    epoch = fields.List(fields.Integer(), metadata={"description": "Epochs counted from 1."})
+    train_loss = fields.List(fields.Float(allow_none=True),
+                             metadata={"description": "Eval-mode pass over (up to 10,000) training samples."})
+    train_accuracy = fields.List(fields.Float(allow_none=True))
+    val_loss = fields.List(fields.Float(allow_none=True))
+    val_accuracy = fields.List(fields.Float(allow_none=True))
+    learning_rate = fields.List(fields.Float(allow_none=True))
+    grad_norm = fields.Dict(keys=fields.String(), values=fields.List(fields.Float(allow_none=True)),
+                            metadata={"description": "Per weight layer (input to output): mean over the "
+                                                     "epoch's steps of the gradient's L2 norm."})
+
+
+class FindingSchema(Schema):
+    code = fields.String()
+    severity = fields.String(validate=validate.OneOf(["error", "warning", "info"]))
+    epoch = fields.Integer(allow_none=True)
+    evidence = fields.Dict()
+    explanation = fields.String()
+    suggestions = fields.List(fields.Dict())
+
+
+class DiagnosisSchema(Schema):
+    job_id = fields.String()
+    status = fields.String()
+    final = fields.Boolean(metadata={"description": "False while the job runs: the diagnosis so far."})
+    verdict = fields.String(allow_none=True, validate=validate.OneOf(["healthy", "training_problem", "overfitting"]))
+    findings = fields.List(fields.Nested(FindingSchema))
+
+
+class DatasetSchema(Schema):
+    name = fields.String()
+    description = fields.String()
+    features = fields.Integer()
+    classes = fields.Integer()
+    samples = fields.Integer(metadata={"description": "Samples split into training and validation."})
+    test_samples = fields.Integer(metadata={"description": "Held-out test samples (0: no test set)."})
+    class_counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    preprocessing = fields.Dict()
+
+
+class DatasetListSchema(Schema):
+    items = fields.List(fields.Nested(DatasetSchema))
+
+
+class HealthSchema(Schema):
+    status = fields.String()
+    workers = fields.Integer()
+    version = fields.String()

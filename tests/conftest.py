@@ -1,0 +1,129 @@
+"""Real parts for every test: a real Redis (embedded, or REDIS_URL), a real
+database (SQLite, or DATABASE_URL), a real Celery worker process, tiny real
+trainings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.db import create_schema, make_engine, metadata
+from core.embedded_redis import EmbeddedRedis
+from core.queueing import WORKER_KEY_PREFIX
+from core.redis_urls import redis_py_url
+from core.settings import Limits, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    url = os.environ.get("REDIS_URL")
+    if url:
+        client = redis.Redis.from_url(redis_py_url(url))
+        # Leftover queue messages from an earlier run would name jobs this run never made.
+        for key in ["cpu", "gpu", "unacked", "unacked_index", *client.keys("_kombu.*"), *client.keys("trainrx:*")]:
+            client.delete(key)
+        yield url
+        return
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield embedded.start()
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory, redis_url) -> Settings:
+    data_dir = tmp_path_factory.mktemp("data")
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'trainrx.db'}"
+    engine = make_engine(database_url)
+    metadata.drop_all(engine)  # a shared test database starts empty
+    create_schema(engine)
+    engine.dispose()
+    return Settings(data_dir=data_dir, database_url=database_url, redis_url=redis_url, default_queue="cpu",
+                    limits=Limits())
+
+
+def worker_env(settings: Settings, **extra: str) -> dict:
+    env = dict(os.environ, TRAINRX_DATA_DIR=str(settings.data_dir), DATABASE_URL=settings.database_url,
+               REDIS_URL=settings.redis_url, TRAINRX_DEFAULT_QUEUE="cpu", PYTHONPATH=str(ROOT))
+    env.update(extra)
+    return env
+
+
+def start_worker(settings: Settings, log_path: Path, name: str = "test-cpu", queue: str = "cpu",
+                 **extra_env: str) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queue, "--pool", "threads",
+         "--concurrency", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
+        cwd=ROOT, env=worker_env(settings, **extra_env), stdout=log, stderr=subprocess.STDOUT)
+    client = redis.Redis.from_url(redis_py_url(settings.redis_url))
+    deadline = time.monotonic() + 90
+    while not any(name in k.decode() for k in client.keys(f"{WORKER_KEY_PREFIX}*")):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the worker did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(settings, tmp_path_factory):
+    proc = start_worker(settings, tmp_path_factory.mktemp("logs") / "worker.log")
+    yield proc
+    stop_worker(proc)
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    from service import create_app
+
+    return create_app({"SETTINGS": settings, "TESTING": True})
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def live(client, worker):
+    """The API client with a worker serving the cpu queue."""
+    return client
+
+
+def wait_for(client, job_id: str, timeout: float = 300, statuses=FINISHED) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").get_json()
+        if job["status"] in statuses:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s")
+        time.sleep(0.1)
+
+
+def submit(client, request: dict, **headers) -> dict:
+    resp = client.post("/v1/jobs", json=request, headers=headers)
+    assert resp.status_code == 202, resp.get_json()
+    return resp.get_json()
+
+
+def run_job(client, request: dict, timeout: float = 300) -> dict:
+    return wait_for(client, submit(client, request)["id"], timeout)

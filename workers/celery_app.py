@@ -1,0 +1,51 @@
+"""The worker's Celery app: ``celery -A workers.celery_app worker -Q cpu``.
+
+Workers announce themselves in Redis (a key with a short TTL, refreshed by a
+thread) so that ``/healthz`` can count live workers without a broadcast.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import redis
+from celery.signals import worker_ready, worker_shutting_down
+
+from core.queueing import WORKER_KEY_PREFIX, make_celery
+from core.redis_urls import redis_py_url
+from core.settings import Settings
+
+settings = Settings.from_env()
+app = make_celery(settings)
+app.conf.imports = ("workers.tasks",)
+
+shutting_down = threading.Event()
+_PRESENCE_TTL_S, _PRESENCE_EVERY_S = 30, 10
+
+
+def _announce(hostname: str) -> None:
+    client = redis.Redis.from_url(redis_py_url(settings.redis_url))
+    key = f"{WORKER_KEY_PREFIX}{hostname}"
+    while not shutting_down.is_set():
+        try:
+            client.set(key, socket.gethostname(), ex=_PRESENCE_TTL_S)
+        except redis.RedisError:
+            pass
+        shutting_down.wait(_PRESENCE_EVERY_S)
+    try:
+        client.delete(key)
+    except redis.RedisError:
+        pass
+
+
+@worker_ready.connect
+def _on_ready(sender=None, **kwargs) -> None:
+    hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    threading.Thread(target=_announce, args=(hostname,), name="trainrx-presence", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**kwargs) -> None:
+    # Running jobs see this at their next step and go back to the queue.
+    shutting_down.set()

@@ -1,0 +1,78 @@
+"""Splitting a dataset and keeping it resident on the training device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.datasets import DatasetArrays
+
+EVAL_SAMPLE_LIMIT = 10_000  # training examples evaluated after each epoch, at most
+
+
+def stratified_split(y: np.ndarray, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``validation_split`` of every class, fixed by ``seed`` alone.
+
+    The training indices come back in a seeded random order, so "the first N
+    training samples" is a fair sample of every class.
+    """
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_val = int(round(len(members) * validation_split)) if len(members) > 1 else 0
+        n_val = min(max(n_val, 1 if len(members) > 1 else 0), len(members) - 1)
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
+
+
+@dataclass
+class DeviceData:
+    """All of a job's data as tensors on the training device, moved there once."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor | None
+    y_test: torch.Tensor | None
+    features: int
+    classes: int
+    info: dict
+
+    @property
+    def x_train_eval(self) -> torch.Tensor:
+        return self.x_train[:EVAL_SAMPLE_LIMIT]
+
+    @property
+    def y_train_eval(self) -> torch.Tensor:
+        return self.y_train[:EVAL_SAMPLE_LIMIT]
+
+
+def prepare(arrays: DatasetArrays, dataset_spec: dict, classes: int, device: torch.device) -> DeviceData:
+    train_idx, val_idx = stratified_split(arrays.y, dataset_spec["validation_split"], dataset_spec["split_seed"])
+    available = len(train_idx)
+    if dataset_spec.get("train_samples") is not None:
+        train_idx = train_idx[: dataset_spec["train_samples"]]
+
+    def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype).to(device)
+
+    has_test = arrays.x_test is not None
+    info = {
+        "features": int(arrays.x.shape[1]), "classes": classes,
+        "train_samples": int(len(train_idx)), "train_samples_available": int(available),
+        "validation_samples": int(len(val_idx)),
+        "test_samples": int(arrays.x_test.shape[0]) if has_test else 0,
+        "preprocessing": arrays.preprocessing,
+    }
+    return DeviceData(
+        x_train=tensor(arrays.x[train_idx], torch.float32), y_train=tensor(arrays.y[train_idx], torch.long),
+        x_val=tensor(arrays.x[val_idx], torch.float32), y_val=tensor(arrays.y[val_idx], torch.long),
+        x_test=tensor(arrays.x_test, torch.float32) if has_test else None,
+        y_test=tensor(arrays.y_test, torch.long) if has_test else None,
+        features=int(arrays.x.shape[1]), classes=classes, info=info,
+    )

@@ -1,0 +1,176 @@
+"""The training loop: ``run`` trains one request's network on resident data."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+from workers.engine.data import DeviceData
+from workers.engine.early_stopping import EarlyStopping
+from workers.engine.model import MLP, build_model
+from workers.engine.objective import Classification
+from workers.engine.optim import build_optimizer, weight_penalty
+
+EVAL_BATCH = 8192
+
+# Why a run ended before its last epoch.
+CANCELLED, TIME_LIMIT, SHUTDOWN, DIVERGED, EARLY_STOPPED = (
+    "cancelled", "time_limit", "shutdown", "diverged", "early_stopped")
+
+
+class Hooks(Protocol):
+    def stop_reason(self) -> str | None:
+        """Checked before every step: a reason to stop (cancelled, shutdown) or None."""
+
+    def on_epoch(self, row: dict, summary: dict) -> None:
+        """Called after every recorded epoch with its curves row and the summary so far."""
+
+    def log(self, line: str) -> None: ...
+
+
+class NoHooks:
+    def stop_reason(self) -> str | None:
+        return None
+
+    def on_epoch(self, row: dict, summary: dict) -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        pass
+
+
+@dataclass
+class RunResult:
+    model: MLP
+    rows: list[dict]
+    summary: dict | None
+    stop_reason: str | None
+    train_s: float
+    layer_names: list[str] = field(default_factory=list)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@torch.inference_mode()
+def evaluate(model: MLP, x: torch.Tensor, y: torch.Tensor, objective=Classification) -> tuple[float, float]:
+    """Mean loss and accuracy in eval mode (dropout off, batch norm frozen)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, x.shape[0], EVAL_BATCH):
+        logits = model(x[start:start + EVAL_BATCH])
+        target = y[start:start + EVAL_BATCH]
+        loss_sum += objective.loss(logits, target, reduction="sum")
+        correct += objective.correct(logits, target)
+    model.train(was_training)
+    n = max(int(x.shape[0]), 1)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _summary(row: dict, best_epoch: int | None, epochs_run: int, stopped_early: bool) -> dict:
+    return {
+        "train_loss": row["train_loss"], "val_loss": row["val_loss"],
+        "train_accuracy": row["train_accuracy"], "val_accuracy": row["val_accuracy"],
+        "best_epoch": best_epoch, "epochs_run": epochs_run, "stopped_early": stopped_early,
+    }
+
+
+def _best_by_val_loss(rows: list[dict]) -> int | None:
+    finite = [r for r in rows if r["val_loss"] is not None]
+    return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
+
+
+def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
+        clock: Callable[[], float] = time.monotonic) -> RunResult:
+    """Train the network ``request`` describes; stop early for the reasons ``hooks`` gives,
+    on the time limit, on early stopping, or as soon as the loss turns non-finite."""
+    hooks = hooks or NoHooks()
+    objective = Classification
+    device = data.x_train.device
+    torch.manual_seed(request["seed"])
+    model = build_model(request, data.features, data.classes).to(device)
+    layers = model.weight_layers()
+    weights = [layer.weight for _, layer in layers]
+    optimizer = build_optimizer(request["optimizer"], model.parameters())
+    l1, l2 = request["regularization"]["l1"], request["regularization"]["l2"]
+    shuffle = torch.Generator().manual_seed(request["seed"])
+    stopper = None
+    if request.get("patience") is not None:
+        es = request["early_stopping"]
+        stopper = EarlyStopping(request["patience"], es["monitor"], es["min_delta"], es["restore_best"])
+    skip_single = request["architecture"]["batch_norm"]  # batch norm cannot train on a batch of one
+    batch_size, n = request["batch_size"], data.x_train.shape[0]
+    deadline = clock() + request["max_runtime_s"]
+    started = clock()
+
+    rows: list[dict] = []
+    reason: str | None = None
+    for epoch in range(1, request["epochs"] + 1):
+        model.train()
+        order = torch.randperm(n, generator=shuffle).to(device)
+        grad_sums = torch.zeros(len(weights), device=device)
+        steps = 0
+        for start in range(0, n, batch_size):
+            reason = hooks.stop_reason() or (TIME_LIMIT if clock() > deadline else None)
+            if reason:
+                break
+            idx = order[start:start + batch_size]
+            if skip_single and idx.shape[0] == 1:
+                continue
+            loss = objective.loss(model(data.x_train[idx]), data.y_train[idx])
+            penalty = weight_penalty(weights, l1, l2)
+            optimizer.zero_grad(set_to_none=True)
+            (loss if penalty is None else loss + penalty).backward()
+            grad_sums += torch.stack(torch._foreach_norm([w.grad for w in weights]))
+            optimizer.step()
+            steps += 1
+            if not math.isfinite(loss.item()):
+                reason = DIVERGED
+                hooks.log(f"epoch {epoch}: the loss turned non-finite at step {steps}; training stops")
+                break
+        if reason in (CANCELLED, SHUTDOWN) or (reason == TIME_LIMIT and steps == 0):
+            break
+        train_loss, train_acc = evaluate(model, data.x_train_eval, data.y_train_eval, objective)
+        val_loss, val_acc = evaluate(model, data.x_val, data.y_val, objective)
+        norms = (grad_sums / max(steps, 1)).tolist()
+        row = {
+            "epoch": epoch, "train_loss": _finite(train_loss), "train_accuracy": train_acc,
+            "val_loss": _finite(val_loss), "val_accuracy": val_acc,
+            "learning_rate": optimizer.param_groups[0]["lr"],
+            "grad_norm": {name: _finite(v) for (name, _), v in zip(layers, norms)},
+        }
+        rows.append(row)
+        stop = stopper.update(epoch, row, model) if stopper else False
+        best = stopper.best_epoch if stopper else _best_by_val_loss(rows)
+        hooks.on_epoch(row, _summary(row, best, epoch, False))
+        hooks.log(f"epoch {epoch}: train_loss={train_loss:.4f} train_accuracy={train_acc:.4f} "
+                  f"val_loss={val_loss:.4f} val_accuracy={val_acc:.4f}")
+        if reason:
+            break
+        if stop:
+            reason = EARLY_STOPPED
+            hooks.log(f"early stopping at epoch {epoch}: no improvement of {stopper.monitor} for "
+                      f"{stopper.patience} epochs (best epoch {stopper.best_epoch})")
+            break
+    train_s = clock() - started
+
+    summary = None
+    if rows:
+        returned = rows[-1]
+        if stopper and stopper.restore_best and stopper.best_state is not None:
+            model.load_state_dict(stopper.best_state)
+            returned = next(r for r in rows if r["epoch"] == stopper.best_epoch)
+        best = stopper.best_epoch if stopper else _best_by_val_loss(rows)
+        summary = _summary(returned, best, len(rows), reason == EARLY_STOPPED)
+        summary["returned_epoch"] = returned["epoch"]
+        if data.x_test is not None:
+            test_loss, test_acc = evaluate(model, data.x_test, data.y_test, objective)
+            summary["test_loss"], summary["test_accuracy"] = _finite(test_loss), test_acc
+    return RunResult(model, rows, summary, reason, train_s, [name for name, _ in layers])

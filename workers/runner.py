@@ -1,0 +1,147 @@
+"""Runs one job: loads its row, trains, writes progress and results back.
+
+Results go to the job store and the artifact directory, never to Celery's
+result backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from functools import lru_cache
+
+import torch
+
+from core.artifacts import LocalArtifactStore
+from core.datasets import BUILTIN_DATASETS, load_builtin
+from core.db import create_schema, make_engine
+from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore
+from core.settings import Settings
+from workers.celery_app import shutting_down
+from workers.diagnosis import diagnose
+from workers.engine import loop
+from workers.engine.data import prepare
+from workers.engine.weights import weights_bytes
+
+log = logging.getLogger("trainrx.worker")
+HEARTBEAT_EVERY_S = 2.0
+WEIGHTS_FILE = "weights.safetensors"
+
+
+@lru_cache(maxsize=1)
+def _context() -> tuple[Settings, JobStore, LocalArtifactStore]:
+    settings = Settings.from_env()
+    threads = os.environ.get("TRAINRX_TORCH_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    return settings, JobStore(engine), LocalArtifactStore(settings.artifacts_dir)
+
+
+class DeviceUnavailable(Exception):
+    pass
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda":
+        raise DeviceUnavailable("The job asks for CUDA but this worker has no GPU.")
+    return torch.device("cpu")
+
+
+class JobHooks:
+    """Connects the engine to the job store: progress, logs, cancel and shutdown."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store, self.job_id = store, job_id
+        self.cancelled = threading.Event()
+        self._stop_beat = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> "JobHooks":
+        self._beat.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop_beat.set()
+        self._beat.join(timeout=5)
+
+    def _heartbeat(self) -> None:
+        while not self._stop_beat.wait(HEARTBEAT_EVERY_S):
+            try:
+                if self.store.heartbeat(self.job_id):
+                    self.cancelled.set()
+            except Exception:  # the database may blip; the next beat tries again
+                log.exception("heartbeat for job %s failed", self.job_id)
+
+    def stop_reason(self) -> str | None:
+        if self.cancelled.is_set():
+            return loop.CANCELLED
+        if shutting_down.is_set():
+            return loop.SHUTDOWN
+        return None
+
+    def on_epoch(self, row: dict, summary: dict) -> None:
+        self.store.record_epoch(self.job_id, row, summary)
+
+    def log(self, line: str) -> None:
+        log.info("job %s: %s", self.job_id, line)
+        self.store.log(self.job_id, line)
+
+
+def execute_job(job_id: str, worker: str) -> str | None:
+    """Train one job. Returns the queue to publish the job to again when the
+    worker is shutting down mid-run, else None."""
+    settings, store, artifacts = _context()
+    job = store.start(job_id, worker)
+    if job is None:
+        log.info("job %s is not queued any more (cancelled or taken); skipping", job_id)
+        return None
+    request = job["request"]
+    began = time.monotonic()
+    hooks = JobHooks(store, job_id)
+    try:
+        with hooks:
+            device = resolve_device(request["device"])
+            hooks.log(f"worker {worker} starts the job on {device}")
+            meta = BUILTIN_DATASETS[request["dataset"]["name"]]
+            data = prepare(load_builtin(meta.name, settings.cache_dir), request["dataset"], meta.classes, device)
+            data_info = {"name": meta.name, "device": str(device), **data.info}
+            store.set_data_info(job_id, data_info)
+            hooks.log(f"dataset {meta.name}: {data.info['train_samples']} training, "
+                      f"{data.info['validation_samples']} validation, {data.info['test_samples']} test samples")
+            setup_s = time.monotonic() - began
+            result = loop.run(request, data, hooks)
+        if result.stop_reason == loop.SHUTDOWN:
+            hooks.log("the worker is shutting down; the job goes back to the queue")
+            return job["queue"] if store.requeue(job_id) else None
+        saved = {}
+        if result.rows:
+            artifacts.write_bytes(job_id, WEIGHTS_FILE, weights_bytes(
+                result.model, request, data.info["preprocessing"], data.features, data.classes))
+            saved["weights"] = WEIGHTS_FILE
+        diagnosis = diagnose(request, result.rows, result.summary, result.stop_reason, data_info)
+        status, error = SUCCEEDED, None
+        if result.stop_reason == loop.CANCELLED:
+            status = CANCELLED
+        elif result.stop_reason == loop.TIME_LIMIT:
+            status, error = FAILED, {"type": "time_limit",
+                                     "message": f"The job ran past max_runtime_s={request['max_runtime_s']}; "
+                                                "it stopped and kept what it had learned."}
+        store.finish(job_id, status, summary=result.summary, error=error, diagnosis=diagnosis,
+                     artifacts=saved, setup_s=setup_s, train_s=result.train_s)
+        hooks.log(f"job {status}")
+    except DeviceUnavailable as exc:
+        hooks.log(str(exc))
+        store.finish(job_id, FAILED, error={"type": "device_unavailable", "message": str(exc)})
+    except Exception as exc:  # a crash must never leave the job running
+        hooks.log("the job failed:\n" + traceback.format_exc())
+        store.finish(job_id, FAILED, error={"type": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
+    return None
