@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY requirements.txt .
+# torch==2.13.0 from PyPI is the CUDA build on x86_64; GPU workers need it, CPU-only images may
+# swap in the CPU wheel index.
+RUN pip install --no-cache-dir -r requirements.txt
+COPY core core
+COPY service service
+COPY workers workers
+ENV TRAINRX_DATA_DIR=/data PORT=8000
+EXPOSE 8000
+CMD ["sh", "-c", "gunicorn --bind 0.0.0.0:${PORT} --workers 2 --worker-class gthread --threads 8 service.wsgi:app"]

@@ -1,0 +1,72 @@
+"""`make run`'s stack from the outside, as a newcomer uses it: start it, run the
+curl it prints, read the results, press Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_stack_serves_the_printed_curl_and_stops_cleanly_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env.update(PORT=str(port), TRAINRX_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "stack.log", "w+")
+    stack = subprocess.Popen([sys.executable, "-m", "core.stack"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=log, text=True)
+    try:
+        curl = None
+        deadline = time.monotonic() + 180
+        for line in stack.stdout:
+            if line.strip().startswith("curl -sS -X POST"):
+                curl = line.strip()
+                break
+            assert time.monotonic() < deadline, "the stack printed no curl command in time"
+        assert curl is not None, (tmp_path / "stack.log").read_text()[-3000:]
+        assert "-H 'Content-Type: application/json'" in curl
+        children = psutil.Process(stack.pid).children(recursive=True)
+        assert len(children) >= 3  # redis, worker, gunicorn (+ its workers)
+
+        out = subprocess.run(shlex.split(curl) + ["-w", "\n%{http_code}"], capture_output=True, text=True,
+                             timeout=60)
+        body, code = out.stdout.rsplit("\n", 1)
+        assert code == "202", out.stdout
+        job_id = re.search(r'"id":\s*"([0-9a-f]{32})"', body).group(1)
+
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while (job := httpx.get(f"{base}/v1/jobs/{job_id}").json())["status"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert job["status"] == "succeeded", job
+        assert len(httpx.get(f"{base}/v1/jobs/{job_id}/curves").json()["epoch"]) == job["summary"]["epochs_run"]
+        assert httpx.get(f"{base}/v1/jobs/{job_id}/diagnosis").json()["verdict"] == "healthy"
+        weights = httpx.get(f"{base}/v1/jobs/{job_id}/weights")
+        assert weights.status_code == 200 and len(weights.content) > 1000
+        assert (tmp_path / "var" / "trainrx.db").exists()
+
+        stack.send_signal(signal.SIGINT)
+        assert stack.wait(timeout=60) == 0
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"left running: {alive}"
+    finally:
+        if stack.poll() is None:
+            stack.kill()
