@@ -40,6 +40,7 @@ jobs = Table(
     Column("data_info", JSON),
     Column("diagnosis", JSON),
     Column("steps", JSON),
+    Column("initial_probes", JSON),
     Column("artifacts", JSON),
 )
 

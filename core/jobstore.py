@@ -195,11 +195,17 @@ class JobStore:
                          .values(heartbeat_at=utcnow()))
             return bool(conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar())
 
-    def record_epoch(self, job_id: str, metrics: dict, summary: dict | None, steps: dict | None = None) -> None:
+    def record_epoch(self, job_id: str, metrics: dict, summary: dict | None, *, steps: dict | None = None,
+                     initial_probes: dict | None = None, diagnosis: dict | None = None) -> None:
+        """One finished epoch: its curves row, the progress, the summary and diagnosis so far."""
         epoch = int(metrics["epoch"])
         values: dict[str, Any] = {"progress_epoch": epoch, "summary": json_safe(summary), "heartbeat_at": utcnow()}
         if steps is not None:
             values["steps"] = json_safe(steps)
+        if initial_probes is not None:
+            values["initial_probes"] = json_safe(initial_probes)
+        if diagnosis is not None:
+            values["diagnosis"] = json_safe(diagnosis)
         with self.engine.begin() as conn:
             conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id, job_epochs.c.epoch == epoch))
             conn.execute(insert(job_epochs).values(job_id=job_id, epoch=epoch, metrics=json_safe(metrics)))
@@ -240,7 +246,8 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id))
         return self._transition(job_id, [RUNNING], status=QUEUED, started_at=None, heartbeat_at=None,
-                                worker=None, progress_epoch=0, summary=None, steps=None, diagnosis=None)
+                                worker=None, progress_epoch=0, summary=None, steps=None, initial_probes=None,
+                                diagnosis=None)
 
     def log(self, job_id: str, line: str) -> None:
         with self.engine.begin() as conn:

@@ -263,6 +263,17 @@ class EarlyStoppingSpec(_Strict):
                                 metadata={"description": "Return the weights of the best epoch."})
 
 
+class TargetsSpec(_Strict):
+    train_accuracy = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1),
+                                  metadata={"description": "Training accuracy that counts as fitting the training "
+                                                           "data (recipe step 1). Default: halfway from chance "
+                                                           "to perfect; see docs/diagnosis.md."})
+    val_accuracy = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1),
+                                metadata={"description": "An absolute bar for validation accuracy (recipe step 2). "
+                                                         "Default: none; overfitting is judged by the "
+                                                         "train/validation gap and the validation loss curve."})
+
+
 class JobRequestSchema(_Strict):
     """A training request (POST /v1/jobs)."""
 
@@ -290,6 +301,12 @@ class JobRequestSchema(_Strict):
     device = fields.String(load_default="auto", validate=validate.OneOf(["auto", "cpu", "cuda"]),
                            metadata={"description": "cuda sends the job to the gpu queue; auto runs on CUDA "
                                                     "when a GPU worker takes it."})
+    diagnose = _strict_bool(load_default=True,
+                            metadata={"description": "Probe the training (gradients, activations, step losses) "
+                                                     "for the diagnosis; false turns the probes off."})
+    targets = fields.Nested(TargetsSpec, load_default=None, allow_none=True,
+                            metadata={"description": "Override what counts as good on training and validation "
+                                                     "data; null uses the documented defaults."})
     max_runtime_s = _int(load_default=None, validate=validate.Range(min=1),
                          metadata={"maximum": _DEFAULT_LIMITS.max_runtime_s,
                                    "default": _DEFAULT_LIMITS.default_runtime_s,

@@ -1,38 +1,194 @@
-"""A first version of the recipe's two questions."""
+"""The recipe, in order: good on the training data? Only then: good on validation data?
+
+Never blame overfitting for a network that does not fit its training data.
+"""
 
 from __future__ import annotations
 
+import logging
 
-def _chance(data_info: dict | None) -> float:
-    classes = (data_info or {}).get("classes") or 2
-    return 1.0 / classes
+from marshmallow import ValidationError
+
+from core.spec import merge_patch, normalise_request
+from workers.diagnosis import patches as P
+from workers.diagnosis import symptoms
+from workers.diagnosis import thresholds as T
+from workers.diagnosis.evidence import Run, finite
+from workers.diagnosis.findings import ERROR, INFO, SEVERITY_RANK, WARNING, finding
+
+log = logging.getLogger("trainrx.diagnosis")
+
+# Which cause the user should act on first when several are seen.
+CAUSE_ORDER = ["exploding_gradient", "vanishing_gradient", "dead_relu", "saturated_activation",
+               "poor_weight_initialization", "slow_convergence", "oscillating_loss", "class_imbalance"]
+SEEN_BUT_HARMLESS = {"poor_weight_initialization", "dead_relu", "saturated_activation", "oscillating_loss",
+                     "slow_convergence"}
+CODE_ORDER = ["poor_training_fit", *CAUSE_ORDER[:-1], "overfitting", "class_imbalance", "early_stopped"]
+
+
+def train_target(run: Run) -> float:
+    targets = run.request.get("targets") or {}
+    if targets.get("train_accuracy") is not None:
+        return targets["train_accuracy"]
+    return run.chance + T.TRAIN_FIT_FRACTION * (1 - run.chance)
+
+
+def poor_training_fit(run: Run, causes: list[dict]) -> dict | None:
+    row = run.returned
+    train_acc = row.get("train_accuracy") if row and row.get("train_loss") is not None else None
+    target = train_target(run)
+    if train_acc is not None and train_acc >= target and not run.diverged:
+        return None
+    fixes = [s for cause in causes for s in cause["suggestions"]]
+    if not causes:
+        request = run.request
+        widths = request["architecture"]["hidden_layers"]
+        fixes = [P.suggestion(P.architecture(hidden_layers=[w * 2 for w in widths]), "A wider network has more "
+                              "capacity to fit the training data."),
+                 P.suggestion({"epochs": min(request["epochs"] * 3, 10_000)}, "Train longer."),
+                 P.suggestion(P.learning_rate(request, 3.0), "Larger steps reach a better fit in the same time.")]
+    named = ", ".join(c["code"] for c in causes) or "no single symptom; the network may be too small or "\
+                                                    "trained too briefly"
+    return finding(
+        "poor_training_fit", ERROR, row["epoch"] if row else None,
+        {"train_accuracy": train_acc, "threshold": target, "chance_accuracy": run.chance,
+         "val_accuracy": row.get("val_accuracy") if row else None, "diverged": run.diverged},
+        f"The network is not good on its own training data (training accuracy "
+        f"{'undefined' if train_acc is None else f'{train_acc:.3f}'} against a bar of {target:.3f}; chance is "
+        f"{run.chance:.3f}). By the recipe this is a training problem, not overfitting: fix the training "
+        f"before looking at validation results. Seen: {named}.", fixes)
+
+
+def overfitting(run: Run) -> dict | None:
+    row = run.returned
+    train_acc, val_acc = row.get("train_accuracy"), row.get("val_accuracy")
+    if train_acc is None or val_acc is None:
+        return None
+    gap = train_acc - val_acc
+    skill = max(train_acc - run.chance, 1e-9)
+    relative_gap = gap / skill
+    val_losses, train_losses = run.series("val_loss"), run.series("train_loss")
+    finite_val = [(v, i) for i, v in enumerate(val_losses) if v is not None]
+    turned, rise, min_epoch = False, 0.0, None
+    if finite_val:
+        best, at = min(finite_val)
+        last = len(val_losses) - 1
+        min_epoch = run.rows[at]["epoch"]
+        if val_losses[last] is not None and best > 0:
+            rise = (val_losses[last] - best) / best
+            train_fell = (train_losses[last] is not None and train_losses[at] is not None
+                          and train_losses[last] < train_losses[at])
+            turned = rise > T.VAL_LOSS_RISE and last - at >= T.VAL_RISE_MIN_EPOCHS and train_fell
+    target = (run.request.get("targets") or {}).get("val_accuracy")
+    below_target = target is not None and val_acc < target
+    if run.restored_best and not below_target:
+        return None
+    if not (below_target or (turned and gap >= T.OVERFIT_MIN_GAP) or relative_gap >= T.OVERFIT_RELATIVE_GAP):
+        return None
+    request = run.request
+    fixes = []
+    if request.get("patience") is None:
+        fixes.append(P.suggestion({"patience": 5}, "Early stopping keeps the weights of the epoch with the "
+                                  "lowest validation loss instead of the last one."))
+    if request["regularization"]["l2"] < 1e-3:
+        fixes.append(P.suggestion({"regularization": {"l2": 1e-3}}, "An L2 penalty shrinks the weights at "
+                                  "every step, preferring simpler functions."))
+    if request["regularization"]["dropout"] < 0.3:
+        fixes.append(P.suggestion({"regularization": {"dropout": 0.3}}, "Dropout trains a different thinned "
+                                  "network every step, so no unit can rely on memorised co-adaptations."))
+    if request["dataset"].get("train_samples") is not None:
+        fixes.append(P.suggestion({"dataset": {"train_samples": None}}, "Train on all the training data "
+                                  "instead of a subset."))
+    why = []
+    if turned:
+        why.append(f"the validation loss rose {rise:.0%} above its minimum (epoch {min_epoch}) while the "
+                   "training loss kept falling")
+    why.append(f"training accuracy {train_acc:.3f} against validation accuracy {val_acc:.3f}")
+    if below_target:
+        why.append(f"validation accuracy is below the requested {target:.3f}")
+    return finding(
+        "overfitting", WARNING, min_epoch if turned else row["epoch"],
+        {"train_accuracy": train_acc, "val_accuracy": val_acc, "accuracy_gap": gap,
+         "relative_gap": relative_gap, "relative_gap_threshold": T.OVERFIT_RELATIVE_GAP,
+         "val_loss_rise": rise, "threshold": T.VAL_LOSS_RISE, "val_loss_min_epoch": min_epoch,
+         "val_accuracy_target": target},
+        "The network is good on its training data but worse on validation data: "
+        + "; ".join(why) + ". It has learned its training samples rather than the pattern; by the recipe, "
+        "this is overfitting.", fixes)
+
+
+def early_stopped(run: Run) -> dict | None:
+    summary = run.summary or {}
+    if not summary.get("stopped_early"):
+        return None
+    es = run.request.get("early_stopping") or {}
+    restored = bool(es.get("restore_best"))
+    return finding(
+        "early_stopped", INFO, summary.get("epochs_run"),
+        {"stopped_epoch": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
+         "patience": run.request.get("patience"), "weights_restored": restored},
+        f"Early stopping ended training at epoch {summary.get('epochs_run')}: {es.get('monitor', 'val_loss')} "
+        f"had not improved for {run.request.get('patience')} epochs. "
+        + (f"The weights of the best epoch ({summary.get('best_epoch')}) were restored, so the returned model "
+           "is the one from before the validation results turned." if restored else
+           "The weights of the last epoch were kept (restore_best is false)."), [])
+
+
+def _valid_suggestions(request: dict, item: dict) -> dict:
+    """Keep only patches that give a valid request (the limits in force may forbid some)."""
+    kept = []
+    for s in item["suggestions"]:
+        try:
+            patched = normalise_request(merge_patch(request, s["patch"]))
+        except ValidationError:
+            log.info("dropping suggestion %s: it gives an invalid request", s["patch"])
+            continue
+        if patched != request and s not in kept:
+            kept.append(s)
+    return {**item, "suggestions": kept}
 
 
 def diagnose(request: dict, rows: list[dict], summary: dict | None, stop_reason: str | None,
-             data_info: dict | None) -> dict:
-    findings: list[dict] = []
-    if not rows or summary is None:
+             data_info: dict | None, *, steps: dict | None = None, initial: dict | None = None,
+             final: bool = True) -> dict:
+    run = Run(request, rows, summary, stop_reason, data_info, steps, initial, final)
+    if not rows:
         return {"verdict": None, "findings": []}
-    chance = _chance(data_info)
-    train_target = chance + 0.5 * (1 - chance)
-    train_acc = summary.get("train_accuracy")
-    val_acc = summary.get("val_accuracy")
-    if train_acc is None or train_acc < train_target or stop_reason == "diverged":
-        findings.append({
-            "code": "poor_training_fit", "severity": "error", "epoch": rows[-1]["epoch"],
-            "evidence": {"train_accuracy": train_acc, "threshold": train_target, "chance": chance},
-            "explanation": "The network is not good on its training data, so this is a training problem, "
-                           "not overfitting.",
-            "suggestions": [],
-        })
-        return {"verdict": "training_problem", "findings": findings}
-    gap = train_acc - (val_acc or 0.0)
-    if gap > 0.1:
-        findings.append({
-            "code": "overfitting", "severity": "warning", "epoch": summary.get("best_epoch"),
-            "evidence": {"accuracy_gap": gap, "threshold": 0.1},
-            "explanation": "Good on training data but worse on validation data: overfitting.",
-            "suggestions": [],
-        })
-        return {"verdict": "overfitting", "findings": findings}
-    return {"verdict": "healthy", "findings": findings}
+    train_row = run.returned
+    fitted = (train_row.get("train_loss") is not None and not run.diverged
+              and (train_row.get("train_accuracy") or 0) >= train_target(run))
+    causes = [f for f in (symptoms.exploding_gradient(run), symptoms.vanishing_gradient(run, fitted),
+                          symptoms.dead_relu(run), symptoms.saturated_activation(run),
+                          symptoms.poor_weight_initialization(run)) if f]
+    explained = {c["code"] for c in causes} & {"exploding_gradient", "vanishing_gradient", "dead_relu"}
+    if not explained:
+        slow = symptoms.slow_convergence(run, fitted)
+        if slow:
+            causes.append(slow)
+    oscillating = symptoms.oscillating_loss(run)
+    if oscillating and not run.diverged:
+        causes.append(oscillating)
+    causes.sort(key=lambda f: CAUSE_ORDER.index(f["code"]))
+    findings: list[dict] = []
+    step1 = poor_training_fit(run, causes)
+    if step1:
+        findings.append(step1)
+        for cause in causes:
+            cause["severity"] = ERROR if cause["code"] in explained or cause is causes[0] else WARNING
+        verdict = "training_problem"
+    else:
+        # The network fits its training data: what was seen did not stop it.
+        for cause in causes:
+            if cause["code"] in SEEN_BUT_HARMLESS:
+                cause["severity"] = INFO
+        step2 = overfitting(run)
+        if step2:
+            findings.append(step2)
+        verdict = "overfitting" if step2 else "healthy"
+    findings.extend(causes)
+    for extra in (symptoms.class_imbalance(run), early_stopped(run)):
+        if extra:
+            findings.append(extra)
+    findings = [_valid_suggestions(request, f) for f in findings]
+    findings.sort(key=lambda f: (SEVERITY_RANK[f["severity"]], CODE_ORDER.index(f["code"])))
+    return {"verdict": verdict, "findings": findings}

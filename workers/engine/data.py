@@ -62,11 +62,13 @@ def prepare(arrays: DatasetArrays, dataset_spec: dict, classes: int, device: tor
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype).to(device)
 
     has_test = arrays.x_test is not None
+    labels, counts = np.unique(arrays.y[train_idx], return_counts=True)
     info = {
         "features": int(arrays.x.shape[1]), "classes": classes,
         "train_samples": int(len(train_idx)), "train_samples_available": int(available),
         "validation_samples": int(len(val_idx)),
         "test_samples": int(arrays.x_test.shape[0]) if has_test else 0,
+        "train_class_counts": {str(int(k)): int(v) for k, v in zip(labels, counts)},
         "preprocessing": arrays.preprocessing,
     }
     return DeviceData(

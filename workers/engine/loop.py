@@ -14,6 +14,7 @@ from workers.engine.early_stopping import EarlyStopping
 from workers.engine.model import MLP, build_model
 from workers.engine.objective import Classification
 from workers.engine.optim import build_optimizer, weight_penalty
+from workers.engine.probes import Probes
 
 EVAL_BATCH = 8192
 
@@ -26,8 +27,9 @@ class Hooks(Protocol):
     def stop_reason(self) -> str | None:
         """Checked before every step: a reason to stop (cancelled, shutdown) or None."""
 
-    def on_epoch(self, row: dict, summary: dict) -> None:
-        """Called after every recorded epoch with its curves row and the summary so far."""
+    def on_epoch(self, row: dict, summary: dict, probes: Probes | None) -> None:
+        """Called after every recorded epoch with its curves row, the summary so far and the
+        probes (None when the request turned them off)."""
 
     def log(self, line: str) -> None: ...
 
@@ -36,7 +38,7 @@ class NoHooks:
     def stop_reason(self) -> str | None:
         return None
 
-    def on_epoch(self, row: dict, summary: dict) -> None:
+    def on_epoch(self, row: dict, summary: dict, probes: Probes | None) -> None:
         pass
 
     def log(self, line: str) -> None:
@@ -51,6 +53,7 @@ class RunResult:
     stop_reason: str | None
     train_s: float
     layer_names: list[str] = field(default_factory=list)
+    probes: Probes | None = None
 
 
 def _finite(value: float) -> float | None:
@@ -110,12 +113,20 @@ def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
     deadline = clock() + request["max_runtime_s"]
     started = clock()
 
+    steps_per_epoch = max(1, -(-n // batch_size))
+    names = [name for name, _ in layers]
+    probes = Probes(model, data.x_train, request["activation"]["name"], names, steps_per_epoch) \
+        if request.get("diagnose", True) else None
+
     rows: list[dict] = []
     reason: str | None = None
+    global_step = 0
     for epoch in range(1, request["epochs"] + 1):
         model.train()
         order = torch.randperm(n, generator=shuffle).to(device)
         grad_sums = torch.zeros(len(weights), device=device)
+        if probes:
+            probes.epoch_start(weights)
         steps = 0
         for start in range(0, n, batch_size):
             reason = hooks.stop_reason() or (TIME_LIMIT if clock() > deadline else None)
@@ -128,28 +139,39 @@ def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
             penalty = weight_penalty(weights, l1, l2)
             optimizer.zero_grad(set_to_none=True)
             (loss if penalty is None else loss + penalty).backward()
-            grad_sums += torch.stack(torch._foreach_norm([w.grad for w in weights]))
-            optimizer.step()
+            norms = torch.stack(torch._foreach_norm([w.grad for w in weights]))
+            grad_sums += norms
             steps += 1
-            if not math.isfinite(loss.item()):
+            global_step += 1
+            loss_value = loss.item()
+            if probes:
+                probes.on_step(norms)
+                if probes.sampled(global_step, steps) or not math.isfinite(loss_value):
+                    probes.record_step(global_step, epoch, loss_value, norms)
+            if not math.isfinite(loss_value):
                 reason = DIVERGED
                 hooks.log(f"epoch {epoch}: the loss turned non-finite at step {steps}; training stops")
                 break
+            optimizer.step()
         if reason in (CANCELLED, SHUTDOWN) or (reason == TIME_LIMIT and steps == 0):
             break
         train_loss, train_acc = evaluate(model, data.x_train_eval, data.y_train_eval, objective)
         val_loss, val_acc = evaluate(model, data.x_val, data.y_val, objective)
-        norms = (grad_sums / max(steps, 1)).tolist()
+        norms_mean = (grad_sums / max(steps, 1)).tolist()
+        first, last = norms_mean[0], norms_mean[-1]
         row = {
             "epoch": epoch, "train_loss": _finite(train_loss), "train_accuracy": train_acc,
             "val_loss": _finite(val_loss), "val_accuracy": val_acc,
             "learning_rate": optimizer.param_groups[0]["lr"],
-            "grad_norm": {name: _finite(v) for (name, _), v in zip(layers, norms)},
+            "grad_norm": {name: _finite(v) for name, v in zip(names, norms_mean)},
         }
+        if probes:
+            row["grad_ratio"] = _finite(first / last) if last > 0 and math.isfinite(first) else None
+            row.update(probes.epoch_values(weights))
         rows.append(row)
         stop = stopper.update(epoch, row, model) if stopper else False
         best = stopper.best_epoch if stopper else _best_by_val_loss(rows)
-        hooks.on_epoch(row, _summary(row, best, epoch, False))
+        hooks.on_epoch(row, _summary(row, best, epoch, False), probes)
         hooks.log(f"epoch {epoch}: train_loss={train_loss:.4f} train_accuracy={train_acc:.4f} "
                   f"val_loss={val_loss:.4f} val_accuracy={val_acc:.4f}")
         if reason:
@@ -173,4 +195,4 @@ def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
         if data.x_test is not None:
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test, objective)
             summary["test_loss"], summary["test_accuracy"] = _finite(test_loss), test_acc
-    return RunResult(model, rows, summary, reason, train_s, [name for name, _ in layers])
+    return RunResult(model, rows, summary, reason, train_s, names, probes)

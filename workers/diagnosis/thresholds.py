@@ -1,0 +1,68 @@
+"""Every threshold the diagnosis uses, with its reason. docs/diagnosis.md mirrors this file.
+
+Starting points are the anchors in the product brief (SageMaker Debugger,
+AUTOTRAINER, DeepDiagnosis, UMLAUT); where we chose differently, the reason says why.
+"""
+
+# Recipe step 1: good on the training data?
+# Default bar: halfway from chance (the majority class's share) to perfect. Chance-level
+# training accuracy is the unmistakable failure; halfway leaves room for hard data
+# (a small MLP on MNIST-1D sits near it) while catching networks that did not learn.
+TRAIN_FIT_FRACTION = 0.5
+
+# Recipe step 2: overfitting. Judged by the returned model's gap and by the validation
+# loss curve, never by an absolute validation bar.
+# The validation loss "turned up" when its last value is 10% above its minimum (SageMaker's
+# Overfit ratio) at least 2 epochs after that minimum, while the training loss kept falling.
+VAL_LOSS_RISE = 0.10
+VAL_RISE_MIN_EPOCHS = 2
+# ... and it matters only when the accuracy gap is real (5 points): a model whose validation
+# accuracy is within 5 points of its training accuracy generalises as well as it fits.
+OVERFIT_MIN_GAP = 0.05
+# Without a turned curve, a gap this large relative to the training skill
+# ((train - val) / (train - chance)) is overfitting on its own.
+OVERFIT_RELATIVE_GAP = 0.35
+
+# Vanishing gradient: first-layer / last-layer gradient norm (AUTOTRAINER: 1e-3), median over
+# epochs so a single odd epoch decides nothing; only for networks with 2+ hidden layers.
+VANISHING_RATIO = 1e-3
+# A milder ratio counts when the network does not fit its training data and the gradient norm
+# shrinks steadily toward the input (smaller nearer the input for 80% of neighbouring layers)
+# through 3+ hidden layers: a deep tanh stack stuck at chance shrinks only ~1.4x a layer
+# (ratio ~0.03 over 10 layers), yet that is what stops it.
+VANISHING_RATIO_MILD = 0.1
+VANISHING_MONOTONE_SHARE = 0.8
+VANISHING_MIN_DEPTH_MILD = 3
+
+# Exploding gradient: any NaN/Inf (all anchors), or the total gradient norm of a sampled step
+# 1,000 times its value at the first steps, or a batch loss 100 times the initial loss
+# (AUTOTRAINER uses an absolute 1e5; relative works for any loss scale).
+EXPLODING_GROWTH = 1e3
+EXPLODING_LOSS_FACTOR = 100.0
+
+# Dead ReLU: share of a layer's units that never activate on the probe batch (SageMaker: 50%).
+DEAD_FRACTION = 0.5
+
+# Saturation: share of a layer's pre-activations in the flat range (sigmoid |x| > 4.6,
+# tanh |x| > 2.65: output within 1% of its bound; DeepDiagnosis: > 50% outside +-5).
+SATURATED_FRACTION = 0.5
+
+# Initialisation: at the first step, the activation variance of the last hidden layer against
+# the first (SageMaker: variance ratio > 10 between layers); 100x either way over the whole
+# depth, for 3+ hidden layers.
+INIT_VARIANCE_RATIO = 100.0
+
+# Slow convergence: the training loss fell by less than 10% of its starting value over the run
+# (DeepDiagnosis/SageMaker: loss not decreasing), or it was still falling by more than 1% an
+# epoch when training ended without fitting the training data.
+SLOW_MIN_DECREASE = 0.10
+STILL_FALLING_PER_EPOCH = 0.01
+
+# Oscillation: peak-trough swings of the training accuracy of at least 3 points, at least
+# 20% as many as there are epochs (AUTOTRAINER), judged from 5 epochs on.
+OSCILLATION_GAP = 0.03
+OSCILLATION_SHARE = 0.2
+OSCILLATION_MIN_EPOCHS = 5
+
+# Class imbalance: the largest training class at least 10 times the smallest.
+IMBALANCE_RATIO = 10.0
