@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 
 from core.jobstore import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 
@@ -66,6 +66,15 @@ class JobSchema(Schema):
     links = fields.Nested(LinksSchema)
 
 
+class ResubmitSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    patch = fields.Dict(required=True, metadata={
+        "description": "A JSON merge patch on the parent's normalised request, e.g. a diagnosis suggestion's "
+                       "`patch`: null removes a key, objects merge, anything else replaces."})
+
+
 class JobListSchema(Schema):
     items = fields.List(fields.Nested(JobSchema))
     next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as cursor for the next page."})
@@ -75,6 +84,20 @@ class JobListArgsSchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = fields.String()
+
+
+def _per_layer(description: str) -> fields.Dict:
+    return fields.Dict(keys=fields.String(), values=fields.List(fields.Float(allow_none=True)),
+                       metadata={"description": description + " One list per layer."})
+
+
+class StepsSchema(Schema):
+    """Sampled training steps: every step at the start, then about ten an epoch."""
+
+    step = fields.List(fields.Integer())
+    epoch = fields.List(fields.Integer())
+    loss = fields.List(fields.Float(allow_none=True), metadata={"description": "Batch loss."})
+    grad_norm = fields.List(fields.Float(allow_none=True), metadata={"description": "Total gradient L2 norm."})
 
 
 class CurvesSchema(Schema):
@@ -90,6 +113,20 @@ class CurvesSchema(Schema):
     grad_norm = fields.Dict(keys=fields.String(), values=fields.List(fields.Float(allow_none=True)),
                             metadata={"description": "Per weight layer (input to output): mean over the "
                                                      "epoch's steps of the gradient's L2 norm."})
+    # Probe values (absent when the request has "diagnose": false).
+    grad_norm_max = _per_layer("Largest gradient L2 norm of the epoch's steps.")
+    grad_ratio = fields.List(fields.Float(allow_none=True),
+                             metadata={"description": "First-layer over last-layer mean gradient norm."})
+    weight_norm = _per_layer("Weight matrix L2 norm at the end of the epoch.")
+    update_ratio = _per_layer("Norm of the epoch's weight change over the weight norm.")
+    dead_fraction = _per_layer("ReLU-family activations: share of units that never activate on a probe batch "
+                               "of up to 512 training samples (hidden layers).")
+    saturated_fraction = _per_layer("sigmoid/tanh: share of pre-activations in the flat range (output within "
+                                    "1% of its bound).")
+    activation_variance = _per_layer("Variance of each hidden layer's activations on the probe batch.")
+    nonfinite = fields.List(fields.Boolean(), metadata={"description": "NaN/Inf seen in gradients or weights."})
+    steps = fields.Nested(StepsSchema)
+    initial = fields.Dict(metadata={"description": "Activation statistics before the first step."})
 
 
 class FindingSchema(Schema):

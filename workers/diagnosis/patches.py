@@ -10,6 +10,9 @@ from __future__ import annotations
 from core.spec import ACTIVATIONS, OPTIMIZERS
 
 MAX_LEARNING_RATE = 100.0
+# Learning rates that usually train small MLPs with each optimizer: where a "stuck" run's rate is raised to.
+TYPICAL_LEARNING_RATE = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01, "rmsprop": 0.001,
+                         "adam": 0.001, "adamw": 0.001}
 
 
 def _switch(current: dict, variants: dict, name: str, **knobs) -> dict:
@@ -33,6 +36,13 @@ def learning_rate(request: dict, factor: float) -> dict | None:
     lr = request["optimizer"]["learning_rate"]
     new = float(f"{min(lr * factor, MAX_LEARNING_RATE):.3g}")
     return None if new == lr else {"optimizer": {"learning_rate": new}}
+
+
+def raise_learning_rate(request: dict) -> dict | None:
+    """At least 10 times larger, and at least the optimizer's typical rate."""
+    lr = request["optimizer"]["learning_rate"]
+    typical = TYPICAL_LEARNING_RATE[request["optimizer"]["name"]]
+    return learning_rate(request, max(10.0, typical / lr))
 
 
 def architecture(**changes) -> dict:

@@ -23,8 +23,8 @@ def _first_epoch(flags: list[bool], rows: list[dict]) -> int | None:
 def exploding_gradient(run: Run) -> dict | None:
     steps = run.steps or {}
     norms, losses = steps.get("grad_norm", []), steps.get("loss", [])
-    early = finite(norms[:5])
-    start_norm = median(early) if early else None
+    # The first sampled step is measured before any update: the baseline an explosion is judged by.
+    start_norm = norms[0] if norms and norms[0] is not None and norms[0] > 0 else None
     max_norm = max(finite(norms), default=None)
     growth = max_norm / start_norm if max_norm is not None and start_norm else None
     max_loss = max(finite(losses), default=None)
@@ -228,7 +228,8 @@ def slow_convergence(run: Run, fitted: bool) -> dict | None:
     evidence = {"initial_loss": start, "final_train_loss": last, "relative_decrease": decrease,
                 "threshold": T.SLOW_MIN_DECREASE, "recent_decrease_per_epoch": per_epoch,
                 "median_update_ratio": update, "learning_rate": request["optimizer"]["learning_rate"]}
-    fixes = [P.suggestion(P.learning_rate(request, 10.0), "A 10 times larger learning rate takes steps that "
+    fixes = [P.suggestion(P.raise_learning_rate(request), "A larger learning rate (at least 10 times, and at "
+                          f"least the rate that usually trains small networks with {opt}) takes steps that "
                           "actually move the weights.")]
     if opt not in ("adam", "adamw"):
         fixes.append(P.suggestion(P.optimizer(request, "adam"), "Adam adapts the step size per parameter and "
