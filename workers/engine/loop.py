@@ -14,7 +14,7 @@ from workers.engine.early_stopping import EarlyStopping
 from workers.engine.model import MLP, build_model
 from workers.engine.objective import Classification
 from workers.engine.optim import build_optimizer, weight_penalty
-from workers.engine.probes import Probes
+from workers.engine.probes import PROBE_SAMPLES, Probes, forward_with_stats
 
 EVAL_BATCH = 8192
 
@@ -61,19 +61,30 @@ def _finite(value: float) -> float | None:
 
 
 @torch.inference_mode()
-def evaluate(model: MLP, x: torch.Tensor, y: torch.Tensor, objective=Classification) -> tuple[float, float]:
-    """Mean loss and accuracy in eval mode (dropout off, batch norm frozen)."""
+def evaluate(model: MLP, x: torch.Tensor, y: torch.Tensor, objective=Classification,
+             probe_activation: str | None = None) -> tuple[float, float] | tuple[float, float, dict]:
+    """Mean loss and accuracy in eval mode (dropout off, batch norm frozen). With
+    ``probe_activation``, the first PROBE_SAMPLES samples also yield activation statistics."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for start in range(0, x.shape[0], EVAL_BATCH):
+    stats = None
+    start = 0
+    if probe_activation is not None and x.shape[0]:
+        logits, stats = forward_with_stats(model, x[:PROBE_SAMPLES], probe_activation)
+        loss_sum += objective.loss(logits, y[:PROBE_SAMPLES], reduction="sum")
+        correct += objective.correct(logits, y[:PROBE_SAMPLES])
+        start = PROBE_SAMPLES
+    for start in range(start, x.shape[0], EVAL_BATCH):
         logits = model(x[start:start + EVAL_BATCH])
         target = y[start:start + EVAL_BATCH]
         loss_sum += objective.loss(logits, target, reduction="sum")
         correct += objective.correct(logits, target)
     model.train(was_training)
     n = max(int(x.shape[0]), 1)
+    if probe_activation is not None:
+        return loss_sum.item() / n, correct.item() / n, stats
     return loss_sum.item() / n, correct.item() / n
 
 
@@ -155,7 +166,11 @@ def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
             optimizer.step()
         if reason in (CANCELLED, SHUTDOWN) or (reason == TIME_LIMIT and steps == 0):
             break
-        train_loss, train_acc = evaluate(model, data.x_train_eval, data.y_train_eval, objective)
+        if probes:
+            train_loss, train_acc, activations = evaluate(model, data.x_train_eval, data.y_train_eval, objective,
+                                                          probe_activation=request["activation"]["name"])
+        else:
+            train_loss, train_acc = evaluate(model, data.x_train_eval, data.y_train_eval, objective)
         val_loss, val_acc = evaluate(model, data.x_val, data.y_val, objective)
         norms_mean = (grad_sums / max(steps, 1)).tolist()
         first, last = norms_mean[0], norms_mean[-1]
@@ -167,7 +182,7 @@ def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
         }
         if probes:
             row["grad_ratio"] = _finite(first / last) if last > 0 and math.isfinite(first) else None
-            row.update(probes.epoch_values(weights))
+            row.update(probes.epoch_values(weights, activations))
         rows.append(row)
         stop = stopper.update(epoch, row, model) if stopper else False
         best = stopper.best_epoch if stopper else _best_by_val_loss(rows)

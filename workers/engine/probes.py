@@ -4,7 +4,8 @@ Per step, at sampled steps only (every step at the start, where an explosion
 can happen and be over inside epoch 1, then about ten a epoch): the batch loss
 and the total gradient norm. Per epoch: the largest per-layer gradient norm,
 weight norms and update/weight ratios, and, on a fixed batch of training
-samples in eval mode, per hidden layer the fraction of ReLU-family units that
+samples in eval mode (the first chunk of the evaluation pass that the curves need
+anyway, so no extra forward pass), per hidden layer the fraction of ReLU-family units that
 never activate, the fraction of sigmoid/tanh pre-activations in the flat
 range, and the activation variance. The same activation statistics are taken
 once before the first step, for the initialisation check.
@@ -27,32 +28,44 @@ FIRST_STEPS = 50
 SAMPLES_PER_EPOCH = 10
 
 
-@torch.inference_mode()
-def activation_stats(model: MLP, x: torch.Tensor, activation: str) -> dict:
-    """Per hidden layer: activation variance, and dead or saturated fractions where they apply."""
-    was_training = model.training
-    model.eval()
-    names, variances, dead, saturated = [], [], [], []
+def forward_with_stats(model: MLP, x: torch.Tensor, activation: str) -> tuple[torch.Tensor, dict]:
+    """The model's forward pass, also returning per hidden layer (as device tensors, no sync):
+    activation variance, and the dead or saturated fractions where they apply."""
+    stats: dict[str, list[torch.Tensor]] = {"activation_variance": [], "dead_fraction": [],
+                                             "saturated_fraction": []}
     h = x
-    for i, block in enumerate(model.hidden):
+    for block in model.hidden:
         pre = block.pre_activation(h)
         out = block.act(pre)
-        names.append(f"hidden{i + 1}")
-        variances.append(out.float().var(unbiased=False))
+        stats["activation_variance"].append(out.float().var(unbiased=False))
         if activation in RELU_FAMILY:
-            dead.append((pre <= 0).all(dim=0).float().mean())
+            stats["dead_fraction"].append((pre <= 0).all(dim=0).float().mean())
         if activation in SATURATION_LIMIT:
-            saturated.append((pre.abs() > SATURATION_LIMIT[activation]).float().mean())
+            stats["saturated_fraction"].append((pre.abs() > SATURATION_LIMIT[activation]).float().mean())
+        out = block.dropout(out)
         h = h + out if block.residual else out
+    return model.output(h), {k: v for k, v in stats.items() if v}
+
+
+def stats_to_lists(stats: dict[str, list[torch.Tensor]], names: list[str]) -> dict[str, dict[str, float]]:
+    """One host sync for all of them."""
+    keys = list(stats)
+    flat = torch.stack([t for k in keys for t in stats[k]]).tolist() if keys else []
+    out, i = {}, 0
+    for k in keys:
+        out[k] = dict(zip(names, flat[i:i + len(stats[k])]))
+        i += len(stats[k])
+    return out
+
+
+@torch.inference_mode()
+def activation_stats(model: MLP, x: torch.Tensor, activation: str) -> dict:
+    """The statistics of ``forward_with_stats`` for one batch, in eval mode."""
+    was_training = model.training
+    model.eval()
+    _, stats = forward_with_stats(model, x, activation)
     model.train(was_training)
-    values = torch.stack(variances + dead + saturated).tolist()
-    n = len(names)
-    stats = {"activation_variance": dict(zip(names, values[:n]))}
-    if dead:
-        stats["dead_fraction"] = dict(zip(names, values[n:2 * n]))
-    if saturated:
-        stats["saturated_fraction"] = dict(zip(names, values[len(values) - n:]))
-    return stats
+    return stats_to_lists(stats, [f"hidden{i + 1}" for i in range(len(model.hidden))])
 
 
 def _finite(v: float) -> float | None:
@@ -95,7 +108,9 @@ class Probes:
         self.steps["loss"].append(_finite(loss))
         self.steps["grad_norm"].append(_finite(total))
 
-    def epoch_values(self, weights: list[torch.Tensor], x_probe_ok: bool = True) -> dict:
+    def epoch_values(self, weights: list[torch.Tensor], activations: dict | None) -> dict:
+        """The epoch's probe values; ``activations`` are the statistics the evaluation pass over
+        the training samples collected (``forward_with_stats``)."""
         with torch.no_grad():
             weight_norms = torch.stack(torch._foreach_norm([w.detach() for w in weights]))
             deltas = torch._foreach_sub([w.detach() for w in weights], self._start)
@@ -110,8 +125,8 @@ class Probes:
                              for k, u, w in zip(self.layer_names, u_norm, w_norm)},
         }
         nonfinite = self._nonfinite_grads or any(not math.isfinite(v) for v in w_norm + grad_max)
-        if len(self.model.hidden) and not nonfinite:
-            stats = activation_stats(self.model, self.x_probe, self.activation)
+        if activations and not nonfinite:
+            stats = stats_to_lists(activations, [f"hidden{i + 1}" for i in range(len(self.model.hidden))])
             values.update({k: {n_: _finite(v) for n_, v in d.items()} for k, d in stats.items()})
         values["nonfinite"] = nonfinite
         return values
