@@ -138,3 +138,7 @@ def test_merge_patch_follows_rfc_7396():
     assert patched["optimizer"] == {"name": "adam", "learning_rate": 0.01}
     assert normalise_request(patched, Limits())["optimizer"]["betas"] == [0.9, 0.999]
     assert merge_patch({"a": [1, 2]}, {"a": [3]}) == {"a": [3]}
+
+
+def test_nul_characters_never_reach_the_database():
+    assert errors_of(with_("name", "a\x00b")) == {"name": ["Must not contain NUL characters."]}
