@@ -12,6 +12,7 @@ from sqlalchemy import (JSON, Boolean, Column, DateTime, Integer, MetaData, Stri
                         create_engine, event)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
+from sqlalchemy import BigInteger
 
 metadata = MetaData()
 
@@ -59,6 +60,26 @@ job_logs = Table(
     Column("job_id", String(32), nullable=False, index=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("line", Text, nullable=False),
+)
+
+# Uploaded datasets (POST /v1/datasets); their arrays live under $TRAINRX_DATA_DIR/datasets/<id>/.
+datasets = Table(
+    "datasets", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(100)),
+    Column("owner", String(64), index=True),
+    Column("format", String(8), nullable=False),
+    Column("filename", String(255)),
+    Column("rows", Integer, nullable=False),
+    Column("features", Integer, nullable=False),
+    Column("classes", Integer, nullable=False),
+    Column("class_counts", JSON, nullable=False),
+    Column("feature_names", JSON),
+    Column("feature_ranges", JSON, nullable=False),
+    Column("upload_bytes", BigInteger, nullable=False),
+    Column("stored_bytes", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("last_used_at", DateTime(timezone=True)),
 )
 
 

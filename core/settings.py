@@ -28,6 +28,9 @@ class Limits:
     max_parameters: int = 20_000_000
     max_runtime_s: int = 3600
     default_runtime_s: int = 3600
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_upload_rows: int = 1_000_000
+    max_upload_features: int = 10_000
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -40,6 +43,9 @@ class Limits:
             max_parameters=_int_env("TRAINRX_MAX_PARAMETERS", cls.max_parameters),
             max_runtime_s=cap,
             default_runtime_s=min(cap, _int_env("TRAINRX_DEFAULT_RUNTIME_S", cap)),
+            max_upload_bytes=_int_env("TRAINRX_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            max_upload_rows=_int_env("TRAINRX_MAX_UPLOAD_ROWS", cls.max_upload_rows),
+            max_upload_features=_int_env("TRAINRX_MAX_UPLOAD_FEATURES", cls.max_upload_features),
         )
 
 
@@ -57,6 +63,8 @@ class Settings:
     redis_url: str
     default_queue: str = "cpu"
     limits: Limits = field(default_factory=Limits)
+    retention_days: int | None = None  # None: finished jobs and uploads are kept until deleted
+    retention_interval_s: int = 3600
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -71,6 +79,8 @@ class Settings:
             redis_url=os.environ.get("REDIS_URL", ""),
             default_queue=queue,
             limits=Limits.from_env(),
+            retention_days=_retention_days(),
+            retention_interval_s=max(1, _int_env("TRAINRX_RETENTION_INTERVAL_S", cls.retention_interval_s)),
         )
 
     @property
@@ -80,3 +90,15 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+
+def _retention_days() -> int | None:
+    """TRAINRX_RETENTION_DAYS: unset, empty or 0 keeps everything."""
+    days = _int_env("TRAINRX_RETENTION_DAYS", 0)
+    if days < 0:
+        raise ValueError(f"TRAINRX_RETENTION_DAYS must be 0 (off) or a number of days, got {days}")
+    return days or None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, post_load,
                          validate, validates_schema)
@@ -37,6 +37,40 @@ def using_limits(limits: Limits) -> Iterator[None]:
 
 def set_limits(limits: Limits) -> contextvars.Token:
     return _limits.set(limits)
+
+
+# Uploaded datasets live in the database, which this module does not know: whoever
+# validates requests that may name one (the API, per request) sets a resolver that
+# gives an upload's (features, classes), or None when there is no such upload.
+# Without a resolver an upload id is accepted unchecked and the parameter cap is
+# not applied to it.
+DatasetResolver = Callable[[str], "tuple[int, int] | None"]
+_dataset_resolver: contextvars.ContextVar[DatasetResolver | None] = contextvars.ContextVar(
+    "trainrx_dataset_resolver", default=None)
+
+
+def set_dataset_resolver(resolver: DatasetResolver | None) -> contextvars.Token:
+    return _dataset_resolver.set(resolver)
+
+
+@contextlib.contextmanager
+def using_dataset_resolver(resolver: DatasetResolver | None) -> Iterator[None]:
+    token = _dataset_resolver.set(resolver)
+    try:
+        yield
+    finally:
+        _dataset_resolver.reset(token)
+
+
+def dataset_shape(dataset: dict) -> tuple[int, int] | None:
+    """(features, classes) of a request's dataset; None when it cannot be known here."""
+    if dataset.get("name") in BUILTIN_DATASETS:
+        meta = BUILTIN_DATASETS[dataset["name"]]
+        return meta.features, meta.classes
+    resolver = _dataset_resolver.get()
+    if dataset.get("id") is None or resolver is None:
+        return None
+    return resolver(dataset["id"])
 
 
 def _strict_bool(**kwargs: Any) -> fields.Boolean:
@@ -207,9 +241,13 @@ class Component(fields.Field):
 
 # --- the rest of the request ---------------------------------------------
 
+SCALES = ("none", "standard", "minmax")
+
+
 class DatasetSpec(_Strict):
-    name = fields.String(required=True, validate=validate.OneOf(list(BUILTIN_DATASETS)),
-                         metadata={"description": "A built-in dataset (see GET /v1/datasets)."})
+    name = fields.String(validate=validate.OneOf(list(BUILTIN_DATASETS)),
+                         metadata={"description": "A built-in dataset (see GET /v1/datasets); give name or id."})
+    id = fields.String(metadata={"description": "An uploaded dataset (POST /v1/datasets); give name or id."})
     validation_split = fields.Float(load_default=0.2, validate=validate.Range(min=0, max=0.5, min_inclusive=False),
                                     metadata={"description": "Share of the data held out for validation, "
                                                              "stratified by class."})
@@ -217,6 +255,31 @@ class DatasetSpec(_Strict):
                          metadata={"description": "Keep only the first N training samples after the split."})
     split_seed = _int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1),
                       metadata={"description": "Fixes the split; independent of the training seed."})
+    scale = fields.String(validate=validate.OneOf(SCALES),
+                          metadata={"default": "none", "description": "Uploads only: `standard` ((x - mean) / std) "
+                                    "or `minmax` ((x - min) / (max - min)), fitted on the training split; `none` "
+                                    "uses the data as given."})
+
+    @validates_schema
+    def _one_source(self, data: dict, **kwargs: Any) -> None:
+        if "name" in data and "id" in data:
+            raise ValidationError("Give name (a built-in dataset) or id (an upload), not both.", "id")
+        if "name" not in data and "id" not in data:
+            raise ValidationError("Missing data for required field: give name (a built-in dataset) or id "
+                                  "(an upload).", "name")
+        if "name" in data and "scale" in data:
+            raise ValidationError("Only applies to uploaded datasets (dataset.id); built-in datasets come "
+                                  "scaled.", "scale")
+        if "id" in data:
+            resolver = _dataset_resolver.get()
+            if resolver is not None and resolver(data["id"]) is None:
+                raise ValidationError(f"No uploaded dataset with id {data['id']!r}.", "id")
+
+    @post_load
+    def _normalise_upload(self, data: dict, **kwargs: Any) -> dict:
+        if "id" in data:
+            data.setdefault("scale", "none")
+        return data
 
 
 class ArchitectureSpec(_Strict):
@@ -340,8 +403,10 @@ class JobRequestSchema(_Strict):
         dataset, arch = data.get("dataset"), data.get("architecture")
         if not dataset or not arch or "activation" not in data:
             return None
-        meta = BUILTIN_DATASETS[dataset["name"]]
-        total = count_parameters(meta.features, meta.classes, arch["hidden_layers"], data["activation"],
+        shape = dataset_shape(dataset)
+        if shape is None:
+            return None
+        total = count_parameters(shape[0], shape[1], arch["hidden_layers"], data["activation"],
                                  arch["batch_norm"])
         if total > limits.max_parameters:
             return f"The network would have {total:,} parameters; at most {limits.max_parameters:,} are allowed."
@@ -398,4 +463,5 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 __all__ = ["JobRequestSchema", "normalise_request", "merge_patch", "count_parameters", "current_limits",
-           "using_limits", "set_limits", "ACTIVATIONS", "OPTIMIZERS", "EXCLUDE"]
+           "using_limits", "set_limits", "ACTIVATIONS", "OPTIMIZERS", "EXCLUDE", "SCALES", "dataset_shape",
+           "set_dataset_resolver", "using_dataset_resolver"]

@@ -9,8 +9,10 @@ from flask_smorest import abort
 
 from core import __version__
 from core.settings import Settings
-from core.spec import ACTIVATIONS, OPTIMIZERS, set_limits
+from core.spec import ACTIVATIONS, OPTIMIZERS, set_dataset_resolver, set_limits
+from core.uploads import UploadStore
 from service import datasets_api, health_api, jobs_api
+from service import job_files_api  # noqa: F401  (adds logs, model and DELETE routes to the jobs blueprint)
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
 
@@ -35,6 +37,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.extensions["trainrx"] = Parts.connect(settings)
+    uploads = UploadStore(app.extensions["trainrx"].store.engine, settings.uploads_dir)
 
     app.json.sort_keys = False
     api = TrainrxApi(app, spec_kwargs={"info": {"description": "Training as a service with a doctor inside."}})
@@ -50,6 +53,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.before_request
     def _per_request() -> None:
         set_limits(settings.limits)
+        set_dataset_resolver(uploads.shape)  # requests may name an uploaded dataset
+        if datasets_api.is_upload(request):  # multipart, with its own size cap
+            return
         if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0 \
                 and request.get_data(cache=True) and not request.is_json:
             abort(415, message="The body must be JSON: send Content-Type: application/json.")

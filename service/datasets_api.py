@@ -1,30 +1,125 @@
-"""/v1/datasets: the built-in datasets (uploads come later)."""
+"""/v1/datasets: the built-in datasets, and uploads (POST, GET and DELETE /v1/datasets/{id})."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
+from flask import Request, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.datasets import BUILTIN_DATASETS, describe_builtin
+from core.upload_parsing import UploadInvalid, parse_upload
+from core.uploads import UploadStore
 from service.extensions import parts
 from service.schemas import DatasetListSchema
+from service.upload_schemas import UPLOAD_REQUEST_BODY, UploadedDatasetSchema
 
 blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Datasets")
+
+UPLOAD_FIELDS = {"file", "name"}
 
 
 @lru_cache(maxsize=None)
 def _describe(name: str, cache_dir: str) -> dict:
-    from pathlib import Path
-
     return describe_builtin(name, Path(cache_dir))
+
+
+def uploads() -> UploadStore:
+    p = parts()
+    return UploadStore(p.store.engine, p.settings.uploads_dir)
+
+
+def is_upload(req: Request) -> bool:
+    """POST /v1/datasets takes multipart/form-data and its own size cap, not the API's JSON rules."""
+    return req.method == "POST" and req.endpoint == "datasets.Datasets"
+
+
+def dataset_resource(row: dict) -> dict:
+    return {**{k: row[k] for k in ("id", "name", "format", "filename", "rows", "features", "classes",
+                                   "class_counts", "feature_ranges", "upload_bytes", "created_at", "last_used_at")},
+            "size_bytes": row["stored_bytes"], "links": {"self": url_for("datasets.Dataset", dataset_id=row["id"])}}
+
+
+def _too_large(limit: int) -> str:
+    return f"The upload is larger than the {limit:,}-byte limit (TRAINRX_MAX_UPLOAD_BYTES)."
 
 
 @blp.route("")
 class Datasets(MethodView):
     @blp.response(200, DatasetListSchema)
     def get(self):
-        """The datasets a job can train on, with shapes and class counts."""
+        """The built-in datasets a job can train on, with shapes and class counts."""
         cache = str(parts().settings.cache_dir)
         return {"items": [_describe(name, cache) for name in BUILTIN_DATASETS]}
+
+    @blp.doc(requestBody=UPLOAD_REQUEST_BODY)
+    @blp.response(201, UploadedDatasetSchema, description="Checked and stored.",
+                  headers={"Location": {"description": "The dataset's URL", "schema": {"type": "string"}}})
+    @blp.alt_response(413, description="Larger than the operator's upload limit (also once decompressed).")
+    @blp.alt_response(415, description="Not multipart/form-data.")
+    @blp.alt_response(422, description="Not a usable dataset; `message` names the problem.")
+    def post(self):
+        """Upload a dataset (.npz or .csv) to train on with `dataset: {"id": ...}`."""
+        limit = parts().settings.limits.max_upload_bytes
+        if request.mimetype != "multipart/form-data":
+            abort(415, message="Upload the dataset as multipart/form-data, the file in the field 'file' "
+                               "(curl -F file=@data.npz).")
+        if request.content_length is not None and request.content_length > limit:
+            abort(413, message=_too_large(limit))
+        request.max_content_length = limit
+        try:
+            upload, name = request.files.get("file"), request.form.get("name")
+            unknown = (set(request.files) | set(request.form)) - UPLOAD_FIELDS
+        except RequestEntityTooLarge:
+            abort(413, message=_too_large(limit))
+        errors = {field: ["Unknown field."] for field in sorted(unknown)}
+        if upload is None:
+            errors["file"] = ["Missing data for required field."]
+        if name is not None and not 1 <= len(name) <= 100:
+            errors["name"] = ["Length must be between 1 and 100."]
+        if errors:
+            abort(422, message="The request is invalid.", errors=errors)
+        stream = upload.stream
+        stream.seek(0, 2)
+        size = stream.tell()
+        stream.seek(0)
+        try:
+            parsed = parse_upload(stream, upload.filename, parts().settings.limits)
+        except UploadInvalid as exc:
+            abort(413 if exc.too_large else 422, message=str(exc), errors={"file": [str(exc)]})
+        row = uploads().create(parsed, name=name, filename=upload.filename, upload_bytes=size)
+        return dataset_resource(row), 201, {"Location": url_for("datasets.Dataset", dataset_id=row["id"])}
+
+
+def _load(dataset_id: str) -> dict:
+    row = uploads().get(dataset_id)
+    if row is None:
+        hint = " (built-in datasets are listed at GET /v1/datasets)" if dataset_id in BUILTIN_DATASETS else ""
+        abort(404, message=f"No uploaded dataset with id {dataset_id!r}{hint}.")
+    return row
+
+
+@blp.route("/<dataset_id>")
+class Dataset(MethodView):
+    @blp.response(200, UploadedDatasetSchema)
+    @blp.alt_response(404, description="No such upload.")
+    def get(self, dataset_id: str):
+        """An uploaded dataset: rows, features, classes with counts, per-feature ranges, size."""
+        return dataset_resource(_load(dataset_id))
+
+    @blp.response(204, description="Deleted: the record and the stored arrays.")
+    @blp.alt_response(404, description="No such upload.")
+    @blp.alt_response(409, description="A queued or running job trains on it.")
+    def delete(self, dataset_id: str):
+        """Delete an uploaded dataset (finished jobs keep their results)."""
+        _load(dataset_id)
+        using = uploads().active_jobs_using(dataset_id)
+        if using:
+            shown = ", ".join(using[:5]) + (", ..." if len(using) > 5 else "")
+            abort(409, message=f"{len(using)} queued or running job(s) train on this dataset ({shown}); cancel "
+                               "them or wait until they finish.")
+        uploads().delete(dataset_id)
+        return None

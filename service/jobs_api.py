@@ -9,6 +9,7 @@ from flask_smorest import Blueprint, abort
 from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor
 from core.spec import JobRequestSchema
 from service.extensions import parts
+from service.model_metadata import model_metadata
 from service.schemas import CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema, JobSchema
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
@@ -24,6 +25,9 @@ def job_resource(job: dict) -> dict:
         "curves": url_for("jobs.Curves", job_id=job_id),
         "diagnosis": url_for("jobs.Diagnosis", job_id=job_id),
         "weights": url_for("jobs.Weights", job_id=job_id),
+        "logs": url_for("jobs.Logs", job_id=job_id),
+        "model": url_for("jobs.Model", job_id=job_id),
+        "model_onnx": url_for("jobs.ModelOnnx", job_id=job_id),
     }
     if job.get("parent_id"):
         links["parent"] = url_for("jobs.Job", job_id=job["parent_id"])
@@ -33,6 +37,7 @@ def job_resource(job: dict) -> dict:
         "finished_at": job["finished_at"],
         "progress": {"epoch": job["progress_epoch"], "epochs": job["request"]["epochs"]},
         "summary": job["summary"], "timings": job["timings"], "error": job["error"], "data": job["data_info"],
+        "model": model_metadata(job),
         "links": links,
     }
 

@@ -44,7 +44,25 @@ class LinksSchema(Schema):
     curves = fields.String()
     diagnosis = fields.String()
     weights = fields.String()
+    logs = fields.String()
+    model = fields.String(metadata={"description": "The exported model (.pt2)."})
+    model_onnx = fields.String(metadata={"description": "The exported model as ONNX."})
     parent = fields.String(metadata={"description": "The job this one was resubmitted from."})
+
+
+class ModelOnnxSchema(Schema):
+    opset = fields.Integer()
+    bytes = fields.Integer()
+
+
+class ModelSchema(Schema):
+    format = fields.String(metadata={"description": "torch.export"})
+    torch_version = fields.String(allow_none=True, metadata={
+        "description": "The torch that exported the .pt2; loading it needs a compatible one (docs/models.md)."})
+    bytes = fields.Integer(allow_none=True)
+    onnx = fields.Nested(ModelOnnxSchema, allow_none=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.String(),
+                         metadata={"description": "Why an export is missing (pt2, onnx); absent when none is."})
 
 
 class JobSchema(Schema):
@@ -63,6 +81,8 @@ class JobSchema(Schema):
     data = fields.Dict(allow_none=True, metadata={
         "description": "What the worker trained on: sample counts, features, classes, device, and the input "
                        "scaling (preprocessing)."})
+    model = fields.Nested(ModelSchema, allow_none=True, metadata={
+        "description": "The exported model, once the job has weights: the torch version it needs, sizes."})
     links = fields.Nested(LinksSchema)
 
 

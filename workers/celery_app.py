@@ -15,6 +15,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from core.queueing import WORKER_KEY_PREFIX, make_celery
 from core.redis_urls import redis_py_url
 from core.settings import Settings
+from workers.retention import start_retention_sweeper
 
 settings = Settings.from_env()
 app = make_celery(settings)
@@ -43,6 +44,7 @@ def _announce(hostname: str) -> None:
 def _on_ready(sender=None, **kwargs) -> None:
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
     threading.Thread(target=_announce, args=(hostname,), name="trainrx-presence", daemon=True).start()
+    start_retention_sweeper(settings, shutting_down, hostname)  # only when TRAINRX_RETENTION_DAYS is set
 
 
 @worker_shutting_down.connect

@@ -16,15 +16,17 @@ from functools import lru_cache
 import torch
 
 from core.artifacts import LocalArtifactStore
-from core.datasets import BUILTIN_DATASETS, load_builtin
+from core.dataset_sources import open_dataset
 from core.db import create_schema, make_engine
 from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore
 from core.settings import Settings
+from core.uploads import UploadMissing
 from workers.celery_app import shutting_down
 from workers.diagnosis import diagnose
 from workers.engine import loop
 from workers.engine.data import prepare
 from workers.engine.weights import weights_bytes
+from workers.model_export import save_exports
 
 log = logging.getLogger("trainrx.worker")
 HEARTBEAT_EVERY_S = 2.0
@@ -111,11 +113,11 @@ def execute_job(job_id: str, worker: str) -> str | None:
         with hooks:
             device = resolve_device(request["device"])
             hooks.log(f"worker {worker} starts the job on {device}")
-            meta = BUILTIN_DATASETS[request["dataset"]["name"]]
-            data = prepare(load_builtin(meta.name, settings.cache_dir), request["dataset"], meta.classes, device)
-            data_info = {"name": meta.name, "device": str(device), **data.info}
+            source = open_dataset(request["dataset"], settings, store.engine)
+            data = prepare(source.arrays, request["dataset"], source.classes, device)
+            data_info = {**source.info, "device": str(device), **data.info}
             store.set_data_info(job_id, data_info)
-            hooks.log(f"dataset {meta.name}: {data.info['train_samples']} training, "
+            hooks.log(f"dataset {source.label}: {data.info['train_samples']} training, "
                       f"{data.info['validation_samples']} validation, {data.info['test_samples']} test samples")
             setup_s = time.monotonic() - began
             result = loop.run(request, data, hooks)
@@ -127,6 +129,8 @@ def execute_job(job_id: str, worker: str) -> str | None:
             artifacts.write_bytes(job_id, WEIGHTS_FILE, weights_bytes(
                 result.model, request, data.info["preprocessing"], data.features, data.classes))
             saved["weights"] = WEIGHTS_FILE
+            saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
+                                      hooks.log))
         diagnosis = diagnose(request, result.rows, result.summary, result.stop_reason, data_info)
         status, error = SUCCEEDED, None
         if result.stop_reason == loop.CANCELLED:
@@ -138,6 +142,9 @@ def execute_job(job_id: str, worker: str) -> str | None:
         store.finish(job_id, status, summary=result.summary, error=error, diagnosis=diagnosis,
                      artifacts=saved, setup_s=setup_s, train_s=result.train_s)
         hooks.log(f"job {status}")
+    except UploadMissing as exc:
+        hooks.log(str(exc))
+        store.finish(job_id, FAILED, error={"type": "dataset_unavailable", "message": str(exc)})
     except DeviceUnavailable as exc:
         hooks.log(str(exc))
         store.finish(job_id, FAILED, error={"type": "device_unavailable", "message": str(exc)})

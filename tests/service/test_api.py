@@ -140,7 +140,10 @@ def test_listing_is_newest_first_with_cursor_pages_and_a_status_filter(client):
 
 def test_datasets_are_listed_with_shapes_and_class_counts(client):
     items = {d["name"]: d for d in client.get("/v1/datasets").get_json()["items"]}
-    assert set(items) == {"digits", "mnist1d", "moons", "spirals"}
+    assert set(items) == {"digits", "mnist1d", "moons", "spirals", "mnist-5k"}
+    assert items["mnist-5k"]["features"] == 784 and items["mnist-5k"]["samples"] == 5000
+    assert items["mnist-5k"]["preprocessing"] == {"method": "divide", "value": 255.0,
+                                                  "note": "pixel intensities 0..255 divided by 255"}
     assert items["digits"]["features"] == 64 and items["digits"]["samples"] == 1797
     assert sum(items["digits"]["class_counts"].values()) == 1797
     assert items["mnist1d"]["test_samples"] == 1000 and items["moons"]["test_samples"] == 0

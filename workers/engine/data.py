@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from core.datasets import DatasetArrays
+from workers.engine.scaling import InputScaling, fit_scaling, input_summary
 
 EVAL_SAMPLE_LIMIT = 10_000  # training examples evaluated after each epoch, at most
 
@@ -61,6 +62,17 @@ def prepare(arrays: DatasetArrays, dataset_spec: dict, classes: int, device: tor
     def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype).to(device)
 
+    # Fitted on the samples trained on only; built-in datasets come scaled by their loader.
+    method = dataset_spec.get("scale", "none")
+    preprocessing = fit_scaling(arrays.x[train_idx], method, arrays.preprocessing)
+    scaling = None if method == "none" else \
+        InputScaling.from_preprocessing(preprocessing, int(arrays.x.shape[1])).to(device)
+
+    def inputs(a: np.ndarray) -> torch.Tensor:
+        x = tensor(a, torch.float32)
+        return x if scaling is None else scaling(x)
+
+    x_train = inputs(arrays.x[train_idx])
     has_test = arrays.x_test is not None
     labels, counts = np.unique(arrays.y[train_idx], return_counts=True)
     info = {
@@ -69,12 +81,13 @@ def prepare(arrays: DatasetArrays, dataset_spec: dict, classes: int, device: tor
         "validation_samples": int(len(val_idx)),
         "test_samples": int(arrays.x_test.shape[0]) if has_test else 0,
         "train_class_counts": {str(int(k)): int(v) for k, v in zip(labels, counts)},
-        "preprocessing": arrays.preprocessing,
+        "preprocessing": preprocessing,
+        "input_stats": input_summary(x_train),
     }
     return DeviceData(
-        x_train=tensor(arrays.x[train_idx], torch.float32), y_train=tensor(arrays.y[train_idx], torch.long),
-        x_val=tensor(arrays.x[val_idx], torch.float32), y_val=tensor(arrays.y[val_idx], torch.long),
-        x_test=tensor(arrays.x_test, torch.float32) if has_test else None,
+        x_train=x_train, y_train=tensor(arrays.y[train_idx], torch.long),
+        x_val=inputs(arrays.x[val_idx]), y_val=tensor(arrays.y[val_idx], torch.long),
+        x_test=inputs(arrays.x_test) if has_test else None,
         y_test=tensor(arrays.y_test, torch.long) if has_test else None,
         features=int(arrays.x.shape[1]), classes=classes, info=info,
     )

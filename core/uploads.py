@@ -1,0 +1,150 @@
+"""Uploaded datasets: their rows in the ``datasets`` table and their arrays on disk.
+
+The arrays are stored as two ``.npy`` files (``x.npy`` float32, ``y.npy``
+int64) under ``$TRAINRX_DATA_DIR/datasets/<id>/``: no pickle, memory-mappable,
+readable by any NumPy. A dataset directory appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Engine
+
+from core.datasets import DatasetArrays
+from core.db import datasets, jobs
+from core.jobstore import QUEUED, RUNNING, as_utc, utcnow
+from core.jsonsafe import json_safe
+from core.upload_parsing import ParsedDataset
+
+_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+X_FILE, Y_FILE = "x.npy", "y.npy"
+
+
+class UploadMissing(Exception):
+    """A job names an uploaded dataset that is gone (deleted after the job was queued)."""
+
+
+class UploadStore:
+    def __init__(self, engine: Engine, root: Path) -> None:
+        self.engine = engine
+        self.root = Path(root)
+
+    # --- writing ------------------------------------------------------------
+
+    def create(self, parsed: ParsedDataset, *, name: str | None, filename: str | None, upload_bytes: int,
+               owner: str | None = None) -> dict:
+        dataset_id = uuid.uuid4().hex
+        stored = self._write_arrays(dataset_id, parsed.x, parsed.y)
+        row = {
+            "id": dataset_id, "name": json_safe(name or filename), "owner": owner, "format": parsed.format,
+            "filename": json_safe(filename), "rows": parsed.rows, "features": parsed.features,
+            "classes": int(parsed.y.max()) + 1, "class_counts": parsed.class_counts(),
+            "feature_names": json_safe(parsed.feature_names), "feature_ranges": json_safe(parsed.feature_ranges()),
+            "upload_bytes": int(upload_bytes), "stored_bytes": stored, "created_at": utcnow(), "last_used_at": None,
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(datasets).values(**row))
+        except BaseException:
+            shutil.rmtree(self.root / dataset_id, ignore_errors=True)
+            raise
+        return self.get(dataset_id)
+
+    def _write_arrays(self, dataset_id: str, x: np.ndarray, y: np.ndarray) -> int:
+        """Write both files into a temporary directory, then rename it into place."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{dataset_id}."))
+        try:
+            np.save(tmp / X_FILE, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
+            np.save(tmp / Y_FILE, np.ascontiguousarray(y, dtype=np.int64), allow_pickle=False)
+            size = sum(f.stat().st_size for f in tmp.iterdir())
+            os.replace(tmp, self.root / dataset_id)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return size
+
+    def touch(self, dataset_id: str) -> None:
+        """A job starts training on it: retention counts from here."""
+        with self.engine.begin() as conn:
+            conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(last_used_at=utcnow()))
+
+    def delete(self, dataset_id: str) -> bool:
+        with self.engine.begin() as conn:
+            deleted = conn.execute(delete(datasets).where(datasets.c.id == dataset_id)).rowcount == 1
+        shutil.rmtree(self.root / dataset_id, ignore_errors=True)
+        return deleted
+
+    # --- reading ------------------------------------------------------------
+
+    def get(self, dataset_id: str) -> dict | None:
+        if not isinstance(dataset_id, str) or not _ID_PATTERN.match(dataset_id):
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(select(datasets).where(datasets.c.id == dataset_id)).mappings().first()
+        if row is None:
+            return None
+        found = dict(row)
+        found["created_at"], found["last_used_at"] = as_utc(found["created_at"]), as_utc(found["last_used_at"])
+        return found
+
+    def shape(self, dataset_id: str) -> tuple[int, int] | None:
+        """(features, classes) of an upload, or None: the request specification's dataset resolver."""
+        if not isinstance(dataset_id, str) or not _ID_PATTERN.match(dataset_id):
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(select(datasets.c.features, datasets.c.classes)
+                               .where(datasets.c.id == dataset_id)).first()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def load(self, dataset_id: str) -> tuple[dict, DatasetArrays]:
+        """The row and the arrays, as given (no scaling); raises UploadMissing."""
+        row = self.get(dataset_id)
+        folder = self.root / dataset_id
+        if row is None or not folder.is_dir():
+            raise UploadMissing(f"The uploaded dataset {dataset_id} no longer exists (it was deleted after the "
+                                "job was submitted).")
+        x = np.load(folder / X_FILE, allow_pickle=False)
+        y = np.load(folder / Y_FILE, allow_pickle=False)
+        if x.shape != (row["rows"], row["features"]) or y.shape != (row["rows"],):
+            raise ValueError(f"the stored arrays of dataset {dataset_id} do not match its record "
+                             f"(x {x.shape}, y {y.shape}, expected {row['rows']} x {row['features']})")
+        preprocessing = {"method": "none", "note": "uploaded data, used as given"}
+        return row, DatasetArrays(x, y, None, None, preprocessing)
+
+    def _active_uses(self) -> list[tuple[str, str]]:
+        """(job id, upload id) of queued and running jobs that train on an upload.
+
+        Only unfinished jobs are read, and there are few of them, so requests are
+        matched here rather than with per-database JSON operators."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs.c.id, jobs.c.request)
+                                .where(jobs.c.status.in_([QUEUED, RUNNING]))).all()
+        uses = [(job_id, ((request or {}).get("dataset") or {}).get("id")) for job_id, request in rows]
+        return [(job_id, dataset_id) for job_id, dataset_id in uses if dataset_id]
+
+    def active_jobs_using(self, dataset_id: str) -> list[str]:
+        """Ids of the queued or running jobs that train on this upload."""
+        return [job_id for job_id, used in self._active_uses() if used == dataset_id]
+
+    def ids_in_use(self) -> set[str]:
+        """Uploads that a queued or running job trains on."""
+        return {used for _, used in self._active_uses()}
+
+    def unused_since(self, cutoff: datetime, limit: int = 500) -> list[str]:
+        """Uploads neither created nor trained on since ``cutoff``."""
+        last = datasets.c.last_used_at
+        query = (select(datasets.c.id)
+                 .where(datasets.c.created_at < cutoff, (last.is_(None)) | (last < cutoff))
+                 .order_by(datasets.c.created_at).limit(limit))
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())

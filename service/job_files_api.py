@@ -1,0 +1,95 @@
+"""More of /v1/jobs/{id}: its log, its exported model (.pt2 and ONNX), and deleting it.
+
+These routes join the jobs blueprint, so the OpenAPI document keeps one
+"jobs" section. The worker writes the files; the API only serves them (and
+never imports torch).
+"""
+
+from __future__ import annotations
+
+from flask import Response, send_file
+from flask.views import MethodView
+from flask_smorest import abort
+
+from core.jobstore import FINISHED
+from core.retention import delete_finished_job
+from service.extensions import parts
+from service.jobs_api import blp, load_job
+
+MODEL_FILE, ONNX_FILE = "model.pt2", "model.onnx"
+TORCH_VERSION_HEADER = "X-Torch-Version"
+
+
+@blp.route("/<job_id>/logs")
+class Logs(MethodView):
+    @blp.response(200, {"type": "string"}, content_type="text/plain",
+                  description="One line per entry, `<UTC timestamp> <text>`; a failure's traceback spans "
+                              "several lines. Grows while the job runs.")
+    @blp.alt_response(404, description="No such job.")
+    def get(self, job_id: str):
+        """The job's own log: worker, device, dataset, each epoch's metrics, warnings, a failure's traceback."""
+        load_job(job_id)
+        lines = [f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {line}\n" for at, line in parts().store.logs(job_id)]
+        return Response("".join(lines), mimetype="text/plain")
+
+
+def _model_file(job_id: str, key: str, file_name: str, what: str) -> dict:
+    """The job's artifact entry for an exported model, or a 409 that says why there is none."""
+    job = load_job(job_id)
+    artifacts = job["artifacts"] or {}
+    if job["status"] not in FINISHED or not artifacts.get("weights"):
+        abort(409, message=f"The job has no {what} yet (status {job['status']}); it is exported when the "
+                           "job ends with weights.")
+    entry = artifacts.get(key)
+    if not entry or not parts().artifacts.exists(job_id, file_name):
+        reason = artifacts.get(f"{key}_error")
+        abort(409, message=f"The job has no {what}: " + (f"the export failed ({reason})." if reason else
+                                                          "it finished before models were exported."))
+    return entry
+
+
+@blp.route("/<job_id>/model")
+class Model(MethodView):
+    @blp.response(200, {"format": "binary", "type": "string"}, content_type="application/octet-stream",
+                  description="A torch.export program (load with `torch.export.load`): eval mode, dynamic batch "
+                              "dimension, the input scaling as its first step. Loading needs a compatible torch; "
+                              "see docs/models.md.",
+                  headers={TORCH_VERSION_HEADER: {"description": "The torch version that exported it.",
+                                                  "schema": {"type": "string"}}})
+    @blp.alt_response(409, description="The job has no exported model (not finished, no weights, or the export "
+                                       "failed: the message says which).")
+    def get(self, job_id: str):
+        """Download the trained model as a self-contained torch.export program (.pt2)."""
+        entry = _model_file(job_id, "model", MODEL_FILE, "exported model")
+        response = send_file(parts().artifacts.path(job_id, MODEL_FILE), mimetype="application/octet-stream",
+                             as_attachment=True, download_name=f"{job_id}.pt2")
+        response.headers[TORCH_VERSION_HEADER] = entry["torch_version"]
+        return response
+
+
+@blp.route("/<job_id>/model.onnx")
+class ModelOnnx(MethodView):
+    @blp.response(200, {"format": "binary", "type": "string"}, content_type="application/octet-stream",
+                  description="The same model as ONNX (input `x` of shape [batch, features], output `logits`).")
+    @blp.alt_response(409, description="The job has no ONNX model (not finished, no weights, or the export "
+                                       "failed: the message says which).")
+    def get(self, job_id: str):
+        """Download the trained model as ONNX."""
+        _model_file(job_id, "onnx", ONNX_FILE, "ONNX model")
+        return send_file(parts().artifacts.path(job_id, ONNX_FILE), mimetype="application/octet-stream",
+                         as_attachment=True, download_name=f"{job_id}.onnx")
+
+
+@blp.route("/<job_id>")
+class JobDeletion(MethodView):
+    @blp.response(204, description="Deleted: the job's record, curves, log and files.")
+    @blp.alt_response(404, description="No such job.")
+    @blp.alt_response(409, description="The job is queued or running: cancel it first.")
+    def delete(self, job_id: str):
+        """Delete a finished job and everything it stored."""
+        load_job(job_id)
+        if not delete_finished_job(parts().store, parts().artifacts, job_id):
+            job = load_job(job_id)  # 404 when another request deleted it meanwhile
+            abort(409, message=f"The job is {job['status']}; cancel it (POST /v1/jobs/{job_id}/cancel) and "
+                               "delete it once it has finished.")
+        return None

@@ -1,0 +1,84 @@
+"""A job's log, deleting a job, and jobs whose uploaded data went bad or away."""
+
+from __future__ import annotations
+
+import re
+
+from core.uploads import UploadStore
+from tests.conftest import run_job, submit, wait_for
+from tests.sample_uploads import as_csv, as_npz, blobs, uploaded
+from tests.service.test_api import assert_error_shape
+
+TINY = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8]}, "epochs": 2}
+LONG = {"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64]}, "epochs": 10_000}
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ")
+
+
+def test_the_log_tells_the_jobs_story_as_text(live):
+    job = run_job(live, {**TINY, "name": "logged"})
+    resp = live.get(job["links"]["logs"])
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    lines = resp.get_data(as_text=True).splitlines()
+    assert all(STAMP.match(line) for line in lines)
+    text = "\n".join(lines)
+    for expected in ("starts the job on cpu", "dataset moons: 800 training, 200 validation",
+                     "epoch 1: train_loss=", "epoch 2: train_loss=", "exported the model with torch.export",
+                     "exported the model to ONNX", "job succeeded"):
+        assert expected in text, text
+    assert_error_shape(live.get(f"/v1/jobs/{'c' * 32}/logs"), 404)
+
+
+def test_an_upload_job_logs_its_data_and_a_broken_one_logs_its_traceback(live, settings):
+    x, y = blobs(rows_per_class=20)
+    dataset = uploaded(live, as_csv(x, y), "blobs.csv", name="blobs")
+    good = run_job(live, {"dataset": {"id": dataset["id"], "scale": "minmax"},
+                          "architecture": {"hidden_layers": [8]}, "epochs": 2})
+    assert good["status"] == "succeeded"
+    assert good["data"]["id"] == dataset["id"] and good["data"]["name"] == "blobs"
+    assert good["data"]["preprocessing"]["method"] == "minmax"
+    assert 0 <= good["data"]["input_stats"]["abs_max"] <= 1.0 + 1e-6  # min-max scaled on the training split
+    assert f"dataset upload {dataset['id']} (blobs)" in live.get(good["links"]["logs"]).get_data(as_text=True)
+    assert live.get(dataset["links"]["self"]).get_json()["last_used_at"] is not None
+
+    (settings.uploads_dir / dataset["id"] / "x.npy").write_bytes(b"not an array")
+    broken = run_job(live, {"dataset": {"id": dataset["id"]}, "architecture": {"hidden_layers": [8]}, "epochs": 1})
+    assert broken["status"] == "failed" and broken["error"]["type"] == "internal_error"
+    log = live.get(broken["links"]["logs"]).get_data(as_text=True)
+    assert "the job failed:\nTraceback (most recent call last):" in log
+    assert "has no exported model yet" in assert_error_shape(live.get(broken["links"]["model"]), 409)["message"]
+
+
+def test_a_finished_job_is_deleted_with_everything_it_stored(live, settings):
+    job = run_job(live, TINY)
+    store_dir = settings.artifacts_dir / job["id"]
+    assert {p.name for p in store_dir.iterdir()} >= {"weights.safetensors", "model.pt2", "model.onnx"}
+    resp = live.delete(job["links"]["self"])
+    assert resp.status_code == 204 and resp.data == b""
+    for link in ("self", "curves", "logs", "weights", "model"):
+        assert_error_shape(live.get(job["links"][link]), 404)
+    assert not store_dir.exists()
+    assert live.application.extensions["trainrx"].store.logs(job["id"]) == []
+    assert live.application.extensions["trainrx"].store.epochs(job["id"]) == []
+    assert_error_shape(live.delete(job["links"]["self"]), 404)
+
+
+def test_queued_and_running_jobs_are_not_deleted_and_a_vanished_upload_fails_cleanly(live, settings):
+    queued = submit(live, {**TINY, "device": "cuda"})  # waits on the gpu queue
+    assert "queued" in assert_error_shape(live.delete(queued["links"]["self"]), 409)["message"]
+    live.post(f"/v1/jobs/{queued['id']}/cancel")
+    assert live.delete(queued["links"]["self"]).status_code == 204
+
+    x, y = blobs(rows_per_class=10)
+    dataset = uploaded(live, as_npz(x, y))
+    running = submit(live, LONG)
+    wait_for(live, running["id"], 120, statuses=("running",))
+    assert "running" in assert_error_shape(live.delete(running["links"]["self"]), 409)["message"]
+    # Queued behind the running job; its upload vanishes before it starts (the race that
+    # DELETE /v1/datasets/{id} cannot fully close).
+    behind = submit(live, {"dataset": {"id": dataset["id"]}, "architecture": {"hidden_layers": [4]}, "epochs": 1})
+    UploadStore(live.application.extensions["trainrx"].store.engine, settings.uploads_dir).delete(dataset["id"])
+    live.post(f"/v1/jobs/{running['id']}/cancel")
+    assert wait_for(live, running["id"], 60)["status"] == "cancelled"
+    failed = wait_for(live, behind["id"], 120)
+    assert failed["status"] == "failed" and failed["error"]["type"] == "dataset_unavailable"
+    assert "no longer exists" in failed["error"]["message"]
