@@ -9,4 +9,5 @@ COPY service service
 COPY workers workers
 ENV TRAINRX_DATA_DIR=/data PORT=8000
 EXPOSE 8000
-CMD ["sh", "-c", "gunicorn --bind 0.0.0.0:${PORT} --workers 2 --worker-class gthread --threads 8 service.wsgi:app"]
+# gevent workers (service/gunicorn_conf.py): a live event stream is a greenlet, not a thread.
+CMD ["sh", "-c", "gunicorn -c service/gunicorn_conf.py --bind 0.0.0.0:${PORT} service.wsgi:app"]

@@ -11,7 +11,7 @@ $(VENV)/.installed: requirements.txt
 	$(PIP) install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt clients/python/pyproject.toml
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
@@ -31,7 +31,7 @@ worker: install ## One worker for an existing Redis: make worker QUEUE=gpu
 	$(PY) -m celery -A workers.celery_app worker -Q $${QUEUE:-cpu} --pool threads --concurrency 1 -l INFO
 
 api: install ## Only the API, for an existing Redis
-	$(PY) -m gunicorn --bind 127.0.0.1:$${PORT:-8000} --workers 2 --worker-class gthread --threads 8 service.wsgi:app
+	$(PY) -m gunicorn -c service/gunicorn_conf.py --bind 127.0.0.1:$${PORT:-8000} service.wsgi:app
 
 bench: install-dev
 	$(PY) bench/run.py

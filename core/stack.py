@@ -15,9 +15,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from core.embedded_redis import EmbeddedRedis
 from core.settings import Settings
+
+# gevent workers: live event streams must not pin a thread each (see the file).
+GUNICORN_CONF = str(Path(__file__).resolve().parents[1] / "service" / "gunicorn_conf.py")
 
 FIRST_JOB = {
     "name": "digits-relu",
@@ -39,8 +43,8 @@ class Stack:
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
 
-    def _spawn(self, name: str, args: list[str], env: dict) -> None:
-        self.children.append((name, subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)))
+    def _spawn(self, name: str, args: list[str], env: dict, **popen) -> None:
+        self.children.append((name, subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, **popen)))
 
     def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -56,9 +60,11 @@ class Stack:
                                "-Q", self.settings.default_queue, "--pool", "threads", "--concurrency", "1",
                                "-n", f"{self.settings.default_queue}-%h", "--loglevel", "INFO",
                                "--without-gossip", "--without-mingle"], env)
-        self._spawn("api", [py, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}", "--workers", "2",
-                            "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-",
-                            "--graceful-timeout", "10", "service.wsgi:app"], env)
+        self._spawn("api", [py, "-m", "gunicorn", "-c", GUNICORN_CONF, "--bind", f"{self.host}:{self.port}",
+                            "--access-logfile", "-", "service.wsgi:app"], env,
+                    # Ctrl-C reaches the whole process group; gevent workers quit noisily on SIGINT.
+                    # gunicorn stops gracefully on the SIGTERM that stop() sends it instead.
+                    start_new_session=True)
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -12,6 +12,7 @@ from core.settings import Settings
 from core.spec import ACTIVATIONS, OPTIMIZERS, set_dataset_resolver, set_limits
 from core.uploads import UploadStore
 from service import datasets_api, health_api, jobs_api
+from service import events_api, request_ids
 from service import job_files_api  # noqa: F401  (adds logs, model and DELETE routes to the jobs blueprint)
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
@@ -48,7 +49,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(jobs_api.blp)
     api.register_blueprint(datasets_api.blp)
     api.register_blueprint(health_api.blp)
+    api.register_blueprint(events_api.blp)
     register_error_handlers(app)
+    request_ids.init_app(app)
 
     @app.before_request
     def _per_request() -> None:

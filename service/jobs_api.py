@@ -6,6 +6,7 @@ from flask import request, send_file, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from core.events import publish_status
 from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor
 from core.spec import JobRequestSchema
 from service.extensions import parts
@@ -113,6 +114,7 @@ class Cancel(MethodView):
         job = load_job(job_id)
         if parts().store.request_cancel(job_id) is None:
             abort(409, message=f"The job has already finished ({parts().store.get(job_id)['status']}).")
+        publish_status(parts().redis, parts().store.get(job_id))  # a queued job is cancelled here, not by a worker
         return job_resource(parts().store.get(job["id"]))
 
 

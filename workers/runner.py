@@ -18,6 +18,7 @@ import torch
 from core.artifacts import LocalArtifactStore
 from core.dataset_sources import open_dataset
 from core.db import create_schema, make_engine
+from core.events import JobEvents
 from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore
 from core.settings import Settings
 from core.uploads import UploadMissing
@@ -63,6 +64,7 @@ class JobHooks:
 
     def __init__(self, store: JobStore, job_id: str) -> None:
         self.store, self.job_id = store, job_id
+        self.events: JobEvents | None = None  # live events (core/events.py); set once the job runs
         self.cancelled = threading.Event()
         self._stop_beat = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{job_id}", daemon=True)
@@ -92,6 +94,8 @@ class JobHooks:
 
     def on_epoch(self, row: dict, summary: dict) -> None:
         self.store.record_epoch(self.job_id, row, summary)
+        if self.events is not None:
+            self.events.epoch(row)
 
     def log(self, line: str) -> None:
         log.info("job %s: %s", self.job_id, line)
@@ -109,6 +113,7 @@ def execute_job(job_id: str, worker: str) -> str | None:
     request = job["request"]
     began = time.monotonic()
     hooks = JobHooks(store, job_id)
+    hooks.events = JobEvents.started(settings.redis_url, job)
     try:
         with hooks:
             device = resolve_device(request["device"])
@@ -151,4 +156,6 @@ def execute_job(job_id: str, worker: str) -> str | None:
     except Exception as exc:  # a crash must never leave the job running
         hooks.log("the job failed:\n" + traceback.format_exc())
         store.finish(job_id, FAILED, error={"type": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
+    finally:
+        hooks.events.settled(store)
     return None

@@ -1,0 +1,3 @@
+from trainrx.cli import main
+
+main()

@@ -1,0 +1,262 @@
+"""Typed results: the API's fields as attributes.
+
+Each object keeps the document it was built from in ``raw``, so fields a newer
+server adds are never lost (``job.raw["new_field"]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Mapping, TypeVar, Union
+
+__all__ = ["Progress", "Summary", "Timings", "JobError", "Job", "Curves", "Suggestion", "Finding", "Diagnosis",
+           "Dataset", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "FINISHED_STATUSES"]
+
+FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+T = TypeVar("T")
+
+
+def _parse_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    text = str(value)
+    return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(inner[0], value) if len(inner) == 1 else value
+    if hint is datetime:
+        return _parse_datetime(value)
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return build(hint, value)
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_convert(item, v) for v in value]
+    return value
+
+
+def build(cls: type[T], data: Mapping[str, Any] | None) -> T | None:
+    """``cls`` from an API document, ignoring fields it does not know."""
+    if data is None:
+        return None
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name == "raw" or not f.init:
+            continue
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name])
+    return cls(**kwargs, raw=dict(data))  # type: ignore[call-arg]
+
+
+def _raw() -> Any:
+    return field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    epochs: int = 0
+    raw: dict = _raw()
+
+
+@dataclass
+class Summary:
+    """The metrics of the epoch whose weights are returned (``returned_epoch``)."""
+
+    train_loss: float | None = None
+    val_loss: float | None = None
+    train_accuracy: float | None = None
+    val_accuracy: float | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    stopped_early: bool | None = None
+    returned_epoch: int | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    raw: dict = _raw()
+
+    def get(self, name: str) -> Any:
+        """Any summary field by name, including ones this SDK version does not know."""
+        return self.raw.get(name, getattr(self, name, None))
+
+
+@dataclass
+class Timings:
+    queued_s: float | None = None
+    setup_s: float | None = None
+    train_s: float | None = None
+    total_s: float | None = None
+    raw: dict = _raw()
+
+
+@dataclass
+class JobError:
+    type: str | None = None
+    message: str | None = None
+    raw: dict = _raw()
+
+
+@dataclass
+class Job:
+    id: str
+    status: str
+    name: str | None = None
+    queue: str | None = None
+    request: dict = field(default_factory=dict)
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Progress = field(default_factory=Progress)
+    summary: Summary | None = None
+    timings: Timings | None = None
+    error: JobError | None = None
+    data: dict | None = None
+    links: dict = field(default_factory=dict)
+    raw: dict = _raw()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+@dataclass
+class Curves:
+    """Per-epoch lists, index i is epoch ``epoch[i]``; ``grad_norm`` maps each
+    weight layer (input to output) to its list."""
+
+    job_id: str
+    status: str
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float | None] = field(default_factory=list)
+    train_accuracy: list[float | None] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)
+    val_accuracy: list[float | None] = field(default_factory=list)
+    learning_rate: list[float | None] = field(default_factory=list)
+    grad_norm: dict[str, list[float | None]] = field(default_factory=dict)
+    raw: dict = _raw()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per epoch (the shape of an ``epoch`` event)."""
+        keys = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"]
+        return [{**{k: getattr(self, k)[i] for k in keys},
+                 "grad_norm": {name: values[i] for name, values in self.grad_norm.items()}}
+                for i in range(len(self.epoch))]
+
+
+@dataclass
+class Suggestion:
+    """A change to the request (a JSON merge patch) and why it should help."""
+
+    patch: dict = field(default_factory=dict)
+    why: str | None = None
+    raw: dict = _raw()
+
+
+@dataclass
+class Finding:
+    code: str
+    severity: str | None = None
+    epoch: int | None = None
+    evidence: dict = field(default_factory=dict)
+    explanation: str | None = None
+    suggestions: list[Suggestion] = field(default_factory=list)
+    raw: dict = _raw()
+
+
+@dataclass
+class Diagnosis:
+    """The recipe's verdict (``healthy``, ``training_problem``, ``overfitting``) and
+    findings, most important first. ``final`` is False while the job runs."""
+
+    job_id: str
+    status: str
+    final: bool = False
+    verdict: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    raw: dict = _raw()
+
+    @property
+    def codes(self) -> list[str]:
+        return [f.code for f in self.findings]
+
+
+@dataclass
+class Dataset:
+    """A built-in (``name``) or uploaded (``id``) dataset."""
+
+    name: str | None = None
+    id: str | None = None
+    description: str | None = None
+    features: int | None = None
+    classes: Any = None
+    samples: int | None = None
+    test_samples: int | None = None
+    rows: int | None = None
+    class_counts: dict | None = None
+    created_at: datetime | None = None
+    size: int | None = None
+    raw: dict = _raw()
+
+
+@dataclass
+class StatusEvent:
+    """The job's status changed (or, first on a stream, what it is now)."""
+
+    id: int
+    status: str
+    job_id: str | None = None
+    attempt: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    type: Literal["status"] = "status"
+    raw: dict = _raw()
+
+
+@dataclass
+class EpochEvent:
+    """One finished epoch: its row of the curves."""
+
+    id: int
+    epoch: int
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    learning_rate: float | None = None
+    grad_norm: dict = field(default_factory=dict)
+    type: Literal["epoch"] = "epoch"
+    raw: dict = _raw()
+
+
+@dataclass
+class EndEvent:
+    """The last event of a stream: the finished job."""
+
+    id: int
+    job: Job
+    type: Literal["end"] = "end"
+    raw: dict = _raw()
+
+
+JobEvent = Union[StatusEvent, EpochEvent, EndEvent]
+
+
+def parse_event(event_id: int, kind: str, data: Mapping[str, Any]) -> JobEvent | None:
+    if kind == "status":
+        return build(StatusEvent, {**data, "id": event_id})
+    if kind == "epoch":
+        return build(EpochEvent, {**data, "id": event_id})
+    if kind == "end":
+        return EndEvent(id=event_id, job=build(Job, data), raw=dict(data))  # type: ignore[arg-type]
+    return None  # an event type this SDK version does not know

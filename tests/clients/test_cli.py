@@ -1,0 +1,187 @@
+"""The `trainrx` console script as CI runs it: every exit code of `check`, JUnit XML
+and GitHub annotations, and the everyday commands."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+
+from tests.clients.conftest import SMALL, WAITING, run_cli
+
+DIVERGING = {"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]}, "activation": "elu",
+             "optimizer": {"name": "sgd", "learning_rate": 100.0}, "epochs": 20}
+
+
+def spec_file(tmp_path, spec: dict, name: str = "model.yaml"):
+    path = tmp_path / name
+    path.write_text(json.dumps(spec) if name.endswith(".json") else yaml.safe_dump(spec))
+    return str(path)
+
+
+def junit(path) -> ET.Element:
+    root = ET.parse(path).getroot()  # well-formed, or this raises
+    assert root.tag == "testsuites"
+    (suite,) = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    assert int(suite.get("tests")) == len(cases)
+    assert int(suite.get("failures")) == sum(1 for c in cases if c.find("failure") is not None)
+    assert int(suite.get("errors")) == sum(1 for c in cases if c.find("error") is not None)
+    return suite
+
+
+def test_check_exit_0_when_every_expectation_holds(sdk, api_url, tmp_path):
+    # The verdict an identical (deterministic) job got, so that --verdict holds whatever the diagnosis says.
+    verdict = sdk.jobs.diagnosis(sdk.jobs.wait(sdk.jobs.create(SMALL).id, timeout=300).id).verdict
+    report = tmp_path / "reports" / "junit.xml"
+    out = run_cli("check", spec_file(tmp_path, SMALL), "--expect", "val_accuracy>=0.5", "--expect",
+                  "train_loss<5", "--verdict", verdict, "--junit", str(report), url=api_url)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "✓ val_accuracy>=0.5" in out.stdout and "Result: passed" in out.stdout
+    suite = junit(report)
+    names = [c.get("name") for c in suite.findall("testcase")]
+    assert names == ["job succeeded", "val_accuracy>=0.5", "train_loss<5", f"verdict=={verdict}"]
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert sdk.jobs.get(props["job_id"]).status == "succeeded"
+
+
+def test_check_exit_1_when_an_expectation_fails_with_junit_and_github_annotations(sdk, api_url, tmp_path):
+    # Which findings this (deterministic) request gets, so that --fail-on names a real one.
+    reference = sdk.jobs.wait(sdk.jobs.create(DIVERGING).id, timeout=300)
+    code = sdk.jobs.diagnosis(reference.id).findings[0].code
+    report = tmp_path / "junit.xml"
+    out = run_cli("check", spec_file(tmp_path, DIVERGING), "--expect", "val_accuracy>=0.99", "--expect",
+                  "epochs_run>=1", "--fail-on", f"{code},not_a_real_code", "--junit", str(report),
+                  url=api_url, env={"GITHUB_ACTIONS": "true"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "✗ val_accuracy>=0.99" in out.stdout and f"✗ no {code}" in out.stdout
+    assert "✓ no not_a_real_code" in out.stdout
+    assert "suggested patch" in out.stdout or "verdict:" in out.stdout  # the diagnosis' first findings
+    annotations = [line for line in out.stdout.splitlines() if line.startswith("::error ")]
+    assert len(annotations) == 2 and all("title=trainrx check::" in a for a in annotations)
+    assert any("val_accuracy>=0.99" in a for a in annotations)
+    suite = junit(report)
+    failed = {c.get("name"): c.find("failure").get("message") for c in suite.findall("testcase")
+              if c.find("failure") is not None}
+    assert set(failed) == {"val_accuracy>=0.99", f"no {code}"}
+    assert "expected >= 0.99" in failed["val_accuracy>=0.99"] or "not available" in failed["val_accuracy>=0.99"]
+
+
+def test_check_against_a_baseline(sdk, api_url, tmp_path):
+    baseline = sdk.jobs.wait(sdk.jobs.create(SMALL).id, timeout=300)
+    same = run_cli("check", spec_file(tmp_path, SMALL), "--baseline", baseline.id, "--metric", "val_accuracy",
+                   "--max-drop", "0", url=api_url)
+    assert same.returncode == 0, same.stdout + same.stderr  # CPU training is reproducible: no drop at all
+    worse = run_cli("check", spec_file(tmp_path, {**SMALL, "epochs": 1}), "--baseline", baseline.id,
+                    "--max-drop", "0.01", url=api_url)
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert f"within 0.01 of baseline {baseline.id[:8]}" in worse.stdout and "regressed by" in worse.stdout
+
+
+def test_check_exit_2_for_an_invalid_spec_with_the_field_errors(api_url, tmp_path):
+    report = tmp_path / "junit.xml"
+    bad = {**SMALL, "activation": "softmax", "architecture": {"hidden_layers": [0]}}
+    out = run_cli("check", spec_file(tmp_path, bad), "--expect", "val_accuracy>=0.9", "--junit", str(report),
+                  url=api_url, env={"GITHUB_ACTIONS": "true"})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "activation.name: Must be one of" in out.stdout and "architecture.hidden_layers" in out.stdout
+    assert any(line.startswith("::error file=") for line in out.stdout.splitlines())
+    suite = junit(report)
+    assert suite.get("errors") == "1" and "invalid" in suite.find("testcase/error").get("message")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--expect", "val_accuracy=>0.9"], "not METRIC OP NUMBER"),
+    (["--expect", "accuracy>=0.9"], "Unknown metric"),
+    (["--metric", "val_accuracy"], "need --baseline"),
+    (["--baseline", "f" * 32], "no job"),
+    (["--timeout", "0"], "--timeout"),
+])
+def test_check_exit_2_for_a_wrong_command_line(api_url, tmp_path, args, message):
+    out = run_cli("check", spec_file(tmp_path, SMALL), *args, url=api_url)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr
+
+
+def test_check_exit_2_for_an_unreadable_spec_file(api_url, tmp_path):
+    out = run_cli("check", str(tmp_path / "missing.yaml"), url=api_url)
+    assert out.returncode == 2 and "Cannot read the spec file" in out.stdout
+
+
+def test_check_exit_3_when_the_service_is_unreachable(tmp_path):
+    report = tmp_path / "junit.xml"
+    out = run_cli("--max-retries", "0", "check", spec_file(tmp_path, SMALL), "--junit", str(report),
+                  url="http://127.0.0.1:9")
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "APIConnectionError" in out.stdout
+    assert junit(report).get("errors") == "1"
+
+
+def test_check_exit_3_when_the_service_answers_an_error(scripted, tmp_path):
+    script, client = scripted
+    script.on("POST", "/v1/jobs", (500, {"code": 500, "message": "Something went wrong on our side."}, {}))
+    out = run_cli("--max-retries", "1", "check", spec_file(tmp_path, SMALL), url=client.base_url)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "InternalServerError" in out.stdout and len(script.seen) == 2  # retried once (it has a key)
+
+
+def test_check_exit_4_when_the_job_fails(api_url, tmp_path):
+    slow = {"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64]}, "epochs": 10_000,
+            "max_runtime_s": 1}
+    report = tmp_path / "junit.xml"
+    out = run_cli("check", spec_file(tmp_path, slow), "--expect", "val_accuracy>=0.1", "--junit", str(report),
+                  url=api_url)
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "time_limit" in out.stdout and "Result: job failed" in out.stdout
+    assert junit(report).get("errors") == "1"
+
+
+def test_check_exit_4_when_the_job_times_out_and_it_is_cancelled(sdk, api_url, tmp_path):
+    out = run_cli("check", spec_file(tmp_path, WAITING), "--timeout", "2", url=api_url)
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "did not finish within 2 s; it was cancelled" in out.stdout
+    job_id = out.stderr.split("submitted job ", 1)[1].split()[0]
+    assert sdk.jobs.get(job_id).status == "cancelled"
+
+
+def test_everyday_commands(sdk, api_url, tmp_path):
+    spec = spec_file(tmp_path, SMALL, "small.json")
+    submitted = run_cli("submit", spec, "--follow", url=api_url)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "status   succeeded" in submitted.stdout and "epoch 6/6" in submitted.stderr
+    listed = run_cli("list", "--json", "--limit", "5", url=api_url)
+    job_id = next(j["id"] for j in json.loads(listed.stdout) if j["name"] == "sdk-small")
+
+    status = run_cli("status", job_id, url=api_url)
+    assert status.returncode == 0 and "status   succeeded" in status.stdout
+    table = run_cli("list", url=api_url).stdout
+    assert job_id in table and table.splitlines()[0].split()[:3] == ["id", "name", "status"]
+    curves = run_cli("curves", job_id, url=api_url).stdout.splitlines()
+    assert curves[0].split() == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    assert len(curves) == 2 + 6 and curves[-1].split()[0] == "6"
+    diagnosis = run_cli("diagnosis", job_id, url=api_url)
+    assert diagnosis.returncode == 0 and diagnosis.stdout.startswith("verdict: ")
+    assert json.loads(run_cli("diagnosis", job_id, "--json", url=api_url).stdout)["final"] is True
+    target = tmp_path / "w.safetensors"
+    assert run_cli("download", job_id, "-o", str(target), url=api_url).returncode == 0
+    assert target.stat().st_size > 100
+    follow = run_cli("follow", job_id, url=api_url)
+    assert follow.returncode == 0 and "succeeded" in follow.stdout
+    datasets = run_cli("datasets", "list", url=api_url)
+    assert "digits" in datasets.stdout and "mnist1d" in datasets.stdout
+
+    queued = run_cli("submit", spec_file(tmp_path, WAITING, "waiting.yaml"), url=api_url)
+    waiting_id, state = queued.stdout.split()
+    assert state == "queued"
+    cancelled = run_cli("cancel", waiting_id, url=api_url)
+    assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"{waiting_id} cancelled"
+    again = run_cli("cancel", waiting_id, url=api_url)
+    assert again.returncode == 3 and again.stderr.startswith("ConflictError: ")
+    missing = run_cli("status", "f" * 32, url=api_url)
+    assert missing.returncode == 3 and missing.stderr.startswith("NotFoundError: ")
+    invalid = run_cli("submit", spec_file(tmp_path, {"dataset": {"name": "nope"}}, "bad.yaml"), url=api_url)
+    assert invalid.returncode == 2 and "UnprocessableEntityError: The request is invalid." in invalid.stderr
+    assert "architecture: Missing data for required field." in invalid.stderr

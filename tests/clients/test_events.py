@@ -1,0 +1,134 @@
+"""GET /v1/jobs/{id}/events through a real gunicorn (gevent workers), a real
+worker publishing through Redis, and the SDK's stream."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from tests.clients.conftest import SMALL, WAITING
+from trainrx import EndEvent, EpochEvent, StatusEvent
+from trainrx._sse import iter_sse
+
+# Long enough (a few seconds) that a stream reads part of it live.
+LONG = {"name": "events-long", "dataset": {"name": "moons"}, "architecture": {"hidden_layers": [64, 64]},
+        "epochs": 150, "batch_size": 8}
+
+
+def triples(events) -> list[tuple]:
+    return [(e.id, e.type, e.raw) for e in events]
+
+
+def test_the_stream_ends_with_the_final_status_and_the_finished_job(sdk):
+    job = sdk.jobs.create(SMALL)
+    events = list(sdk.jobs.stream(job.id))
+    ids = [e.id for e in events]
+    assert ids == sorted(set(ids)), "ids increase, none repeats"
+    assert isinstance(events[0], StatusEvent) and events[0].status in ("queued", "running")
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert [e.epoch for e in epochs] == [1, 2, 3, 4, 5, 6]
+    assert isinstance(events[-2], StatusEvent) and events[-2].status == "succeeded"
+    end = events[-1]
+    assert isinstance(end, EndEvent) and end.job.status == "succeeded" and end.job.id == job.id
+    assert end.job.summary.epochs_run == 6
+    curves = sdk.jobs.curves(job.id)
+    for row, event in zip(curves.rows(), epochs, strict=True):  # each event carries its row of the curves
+        assert {k: event.raw[k] for k in row} == row
+    # A fresh stream of a finished job replays it all, identically.
+    assert triples(sdk.jobs.stream(job.id)) == [t for t in triples(events) if t[2].get("status") != "queued"]
+
+
+def test_a_reconnect_with_last_event_id_neither_repeats_nor_skips(sdk, api_url):
+    job = sdk.jobs.create(LONG)
+    first = []
+    for event in sdk.jobs.stream(job.id):
+        first.append(event)
+        if isinstance(event, EpochEvent) and event.epoch == 3:
+            break  # the connection drops mid-run
+    assert sdk.jobs.get(job.id).status == "running", "the job should still run while we reconnect"
+
+    # Raw HTTP with the Last-Event-ID header, as EventSource reconnects.
+    second = []
+    with httpx.stream("GET", f"{api_url}/v1/jobs/{job.id}/events", timeout=120,
+                      headers={"Last-Event-ID": str(first[-1].id)}) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+        for sse in iter_sse(resp.iter_lines()):
+            if sse is not None and sse.id is not None:
+                second.append((int(sse.id), sse.event))
+                if sse.event == "end":
+                    break
+    whole = [(e.id, e.type) for e in first] + second
+    replay = [(e.id, e.type) for e in sdk.jobs.stream(job.id)]
+    assert whole == replay, "reconnecting gave exactly the events a full replay gives"
+    epochs = [i for i, kind in whole if kind == "epoch"]
+    final = sdk.jobs.get(job.id)
+    assert len(epochs) == final.summary.epochs_run == 150
+    assert whole[-2][1] == "status" and whole[-1][1] == "end"
+
+
+def test_the_sdk_resumes_from_a_given_event_id(sdk):
+    job = sdk.jobs.create(SMALL)
+    everything = list(sdk.jobs.stream(job.id))
+    middle = next(e for e in everything if isinstance(e, EpochEvent) and e.epoch == 2)
+    rest = list(sdk.jobs.stream(job.id, last_event_id=middle.id))
+    assert [e.id for e in rest] == [e.id for e in everything if e.id > middle.id]
+    assert isinstance(rest[0], EpochEvent) and rest[0].epoch == 3
+
+
+def test_a_queued_job_streams_keep_alives_then_its_cancellation(sdk, api_url):
+    job = sdk.jobs.create(WAITING)
+    seen: list = []
+    with httpx.stream("GET", f"{api_url}/v1/jobs/{job.id}/events", timeout=30) as resp:
+        lines = resp.iter_lines()
+        for sse in iter_sse(lines):
+            seen.append(sse)
+            if sse is None:  # the keep-alive comment (every second under the test server)
+                break
+        sdk.jobs.cancel(job.id)  # the API publishes the cancellation of a queued job
+        for sse in iter_sse(lines):
+            if sse is not None and sse.event == "end":
+                seen.append(sse)
+                break
+            seen.append(sse)
+    events = [s for s in seen if s is not None and s.event in ("status", "end")]
+    assert [(s.id, s.event) for s in events] == [("0", "status"), ("999999998", "status"), ("999999999", "end")]
+    assert '"cancelled"' in events[1].data and '"cancelled"' in events[2].data
+
+
+def test_many_open_streams_do_not_block_the_api(sdk, api_url):
+    """More open streams than gthread's 2 x 8 threads (or the database pool) would allow."""
+    job = sdk.jobs.create(WAITING)
+    opened, ended, results = threading.Barrier(41), [], []
+
+    def follow() -> None:
+        with httpx.stream("GET", f"{api_url}/v1/jobs/{job.id}/events", timeout=60) as resp:
+            stream = iter_sse(resp.iter_lines())
+            first = next(s for s in stream if s is not None and s.event == "status")
+            opened.wait(timeout=60)
+            kinds = [first.event] + [s.event for s in stream if s is not None and s.id is not None]
+            results.append(kinds)
+        ended.append(True)
+
+    threads = [threading.Thread(target=follow, daemon=True) for _ in range(40)]
+    for t in threads:
+        t.start()
+    opened.wait(timeout=60)  # 40 streams are open now
+    assert httpx.get(f"{api_url}/healthz", timeout=10).status_code == 200
+    other = sdk.with_options(timeout=10, max_retries=0).jobs.create(WAITING)
+    assert sdk.jobs.get(other.id).status == "queued"
+    sdk.jobs.cancel(job.id)
+    sdk.jobs.cancel(other.id)
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 40 and all(kinds == ["status", "status", "end"] for kinds in results)
+
+
+@pytest.mark.parametrize("header,code", [("abc", 400), ("-5", 400)])
+def test_bad_last_event_ids_and_unknown_jobs(sdk, api_url, header, code):
+    job = sdk.jobs.create(WAITING)
+    resp = httpx.get(f"{api_url}/v1/jobs/{job.id}/events", headers={"Last-Event-ID": header}, timeout=10)
+    assert resp.status_code == code and resp.json()["code"] == code
+    assert httpx.get(f"{api_url}/v1/jobs/{'e' * 32}/events", timeout=10).status_code == 404
+    sdk.jobs.cancel(job.id)
