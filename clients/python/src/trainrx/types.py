@@ -121,6 +121,7 @@ class Job:
     timings: Timings | None = None
     error: JobError | None = None
     data: dict | None = None
+    model: dict | None = None
     links: dict = field(default_factory=dict)
     raw: dict = _raw()
 
@@ -192,19 +193,24 @@ class Diagnosis:
 
 @dataclass
 class Dataset:
-    """A built-in (``name``) or uploaded (``id``) dataset."""
+    """A built-in dataset (``name``) or an upload (``id``; use ``{"dataset": {"id": ...}}``)."""
 
     name: str | None = None
     id: str | None = None
     description: str | None = None
     features: int | None = None
-    classes: Any = None
+    classes: int | None = None
     samples: int | None = None
     test_samples: int | None = None
     rows: int | None = None
     class_counts: dict | None = None
+    format: str | None = None
+    filename: str | None = None
+    feature_ranges: list[dict] | None = None
+    upload_bytes: int | None = None
+    size_bytes: int | None = None
     created_at: datetime | None = None
-    size: int | None = None
+    last_used_at: datetime | None = None
     raw: dict = _raw()
 
 

@@ -205,8 +205,8 @@ def datasets_list(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_json([d.raw for d in items])
         return
-    rows = [(d.id or d.name, d.name or "", d.features, d.classes if not isinstance(d.classes, (list, dict))
-             else len(d.classes), d.samples or d.rows, d.test_samples or 0) for d in items]
+    rows = [(d.id or d.name, d.name or "", d.features, d.classes, d.samples or d.rows, d.test_samples or 0)
+            for d in items]
     click.echo(render.table(["dataset", "name", "features", "classes", "samples", "test"], rows))
 
 
