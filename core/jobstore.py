@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -24,6 +24,8 @@ from core.jsonsafe import json_safe
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 _ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+# A running job whose heartbeat (every 2 s) stopped this long ago has lost its worker.
+STALE_AFTER_S = 60.0
 
 
 def utcnow() -> datetime:
@@ -168,16 +170,27 @@ class JobStore:
                                   .values(**values))
         return result.rowcount == 1
 
-    def start(self, job_id: str, worker: str) -> dict | None:
-        """queued -> running; None when the job is no longer queued (cancelled, or taken)."""
+    def start(self, job_id: str, worker: str, stale_after_s: float = STALE_AFTER_S) -> dict | None:
+        """queued -> running. A job still marked running whose heartbeat stopped more than
+        ``stale_after_s`` ago lost its worker (the broker redelivered its message): it is
+        taken over and trained from the start. None when the job is not ours to run."""
         job = self.get(job_id)
         if job is None:
             return None
         now = utcnow()
-        if not self._transition(job_id, [QUEUED], status=RUNNING, started_at=now, heartbeat_at=now,
-                                worker=worker, attempts=job["attempts"] + 1):
-            return None
-        return self.get(job_id)
+        values = dict(status=RUNNING, started_at=now, heartbeat_at=now, worker=worker, attempts=job["attempts"] + 1)
+        if self._transition(job_id, [QUEUED], **values):
+            return self.get(job_id)
+        cutoff = now - timedelta(seconds=stale_after_s)
+        with self.engine.begin() as conn:
+            taken = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == RUNNING,
+                                                    jobs.c.cancel_requested.is_(False),
+                                                    jobs.c.heartbeat_at < cutoff)
+                                 .values(progress_epoch=0, summary=None, steps=None, initial_probes=None,
+                                         diagnosis=None, **values)).rowcount == 1
+            if taken:
+                conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id))
+        return self.get(job_id) if taken else None
 
     def request_cancel(self, job_id: str) -> str | None:
         """Cancel a queued job at once; ask a running one to stop. Returns the

@@ -171,3 +171,31 @@ def test_a_cuda_job_on_a_cpu_worker_waits_on_the_gpu_queue(live):
     assert job["queue"] == "gpu"
     assert live.get(job["links"]["self"]).get_json()["status"] == "queued"
     live.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+def test_a_redelivered_job_whose_worker_died_is_taken_over(live, app):
+    """A job left `running` by a worker that died (no heartbeat for a minute) is trained
+    again from the start when its message is delivered again."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.db import jobs
+    from core.jobstore import utcnow
+
+    from core.spec import normalise_request
+
+    store = app.extensions["trainrx"].store
+    job, _ = store.create(normalise_request(TINY), "cpu")  # stored, not yet published
+    store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)  # its partial work
+    stale = utcnow() - timedelta(minutes=5)
+    with store.engine.begin() as conn:
+        conn.execute(update(jobs).where(jobs.c.id == job["id"]).values(
+            status="running", started_at=stale, heartbeat_at=stale, worker="dead-worker", attempts=1))
+    app.extensions["trainrx"].celery.send_task("trainrx.train_job", args=[job["id"]], queue="cpu")
+    done = wait_for(live, job["id"], 120)
+    assert done["status"] == "succeeded" and done["summary"]["epochs_run"] == 2
+    assert store.get(job["id"])["attempts"] == 2 and store.get(job["id"])["worker"] != "dead-worker"
+    assert curves(live, job["id"])["train_loss"][0] != 9.0
+    # A job that is running and alive is not taken over.
+    assert store.start(job["id"], "intruder") is None
