@@ -126,9 +126,11 @@ def scripted():
             if status == "slow":
                 time.sleep(body)
                 status, body = 200, JOB
-            raw = json.dumps(body).encode()
+            text = isinstance(body, str)  # a raw body (an event stream), sent as given
+            raw = body.encode() if text else json.dumps(body).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            if not text:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
             self.send_header("X-Request-ID", f"req-{len(script.seen)}")
             for key, value in headers.items():

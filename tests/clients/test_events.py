@@ -132,3 +132,35 @@ def test_bad_last_event_ids_and_unknown_jobs(sdk, api_url, header, code):
     assert resp.status_code == code and resp.json()["code"] == code
     assert httpx.get(f"{api_url}/v1/jobs/{'e' * 32}/events", timeout=10).status_code == 404
     sdk.jobs.cancel(job.id)
+
+
+def test_a_job_taken_over_by_another_worker_streams_its_new_attempt(sdk, app):
+    """A worker died mid-run; the next one trains the job again from the start. The
+    stream moves on to the new attempt's higher ids, and its epochs start at 1 again."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.db import jobs
+    from core.jobstore import utcnow
+    from core.spec import normalise_request
+
+    parts = app.extensions["trainrx"]
+    job, _ = parts.store.create(normalise_request({**SMALL, "epochs": 3}), "cpu")  # stored, not published
+    parts.store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)
+    stale = utcnow() - timedelta(minutes=5)
+    with parts.store.engine.begin() as conn:
+        conn.execute(update(jobs).where(jobs.c.id == job["id"]).values(
+            status="running", started_at=stale, heartbeat_at=stale, worker="dead-worker", attempts=1))
+
+    stream = sdk.jobs.stream(job["id"])
+    first = [next(stream), next(stream)]  # what the database holds: attempt 1, one epoch
+    assert [(e.type, e.id) for e in first] == [("status", 1_000_000_000), ("epoch", 1_000_000_001)]
+    parts.celery.send_task("trainrx.train_job", args=[job["id"]], queue="cpu")
+    rest = list(stream)
+    kinds = [(e.type, getattr(e, "status", None) or getattr(e, "epoch", None)) for e in rest]
+    assert kinds == [("status", "running"), ("epoch", 1), ("epoch", 2), ("epoch", 3), ("status", "succeeded"),
+                     ("end", None)]
+    assert rest[0].attempt == 2 and rest[0].id == 2_000_000_000 and rest[1].train_loss != 9.0
+    ids = [e.id for e in first + rest]
+    assert ids == sorted(set(ids))

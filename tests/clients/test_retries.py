@@ -3,6 +3,7 @@ what is retried, how often, and what is not."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -111,3 +112,22 @@ def test_wait_falls_back_to_polling_without_an_event_stream(scripted):
     job = client.jobs.wait("a" * 32, timeout=30, poll_interval=0.05)
     assert job.status == "succeeded"
     assert [p for _, p, _ in script.seen].count(PATH) == 3
+
+
+def test_a_broken_event_stream_is_resumed_with_last_event_id(scripted):
+    script, client = scripted
+    sse = {"Content-Type": "text/event-stream"}
+    running = '{"job_id": "j", "status": "running", "attempt": 1}'
+    first = (f"retry: 10\n\nid: 1000000000\nevent: status\ndata: {running}\n\n"
+             'id: 1000000001\nevent: epoch\ndata: {"epoch": 1, "train_loss": 0.5}\n\n')  # then the server goes away
+    rest = ('id: 1000000002\nevent: epoch\ndata: {"epoch": 2, "train_loss": 0.4}\n\n'
+            ': keep-alive\n\n'
+            'id: 1999999998\nevent: status\ndata: {"job_id": "j", "status": "succeeded", "attempt": 1}\n\n'
+            f"id: 1999999999\nevent: end\ndata: {json.dumps({**JOB, 'status': 'succeeded'})}\n\n")
+    script.on("GET", f"{PATH}/events", (200, first, sse), (200, rest, sse))
+    events = list(client.jobs.stream("a" * 32))
+    assert [(e.type, e.id) for e in events] == [("status", 1000000000), ("epoch", 1000000001),
+                                                ("epoch", 1000000002), ("status", 1999999998), ("end", 1999999999)]
+    assert events[-1].job.status == "succeeded" and events[2].train_loss == 0.4
+    resumed = [headers.get("Last-Event-ID") for _, _, headers in script.seen]
+    assert resumed == [None, "1000000001"]
