@@ -340,7 +340,9 @@ class TargetsSpec(_Strict):
 class JobRequestSchema(_Strict):
     """A training request (POST /v1/jobs)."""
 
-    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    name = fields.String(load_default=None, allow_none=True,
+                         validate=[validate.Length(max=100),
+                                   validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")])
     dataset = fields.Nested(DatasetSpec, required=True)
     architecture = fields.Nested(ArchitectureSpec, required=True)
     activation = Component("activation", ACTIVATIONS, load_default=lambda: ReluActivation().load({"name": "relu"}),

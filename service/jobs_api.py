@@ -5,13 +5,15 @@ from __future__ import annotations
 from flask import request, send_file, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from marshmallow import ValidationError
 
 from core.events import publish_status
 from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor
-from core.spec import JobRequestSchema
+from core.spec import JobRequestSchema, merge_patch, normalise_request
 from service.extensions import parts
 from service.model_metadata import model_metadata
-from service.schemas import CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema, JobSchema
+from service.schemas import (CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema, JobSchema,
+                             ResubmitSchema)
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
 
@@ -118,17 +120,52 @@ class Cancel(MethodView):
         return job_resource(parts().store.get(job["id"]))
 
 
+def pivot_curves(rows: list[dict]) -> dict:
+    """Epoch rows -> one list per metric (per layer for per-layer metrics), all of equal length.
+    A value an epoch did not record (a probe skipped after non-finite weights) is null."""
+    curves: dict = {}
+    for key in dict.fromkeys(k for row in rows for k in row):
+        if any(isinstance(row.get(key), dict) for row in rows):
+            layers = dict.fromkeys(name for row in rows for name in (row.get(key) or {}))
+            curves[key] = {name: [(row.get(key) or {}).get(name) for row in rows] for name in layers}
+        else:
+            curves[key] = [row.get(key) for row in rows]
+    for key in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        curves.setdefault(key, [])
+    curves.setdefault("grad_norm", {})
+    return curves
+
+
+@blp.route("/<job_id>/resubmit")
+class Resubmit(MethodView):
+    @blp.arguments(ResubmitSchema)
+    @blp.response(202, JobSchema, description="A new job running the patched request; `links.parent` names "
+                                              "this one.")
+    @blp.alt_response(422, description="The patched request is invalid; `errors` names its bad fields.")
+    def post(self, args: dict, job_id: str):
+        """Run the job again with a JSON merge patch (RFC 7396) applied to its normalised request.
+
+        Every diagnosis suggestion carries such a patch."""
+        parent = load_job(job_id)
+        try:
+            normalised = normalise_request(merge_patch(parent["request"], args["patch"]),
+                                           parts().settings.limits)
+        except ValidationError as exc:
+            abort(422, message="The patched request is invalid.", errors=exc.messages)
+        return submit(normalised, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER), parent_id=parent["id"])
+
+
 @blp.route("/<job_id>/curves")
 class Curves(MethodView):
     @blp.response(200, CurvesSchema)
     def get(self, job_id: str):
-        """Per-epoch learning curves (partial while the job runs)."""
+        """Per-epoch learning curves and probe values (partial while the job runs)."""
         job = load_job(job_id)
-        rows = parts().store.epochs(job_id)
-        keys = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"]
-        curves: dict = {k: [r.get(k) for r in rows] for k in keys}
-        layers = list(rows[0]["grad_norm"]) if rows else []
-        curves["grad_norm"] = {name: [r["grad_norm"].get(name) for r in rows] for name in layers}
+        curves = pivot_curves(parts().store.epochs(job_id))
+        if job["steps"] is not None:
+            curves["steps"] = job["steps"]
+        if job["initial_probes"] is not None:
+            curves["initial"] = job["initial_probes"]
         return {"job_id": job_id, "status": job["status"], **curves}
 
 

@@ -62,8 +62,10 @@ def resolve_device(requested: str) -> torch.device:
 class JobHooks:
     """Connects the engine to the job store: progress, logs, cancel and shutdown."""
 
-    def __init__(self, store: JobStore, job_id: str) -> None:
-        self.store, self.job_id = store, job_id
+    def __init__(self, store: JobStore, job_id: str, request: dict) -> None:
+        self.store, self.job_id, self.request = store, job_id, request
+        self.rows: list[dict] = []
+        self.data_info: dict | None = None
         self.events: JobEvents | None = None  # live events (core/events.py); set once the job runs
         self.cancelled = threading.Event()
         self._stop_beat = threading.Event()
@@ -92,8 +94,13 @@ class JobHooks:
             return loop.SHUTDOWN
         return None
 
-    def on_epoch(self, row: dict, summary: dict) -> None:
-        self.store.record_epoch(self.job_id, row, summary)
+    def on_epoch(self, row: dict, summary: dict, probes) -> None:
+        self.rows.append(row)
+        steps, initial = (probes.steps, probes.initial) if probes else (None, None)
+        so_far = diagnose(self.request, self.rows, summary, None, self.data_info, steps=steps, initial=initial,
+                          final=False)
+        self.store.record_epoch(self.job_id, row, summary, steps=steps,
+                                initial_probes=initial if len(self.rows) == 1 else None, diagnosis=so_far)
         if self.events is not None:
             self.events.epoch(row)
 
@@ -112,7 +119,7 @@ def execute_job(job_id: str, worker: str) -> str | None:
         return None
     request = job["request"]
     began = time.monotonic()
-    hooks = JobHooks(store, job_id)
+    hooks = JobHooks(store, job_id, request)
     hooks.events = JobEvents.started(settings.redis_url, job)
     try:
         with hooks:
@@ -122,6 +129,7 @@ def execute_job(job_id: str, worker: str) -> str | None:
             data = prepare(source.arrays, request["dataset"], source.classes, device)
             data_info = {**source.info, "device": str(device), **data.info}
             store.set_data_info(job_id, data_info)
+            hooks.data_info = data_info
             hooks.log(f"dataset {source.label}: {data.info['train_samples']} training, "
                       f"{data.info['validation_samples']} validation, {data.info['test_samples']} test samples")
             setup_s = time.monotonic() - began
@@ -136,7 +144,9 @@ def execute_job(job_id: str, worker: str) -> str | None:
             saved["weights"] = WEIGHTS_FILE
             saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
                                       hooks.log))
-        diagnosis = diagnose(request, result.rows, result.summary, result.stop_reason, data_info)
+        probes = result.probes
+        diagnosis = diagnose(request, result.rows, result.summary, result.stop_reason, data_info,
+                             steps=probes.steps if probes else None, initial=probes.initial if probes else None)
         status, error = SUCCEEDED, None
         if result.stop_reason == loop.CANCELLED:
             status = CANCELLED
