@@ -302,3 +302,20 @@ def test_every_suggested_patch_gives_a_valid_changed_request(activation, optimiz
                 patched = normalise_request(merge_patch(req, s["patch"]), Limits())
                 assert patched != req, (finding["code"], s)
                 assert s["why"]
+
+
+def test_unnormalized_input_only_for_uploads_used_as_given():
+    badly = {**DATA, "input_stats": {"abs_max": 5400.0, "mean_abs_max": 5000.0, "std_min": 0.01,
+                                     "std_max": 1000.0}}
+    upload = request(dataset={"id": "d" * 32})
+    d = run(upload, rows([0.1] * 3), data=badly)
+    assert codes(d)[:2] == ["poor_training_fit", "unnormalized_input"]
+    f = d["findings"][1]
+    assert f["evidence"]["input_abs_max"] == 5400.0 and f["evidence"]["feature_std_spread"] == 1e5
+    assert [s["patch"] for s in f["suggestions"]] == [{"dataset": {"scale": "standard"}},
+                                                      {"dataset": {"scale": "minmax"}}]
+    scaled = request(dataset={"id": "d" * 32, "scale": "standard"})
+    assert "unnormalized_input" not in codes(run(scaled, rows([0.1] * 3), data=badly))
+    assert "unnormalized_input" not in codes(run(request(), rows([0.1] * 3), data=badly))  # built-in
+    fine = {**DATA, "input_stats": {"abs_max": 3.0, "mean_abs_max": 0.1, "std_min": 0.5, "std_max": 1.2}}
+    assert "unnormalized_input" not in codes(run(upload, rows([0.1] * 3), data=fine))

@@ -19,10 +19,11 @@ from workers.diagnosis.findings import ERROR, INFO, SEVERITY_RANK, WARNING, find
 log = logging.getLogger("trainrx.diagnosis")
 
 # Which cause the user should act on first when several are seen.
-CAUSE_ORDER = ["exploding_gradient", "vanishing_gradient", "dead_relu", "saturated_activation",
-               "poor_weight_initialization", "slow_convergence", "oscillating_loss", "class_imbalance"]
+CAUSE_ORDER = ["unnormalized_input", "exploding_gradient", "vanishing_gradient", "dead_relu",
+               "saturated_activation", "poor_weight_initialization", "slow_convergence", "oscillating_loss",
+               "class_imbalance"]
 SEEN_BUT_HARMLESS = {"poor_weight_initialization", "dead_relu", "saturated_activation", "oscillating_loss",
-                     "slow_convergence"}
+                     "slow_convergence", "unnormalized_input"}
 CODE_ORDER = ["poor_training_fit", *CAUSE_ORDER[:-1], "overfitting", "class_imbalance", "early_stopped"]
 
 
@@ -157,7 +158,8 @@ def diagnose(request: dict, rows: list[dict], summary: dict | None, stop_reason:
     train_row = run.returned
     fitted = (train_row.get("train_loss") is not None and not run.diverged
               and (train_row.get("train_accuracy") or 0) >= train_target(run))
-    causes = [f for f in (symptoms.exploding_gradient(run), symptoms.vanishing_gradient(run, fitted),
+    causes = [f for f in (symptoms.unnormalized_input(run), symptoms.exploding_gradient(run),
+                          symptoms.vanishing_gradient(run, fitted),
                           symptoms.dead_relu(run), symptoms.saturated_activation(run),
                           symptoms.poor_weight_initialization(run)) if f]
     explained = {c["code"] for c in causes} & {"exploding_gradient", "vanishing_gradient", "dead_relu"}

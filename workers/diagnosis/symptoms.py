@@ -285,3 +285,32 @@ def class_imbalance(run: Run) -> dict | None:
         f"The largest training class has {max(counts) / min(counts):.0f} times as many samples as the smallest: "
         f"always answering the largest class already scores {run.chance:.0%}, so accuracy flatters the model.",
         [])
+
+
+def unnormalized_input(run: Run) -> dict | None:
+    """Uploaded data used as given whose inputs are far from order 1 or on very different scales."""
+    dataset = run.request["dataset"]
+    if dataset.get("id") is None or dataset.get("scale", "none") != "none":
+        return None
+    stats = (run.data_info or {}).get("input_stats") or {}
+    abs_max, std_min, std_max = stats.get("abs_max"), stats.get("std_min"), stats.get("std_max")
+    if abs_max is None or std_max is None:
+        return None
+    spread = std_max / std_min if std_min else math.inf
+    large = abs_max > T.UNNORMALIZED_ABS_MAX
+    uneven = spread > T.UNNORMALIZED_STD_SPREAD and std_max > 1.0
+    if not (large or uneven):
+        return None
+    return finding(
+        "unnormalized_input", WARNING, 0,
+        {"input_abs_max": abs_max, "threshold": T.UNNORMALIZED_ABS_MAX, "feature_std_min": std_min,
+         "feature_std_max": std_max, "feature_std_spread": spread if math.isfinite(spread) else None,
+         "spread_threshold": T.UNNORMALIZED_STD_SPREAD},
+        f"The uploaded inputs are used as given, and they are badly scaled: the largest magnitude is {abs_max:.3g} "
+        f"and the features' standard deviations range from {std_min:.3g} to {std_max:.3g}. Large inputs "
+        "saturate units and make gradients huge for some weights and tiny for others, so one learning rate "
+        "cannot suit them all.",
+        [P.suggestion({"dataset": {"scale": "standard"}}, "Standardise each feature with the training split's "
+                      "mean and standard deviation (the exported model applies the same scaling)."),
+         P.suggestion({"dataset": {"scale": "minmax"}}, "Or rescale each feature to [0, 1] with the training "
+                      "split's minimum and maximum.")])

@@ -66,3 +66,9 @@ OSCILLATION_MIN_EPOCHS = 5
 
 # Class imbalance: the largest training class at least 10 times the smallest.
 IMBALANCE_RATIO = 10.0
+
+# Unnormalized input (uploaded data used as given): inputs of magnitude above 10, or features whose
+# standard deviations differ more than 100-fold. Networks train best on inputs of order 1 with
+# comparable spreads (UMLAUT and DeepDiagnosis check input ranges the same way).
+UNNORMALIZED_ABS_MAX = 10.0
+UNNORMALIZED_STD_SPREAD = 100.0
