@@ -39,6 +39,10 @@ def set_limits(limits: Limits) -> contextvars.Token:
     return _limits.set(limits)
 
 
+def reset_limits(token: contextvars.Token) -> None:
+    _limits.reset(token)
+
+
 # Uploaded datasets live in the database, which this module does not know: whoever
 # validates requests that may name one (the API, per request) sets a resolver that
 # gives an upload's (features, classes), or None when there is no such upload.
@@ -51,6 +55,10 @@ _dataset_resolver: contextvars.ContextVar[DatasetResolver | None] = contextvars.
 
 def set_dataset_resolver(resolver: DatasetResolver | None) -> contextvars.Token:
     return _dataset_resolver.set(resolver)
+
+
+def reset_dataset_resolver(token: contextvars.Token) -> None:
+    _dataset_resolver.reset(token)
 
 
 @contextlib.contextmanager
