@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 from typing import Any, Callable, Iterator
 
-from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, post_load,
+from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
                          validate, validates_schema)
 
 from core.datasets import BUILTIN_DATASETS
@@ -473,5 +473,5 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 __all__ = ["JobRequestSchema", "normalise_request", "merge_patch", "count_parameters", "current_limits",
-           "using_limits", "set_limits", "ACTIVATIONS", "OPTIMIZERS", "EXCLUDE", "SCALES", "dataset_shape",
+           "using_limits", "set_limits", "ACTIVATIONS", "OPTIMIZERS", "SCALES", "dataset_shape",
            "set_dataset_resolver", "using_dataset_resolver"]
