@@ -74,7 +74,8 @@ def start_worker(settings: Settings, log_path: Path, name: str = "test-cpu", que
     return proc
 
 
-def stop_worker(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (a graceful stop for celery and gunicorn), then SIGKILL after 30 s."""
     proc.terminate()
     try:
         proc.wait(30)
@@ -87,7 +88,7 @@ def stop_worker(proc: subprocess.Popen) -> None:
 def worker(settings, tmp_path_factory):
     proc = start_worker(settings, tmp_path_factory.mktemp("logs") / "worker.log")
     yield proc
-    stop_worker(proc)
+    stop_process(proc)
 
 
 @pytest.fixture(scope="session")

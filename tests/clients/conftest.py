@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, worker_env
+from tests.conftest import ROOT, stop_process, worker_env
 
 CLI = str(Path(sys.executable).with_name("trainrx"))
 # Jobs that ask for CUDA wait on the gpu queue, which no test worker serves: they stay queued.
@@ -52,12 +52,7 @@ def api_url(settings, tmp_path_factory) -> str:
             raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.2)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ from core.db import datasets, jobs
 from core.jobstore import utcnow
 from core.retention import sweep
 from core.uploads import UploadStore
-from tests.conftest import run_job, start_worker, stop_worker, submit
+from tests.conftest import run_job, start_worker, stop_process, submit
 from tests.sample_uploads import as_npz, blobs, uploaded
 
 TINY = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [4]}, "epochs": 1}
@@ -80,6 +80,6 @@ def test_a_worker_sweeps_periodically_when_retention_is_on(live, settings, tmp_p
             assert time.monotonic() < deadline, (tmp_path / "retention-worker.log").read_text()[-3000:]
             time.sleep(0.2)
     finally:
-        stop_worker(proc)
+        stop_process(proc)
     assert "retention: finished jobs and unused uploads are deleted after 2 days" in \
         (tmp_path / "retention-worker.log").read_text()
