@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: run test install install-dev openapi clean worker api bench
+.PHONY: run test install install-dev openapi clean worker api bench migrate
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt clients/python/p
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-run: install ## The API, one worker and (when REDIS_URL is unset) an embedded Redis
+run: install ## Migrates the database, then the API, one worker and (when REDIS_URL is unset) an embedded Redis
 	$(PY) -m core.stack
+
+migrate: install ## Bring the database (DATABASE_URL, else SQLite under TRAINRX_DATA_DIR) to the newest schema
+	$(PY) -m core.migrate
 
 test: install-dev ## The whole suite (real Redis, database, worker processes, tiny trainings)
 	$(PY) -m pytest
@@ -27,10 +30,10 @@ test: install-dev ## The whole suite (real Redis, database, worker processes, ti
 openapi: install ## Regenerate openapi.yaml from the app
 	$(PY) -m service.openapi > openapi.yaml
 
-worker: install ## One worker for an existing Redis: make worker QUEUE=gpu
+worker: install ## One worker for an existing Redis (run `make migrate` first): make worker QUEUE=gpu
 	$(PY) -m celery -A workers.celery_app worker -Q $${QUEUE:-cpu} --pool threads --concurrency 1 -l INFO
 
-api: install ## Only the API, for an existing Redis
+api: install ## Only the API, for an existing Redis (run `make migrate` first)
 	$(PY) -m gunicorn -c service/gunicorn_conf.py --bind 127.0.0.1:$${PORT:-8000} service.wsgi:app
 
 bench: install-dev

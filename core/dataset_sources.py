@@ -19,11 +19,12 @@ class DatasetSource:
     label: str  # how the job's log names it
 
 
-def open_dataset(spec: dict, settings: Settings, engine: Engine) -> DatasetSource:
-    """Load a normalised request's dataset; raises core.uploads.UploadMissing for a deleted upload."""
+def open_dataset(spec: dict, settings: Settings, engine: Engine, *, owner: str) -> DatasetSource:
+    """Load a normalised request's dataset (an upload only when ``owner`` has it); raises
+    core.uploads.UploadMissing for a deleted upload."""
     if spec.get("id") is not None:
         uploads = UploadStore(engine, settings.uploads_dir)
-        row, arrays = uploads.load(spec["id"])
+        row, arrays = uploads.load(spec["id"], owner=owner)
         uploads.touch(spec["id"])
         return DatasetSource(arrays, row["classes"], {"name": row["name"], "id": row["id"]},
                              f"upload {row['id']} ({row['name']})")

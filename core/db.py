@@ -1,18 +1,20 @@
-"""The job store's tables and database engine (SQLite by default, PostgreSQL in production).
+"""The service's tables and database engine (SQLite by default, PostgreSQL in production).
 
-Schema changes go through ``metadata.create_all`` for now; a migration tool
-comes with the first change that needs one.
+The tables here are the models; the schema of a real database is made by the
+Alembic migrations in ``core/migrations`` (``make migrate``), and a test keeps
+the two equal. Every schema change ships a migration.
 """
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text,
-                        create_engine, event)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text,
+                        UniqueConstraint, create_engine, event)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
-from sqlalchemy import BigInteger
+
+# Rows made before owners existed belong to this owner (migration 0002).
+LEGACY_OWNER = "admin"
 
 metadata = MetaData()
 
@@ -20,12 +22,12 @@ jobs = Table(
     "jobs", metadata,
     Column("id", String(32), primary_key=True),
     Column("name", String(100)),
-    Column("owner", String(64), index=True),  # per-owner tokens come later; null = the default owner
+    Column("owner", String(64), nullable=False, index=True),
     Column("status", String(16), nullable=False, index=True),
     Column("queue", String(16), nullable=False),
     Column("request", JSON, nullable=False),
     Column("request_hash", String(64), nullable=False),
-    Column("idempotency_key", String(255), unique=True),
+    Column("idempotency_key", String(255)),
     Column("parent_id", String(32)),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("started_at", DateTime(timezone=True)),
@@ -43,6 +45,8 @@ jobs = Table(
     Column("steps", JSON),
     Column("initial_probes", JSON),
     Column("artifacts", JSON),
+    # Idempotency keys are per owner: two owners may pick the same key.
+    UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
 )
 
 # One row per finished epoch: the curves are assembled from these, and live
@@ -67,7 +71,7 @@ datasets = Table(
     "datasets", metadata,
     Column("id", String(32), primary_key=True),
     Column("name", String(100)),
-    Column("owner", String(64), index=True),
+    Column("owner", String(64), nullable=False, index=True),
     Column("format", String(8), nullable=False),
     Column("filename", String(255)),
     Column("rows", Integer, nullable=False),
@@ -80,6 +84,20 @@ datasets = Table(
     Column("stored_bytes", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("last_used_at", DateTime(timezone=True)),
+)
+
+# API tokens (Authorization: Bearer). Only a SHA-256 of the token is stored; the
+# token itself is shown once, when it is created.
+tokens = Table(
+    "tokens", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("role", String(8), nullable=False),
+    Column("label", String(100)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
 )
 
 
@@ -101,15 +119,3 @@ def make_engine(url: str) -> Engine:
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     return engine
-
-
-def create_schema(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables; tolerate another process doing the same at the same moment."""
-    for attempt in range(attempts):
-        try:
-            metadata.create_all(engine)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))

@@ -133,14 +133,14 @@ def replay(store: JobStore, job_id: str, after_id: int) -> tuple[dict | None, li
     started in between (the epochs may then be the new attempt's), read again.
     """
     for _ in range(5):
-        before = store.get(job_id)
+        before = store.get(job_id, owner=None)
         if before is None:
             return None, []
         attempt = int(before["attempts"] or 0)
         base = attempt * EVENT_ID_STRIDE
         after_epoch = after_id - base if base <= after_id < base + EVENT_ID_STRIDE else 0
         epochs = store.epochs(job_id, after=max(after_epoch, 0)) if attempt > 0 else []
-        job = store.get(job_id)
+        job = store.get(job_id, owner=None)
         if job is None:
             return None, []
         if int(job["attempts"] or 0) == attempt:
@@ -196,7 +196,7 @@ class JobEvents:
         """Call when the worker is done with the job: publishes where it ended
         (finished, or back in the queue)."""
         try:
-            job = store.get(self.job_id)
+            job = store.get(self.job_id, owner=None)
         except Exception:  # noqa: BLE001 — streams find the status in the database later
             log.warning("could not read job %s to publish its status", self.job_id, exc_info=True)
             return

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -77,13 +77,13 @@ class JobStore:
 
     # --- creating and reading ---------------------------------------------
 
-    def create(self, request: dict, queue: str, *, idempotency_key: str | None = None,
-               parent_id: str | None = None, owner: str | None = None) -> tuple[dict, bool]:
-        """Insert a queued job. Returns (job, created); created is False when the
-        Idempotency-Key already named the same request."""
+    def create(self, request: dict, queue: str, *, owner: str, idempotency_key: str | None = None,
+               parent_id: str | None = None) -> tuple[dict, bool]:
+        """Insert a queued job for ``owner``. Returns (job, created); created is False when
+        the owner's Idempotency-Key already named the same request."""
         fingerprint = request_fingerprint(request)
         if idempotency_key is not None:
-            existing = self._by_idempotency_key(idempotency_key)
+            existing = self._by_idempotency_key(owner, idempotency_key)
             if existing is not None:
                 return self._same_request(existing, fingerprint), False
         row = {
@@ -96,11 +96,11 @@ class JobStore:
             with self.engine.begin() as conn:
                 conn.execute(insert(jobs).values(**row))
         except IntegrityError:
-            existing = self._by_idempotency_key(idempotency_key) if idempotency_key else None
+            existing = self._by_idempotency_key(owner, idempotency_key) if idempotency_key else None
             if existing is None:
                 raise
             return self._same_request(existing, fingerprint), False
-        return self.get(row["id"]), True
+        return self.get(row["id"], owner=owner), True
 
     @staticmethod
     def _same_request(existing: dict, fingerprint: str) -> dict:
@@ -108,20 +108,30 @@ class JobStore:
             raise IdempotencyConflict("This Idempotency-Key was already used with a different request.")
         return existing
 
-    def _by_idempotency_key(self, key: str) -> dict | None:
+    def _by_idempotency_key(self, owner: str, key: str) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.idempotency_key == key)).mappings().first()
+            row = conn.execute(select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
+                               ).mappings().first()
         return self._row(row)
 
-    def get(self, job_id: str) -> dict | None:
+    def get(self, job_id: str, *, owner: str | None) -> dict | None:
+        """A job by id; ``owner`` limits it to that owner's jobs (None: any owner, for
+        workers and admins). Another owner's job is None, as if it did not exist."""
         if not isinstance(job_id, str) or not _ID_PATTERN.match(job_id):
             return None
+        query = select(jobs).where(jobs.c.id == job_id)
+        if owner is not None:
+            query = query.where(jobs.c.owner == owner)
         with self.engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            row = conn.execute(query).mappings().first()
         return self._row(row)
 
-    def list(self, *, status: str | None = None, limit: int = 20, cursor: str | None = None) -> Page:
+    def list(self, *, owner: str | None, status: str | None = None, limit: int = 20,
+             cursor: str | None = None) -> Page:
+        """Newest first; ``owner`` None lists every owner's jobs."""
         query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
+        if owner is not None:
+            query = query.where(jobs.c.owner == owner)
         if status:
             query = query.where(jobs.c.status == status)
         if cursor:
@@ -156,31 +166,68 @@ class JobStore:
             job[key] = as_utc(job[key])
         return job
 
-    def delete(self, job_id: str) -> None:
+    def count_active(self, owner: str) -> int:
+        """The owner's queued and running jobs (the per-owner cap counts these)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(jobs).where(
+                jobs.c.owner == owner, jobs.c.status.in_([QUEUED, RUNNING]))).scalar())
+
+    def active_upload_uses(self, dataset_id: str | None = None) -> list[tuple[str, str]]:
+        """(job id, upload id) of queued and running jobs that train on an upload (on
+        ``dataset_id`` only, when given). Only unfinished jobs are read, and there are
+        few of them, so requests are matched here rather than with per-database JSON
+        operators."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs.c.id, jobs.c.request)
+                                .where(jobs.c.status.in_([QUEUED, RUNNING]))).all()
+        uses = [(job_id, ((request or {}).get("dataset") or {}).get("id")) for job_id, request in rows]
+        return [(job_id, used) for job_id, used in uses if used and (dataset_id is None or used == dataset_id)]
+
+    def finished_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Ids of jobs that finished before ``cutoff``, oldest first (retention)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(jobs.c.id).where(jobs.c.status.in_(FINISHED), jobs.c.finished_at < cutoff)
+                                     .order_by(jobs.c.finished_at).limit(limit)).scalars())
+
+    def delete_finished(self, job_id: str, *, owner: str | None) -> bool:
+        """Remove a finished job's row, epochs and log lines. False when the job is not
+        finished (queued or running jobs are never deleted) or is not there (for ``owner``)."""
+        condition = [jobs.c.id == job_id, jobs.c.status.in_(FINISHED)]
+        if owner is not None:
+            condition.append(jobs.c.owner == owner)
         with self.engine.begin() as conn:
-            conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id))
-            conn.execute(delete(job_logs).where(job_logs.c.job_id == job_id))
-            conn.execute(delete(jobs).where(jobs.c.id == job_id))
+            deleted = conn.execute(delete(jobs).where(*condition)).rowcount == 1
+            if deleted:
+                conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id))
+                conn.execute(delete(job_logs).where(job_logs.c.job_id == job_id))
+        return deleted
+
+    def discard(self, job_id: str) -> None:
+        """Remove a queued job that was never published (its message could not be sent)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(jobs).where(jobs.c.id == job_id, jobs.c.status == QUEUED))
 
     # --- transitions ------------------------------------------------------
 
-    def _transition(self, job_id: str, allowed: Iterable[str], **values: Any) -> bool:
+    def _transition(self, job_id: str, allowed: Iterable[str], *, owner: str | None = None, **values: Any) -> bool:
+        condition = [jobs.c.id == job_id, jobs.c.status.in_(list(allowed))]
+        if owner is not None:
+            condition.append(jobs.c.owner == owner)
         with self.engine.begin() as conn:
-            result = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(list(allowed)))
-                                  .values(**values))
+            result = conn.execute(update(jobs).where(*condition).values(**values))
         return result.rowcount == 1
 
     def start(self, job_id: str, worker: str, stale_after_s: float = STALE_AFTER_S) -> dict | None:
         """queued -> running. A job still marked running whose heartbeat stopped more than
         ``stale_after_s`` ago lost its worker (the broker redelivered its message): it is
         taken over and trained from the start. None when the job is not ours to run."""
-        job = self.get(job_id)
+        job = self.get(job_id, owner=None)
         if job is None:
             return None
         now = utcnow()
         values = dict(status=RUNNING, started_at=now, heartbeat_at=now, worker=worker, attempts=job["attempts"] + 1)
         if self._transition(job_id, [QUEUED], **values):
-            return self.get(job_id)
+            return self.get(job_id, owner=None)
         cutoff = now - timedelta(seconds=stale_after_s)
         with self.engine.begin() as conn:
             taken = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == RUNNING,
@@ -190,14 +237,15 @@ class JobStore:
                                          diagnosis=None, **values)).rowcount == 1
             if taken:
                 conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id))
-        return self.get(job_id) if taken else None
+        return self.get(job_id, owner=None) if taken else None
 
-    def request_cancel(self, job_id: str) -> str | None:
+    def request_cancel(self, job_id: str, *, owner: str | None) -> str | None:
         """Cancel a queued job at once; ask a running one to stop. Returns the
-        status the job had, or None when it had already finished."""
-        if self._transition(job_id, [QUEUED], status=CANCELLED, finished_at=utcnow(), cancel_requested=True):
+        status the job had, or None when it had already finished (or is not there)."""
+        if self._transition(job_id, [QUEUED], owner=owner, status=CANCELLED, finished_at=utcnow(),
+                            cancel_requested=True):
             return QUEUED
-        if self._transition(job_id, [RUNNING], cancel_requested=True):
+        if self._transition(job_id, [RUNNING], owner=owner, cancel_requested=True):
             return RUNNING
         return None
 
@@ -235,7 +283,7 @@ class JobStore:
     def finish(self, job_id: str, status: str, *, summary: dict | None = None, error: dict | None = None,
                diagnosis: dict | None = None, artifacts: dict | None = None, setup_s: float | None = None,
                train_s: float | None = None) -> bool:
-        job = self.get(job_id)
+        job = self.get(job_id, owner=None)
         if job is None:
             return False
         now = utcnow()

@@ -8,25 +8,20 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
-
 from core.artifacts import LocalArtifactStore
-from core.db import job_epochs, job_logs, jobs
-from core.jobstore import FINISHED, JobStore, utcnow
+from core.jobstore import JobStore, utcnow
 from core.uploads import UploadStore
 
 log = logging.getLogger("trainrx.retention")
 SWEEP_BATCH = 500
 
 
-def delete_finished_job(store: JobStore, artifacts: LocalArtifactStore, job_id: str) -> bool:
+def delete_finished_job(store: JobStore, artifacts: LocalArtifactStore, job_id: str, *,
+                        owner: str | None) -> bool:
     """Remove a finished job: its row, epochs, log lines and artifacts. False when the
-    job is not finished (queued or running jobs are never deleted) or does not exist."""
-    with store.engine.begin() as conn:
-        deleted = conn.execute(delete(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(FINISHED))).rowcount == 1
-        if deleted:
-            conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id))
-            conn.execute(delete(job_logs).where(job_logs.c.job_id == job_id))
+    job is not finished (queued or running jobs are never deleted) or is not there
+    (for ``owner``; None: any owner)."""
+    deleted = store.delete_finished(job_id, owner=owner)
     if deleted:
         artifacts.delete_job(job_id)
     return deleted
@@ -44,15 +39,12 @@ def sweep(store: JobStore, uploads: UploadStore, artifacts: LocalArtifactStore, 
     nor trained on in that time that no queued or running job names."""
     cutoff = (now or utcnow()) - timedelta(days=days)
     result = SweepResult()
-    with store.engine.connect() as conn:
-        expired = conn.execute(select(jobs.c.id).where(jobs.c.status.in_(FINISHED), jobs.c.finished_at < cutoff)
-                               .order_by(jobs.c.finished_at).limit(SWEEP_BATCH)).scalars().all()
-    for job_id in expired:
-        if delete_finished_job(store, artifacts, job_id):
+    for job_id in store.finished_before(cutoff, SWEEP_BATCH):
+        if delete_finished_job(store, artifacts, job_id, owner=None):
             result.jobs.append(job_id)
-    in_use = uploads.ids_in_use()
+    in_use = {used for _, used in store.active_upload_uses()}
     for dataset_id in uploads.unused_since(cutoff, SWEEP_BATCH):
-        if dataset_id not in in_use and uploads.delete(dataset_id):
+        if dataset_id not in in_use and uploads.delete(dataset_id, owner=None):
             result.datasets.append(dataset_id)
     if result.jobs or result.datasets:
         log.info("retention (%d days): deleted %d jobs and %d uploads", days, len(result.jobs),

@@ -65,6 +65,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     retention_days: int | None = None  # None: finished jobs and uploads are kept until deleted
     retention_interval_s: int = 3600
+    secret_key: str = ""  # signs session cookies; empty: one is made once under data_dir
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -81,6 +82,7 @@ class Settings:
             limits=Limits.from_env(),
             retention_days=_retention_days(),
             retention_interval_s=max(1, _int_env("TRAINRX_RETENTION_INTERVAL_S", cls.retention_interval_s)),
+            secret_key=os.environ.get("TRAINRX_SECRET_KEY", ""),
         )
 
     @property

@@ -1,8 +1,10 @@
 """``make run``: the whole service on one machine, owned by this process.
 
-Starts an embedded Redis when ``REDIS_URL`` is unset (it lives as long as this
-process), one Celery worker and the API under gunicorn; prints a curl command
-that submits a first job; stops everything it started on Ctrl-C.
+Migrates the database, makes sure an admin token exists (``TRAINRX_BOOTSTRAP_TOKEN``,
+else one generated once into ``$TRAINRX_DATA_DIR/dev-token``), starts an embedded
+Redis when ``REDIS_URL`` is unset (it lives as long as this process), one Celery
+worker and the API under gunicorn; prints a curl command that submits a first
+job with that token; stops everything it started on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from core import migrate
+from core.db import make_engine
 from core.embedded_redis import EmbeddedRedis
 from core.settings import Settings
+from core.tokens import BOOTSTRAP_ENV, TokenStore, bootstrap_admin_token
 
 # gevent workers: live event streams must not pin a thread each (see the file).
 GUNICORN_CONF = str(Path(__file__).resolve().parents[1] / "service" / "gunicorn_conf.py")
@@ -42,12 +47,29 @@ class Stack:
         self.redis: EmbeddedRedis | None = None
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
+        self.token = ""
+        self.token_source = ""
 
     def _spawn(self, name: str, args: list[str], env: dict, **popen) -> None:
         self.children.append((name, subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, **popen)))
 
+    def prepare_database(self) -> None:
+        """Migrate the schema and make sure the bootstrap admin token exists."""
+        engine = make_engine(self.settings.database_url)
+        try:
+            before = migrate.current_revision(engine)
+            migrate.upgrade(engine)
+            after = migrate.current_revision(engine)
+            if before != after:
+                print(f"trainrx: database migrated {before or 'empty'} -> {after}", flush=True)
+            self.token, self.token_source = bootstrap_admin_token(
+                TokenStore(engine), self.settings.data_dir, os.environ.get(BOOTSTRAP_ENV))
+        finally:
+            engine.dispose()
+
     def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare_database()
         env = dict(os.environ, TRAINRX_DATA_DIR=str(self.settings.data_dir))
         if not self.settings.redis_url:
             self.redis = EmbeddedRedis(self.settings.data_dir / "redis")
@@ -106,9 +128,13 @@ class Stack:
     def first_job_hint(self) -> str:
         body = json.dumps(FIRST_JOB)
         base = f"http://127.0.0.1:{self.port}"
-        return (f"\ntrainrx is up on {base}  (Ctrl-C stops everything)\n\nSubmit a first job:\n\n"
-                f"  curl -sS -X POST {base}/v1/jobs -H 'Content-Type: application/json' -d '{body}'\n\n"
-                f"Then follow it: curl -sS {base}/v1/jobs/<id>  (and /curves, /diagnosis, /weights)\n")
+        auth = f"-H 'Authorization: Bearer {self.token}'"
+        return (f"\ntrainrx is up on {base}  (Ctrl-C stops everything)\n\n"
+                f"Admin token (from {self.token_source}):\n\n  export TRAINRX_TOKEN={self.token}\n\n"
+                f"Submit a first job:\n\n"
+                f"  curl -sS -X POST {base}/v1/jobs {auth} -H 'Content-Type: application/json' -d '{body}'\n\n"
+                f"Then follow it: curl -sS {auth} {base}/v1/jobs/<id>  (and /curves, /diagnosis, /weights)\n"
+                f"More tokens: POST /v1/tokens, or python -m service.admin tokens create --owner NAME\n")
 
 
 def main() -> int:

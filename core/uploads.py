@@ -16,12 +16,12 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from core.datasets import DatasetArrays
-from core.db import datasets, jobs
-from core.jobstore import QUEUED, RUNNING, as_utc, utcnow
+from core.db import datasets
+from core.jobstore import as_utc, utcnow
 from core.jsonsafe import json_safe
 from core.upload_parsing import ParsedDataset
 
@@ -40,8 +40,8 @@ class UploadStore:
 
     # --- writing ------------------------------------------------------------
 
-    def create(self, parsed: ParsedDataset, *, name: str | None, filename: str | None, upload_bytes: int,
-               owner: str | None = None) -> dict:
+    def create(self, parsed: ParsedDataset, *, owner: str, name: str | None, filename: str | None,
+               upload_bytes: int) -> dict:
         dataset_id = uuid.uuid4().hex
         stored = self._write_arrays(dataset_id, parsed.x, parsed.y)
         row = {
@@ -57,7 +57,7 @@ class UploadStore:
         except BaseException:
             shutil.rmtree(self.root / dataset_id, ignore_errors=True)
             raise
-        return self.get(dataset_id)
+        return self.get(dataset_id, owner=owner)
 
     def _write_arrays(self, dataset_id: str, x: np.ndarray, y: np.ndarray) -> int:
         """Write both files into a temporary directory, then rename it into place."""
@@ -78,37 +78,51 @@ class UploadStore:
         with self.engine.begin() as conn:
             conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(last_used_at=utcnow()))
 
-    def delete(self, dataset_id: str) -> bool:
+    def delete(self, dataset_id: str, *, owner: str | None) -> bool:
+        """Remove an upload's record and arrays; False when it is not there (for ``owner``)."""
+        if not isinstance(dataset_id, str) or not _ID_PATTERN.match(dataset_id):
+            return False
+        condition = [datasets.c.id == dataset_id]
+        if owner is not None:
+            condition.append(datasets.c.owner == owner)
         with self.engine.begin() as conn:
-            deleted = conn.execute(delete(datasets).where(datasets.c.id == dataset_id)).rowcount == 1
-        shutil.rmtree(self.root / dataset_id, ignore_errors=True)
+            deleted = conn.execute(delete(datasets).where(*condition)).rowcount == 1
+        if deleted:
+            shutil.rmtree(self.root / dataset_id, ignore_errors=True)
         return deleted
 
     # --- reading ------------------------------------------------------------
 
-    def get(self, dataset_id: str) -> dict | None:
+    def get(self, dataset_id: str, *, owner: str | None) -> dict | None:
+        """An upload's record; ``owner`` limits it to that owner's (None: any, for workers and admins)."""
         if not isinstance(dataset_id, str) or not _ID_PATTERN.match(dataset_id):
             return None
+        query = select(datasets).where(datasets.c.id == dataset_id)
+        if owner is not None:
+            query = query.where(datasets.c.owner == owner)
         with self.engine.connect() as conn:
-            row = conn.execute(select(datasets).where(datasets.c.id == dataset_id)).mappings().first()
+            row = conn.execute(query).mappings().first()
         if row is None:
             return None
         found = dict(row)
         found["created_at"], found["last_used_at"] = as_utc(found["created_at"]), as_utc(found["last_used_at"])
         return found
 
-    def shape(self, dataset_id: str) -> tuple[int, int] | None:
-        """(features, classes) of an upload, or None: the request specification's dataset resolver."""
-        if not isinstance(dataset_id, str) or not _ID_PATTERN.match(dataset_id):
-            return None
-        with self.engine.connect() as conn:
-            row = conn.execute(select(datasets.c.features, datasets.c.classes)
-                               .where(datasets.c.id == dataset_id)).first()
-        return (int(row[0]), int(row[1])) if row else None
+    def shape(self, dataset_id: str, *, owner: str | None) -> tuple[int, int] | None:
+        """(features, classes) of an upload of ``owner``, or None: the request specification's
+        dataset resolver. Another owner's upload is None, as if it did not exist."""
+        row = self.get(dataset_id, owner=owner)
+        return (int(row["features"]), int(row["classes"])) if row else None
 
-    def load(self, dataset_id: str) -> tuple[dict, DatasetArrays]:
+    def bytes_used(self, owner: str) -> int:
+        """What the owner's uploads take on disk (the per-owner storage cap counts this)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(datasets.c.stored_bytes), 0))
+                                    .where(datasets.c.owner == owner)).scalar())
+
+    def load(self, dataset_id: str, *, owner: str | None) -> tuple[dict, DatasetArrays]:
         """The row and the arrays, as given (no scaling); raises UploadMissing."""
-        row = self.get(dataset_id)
+        row = self.get(dataset_id, owner=owner)
         folder = self.root / dataset_id
         if row is None or not folder.is_dir():
             raise UploadMissing(f"The uploaded dataset {dataset_id} no longer exists (it was deleted after the "
@@ -120,25 +134,6 @@ class UploadStore:
                              f"(x {x.shape}, y {y.shape}, expected {row['rows']} x {row['features']})")
         preprocessing = {"method": "none", "note": "uploaded data, used as given"}
         return row, DatasetArrays(x, y, None, None, preprocessing)
-
-    def _active_uses(self) -> list[tuple[str, str]]:
-        """(job id, upload id) of queued and running jobs that train on an upload.
-
-        Only unfinished jobs are read, and there are few of them, so requests are
-        matched here rather than with per-database JSON operators."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(jobs.c.id, jobs.c.request)
-                                .where(jobs.c.status.in_([QUEUED, RUNNING]))).all()
-        uses = [(job_id, ((request or {}).get("dataset") or {}).get("id")) for job_id, request in rows]
-        return [(job_id, dataset_id) for job_id, dataset_id in uses if dataset_id]
-
-    def active_jobs_using(self, dataset_id: str) -> list[str]:
-        """Ids of the queued or running jobs that train on this upload."""
-        return [job_id for job_id, used in self._active_uses() if used == dataset_id]
-
-    def ids_in_use(self) -> set[str]:
-        """Uploads that a queued or running job trains on."""
-        return {used for _, used in self._active_uses()}
 
     def unused_since(self, cutoff: datetime, limit: int = 500) -> list[str]:
         """Uploads neither created nor trained on since ``cutoff``."""

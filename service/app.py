@@ -14,7 +14,9 @@ from core.spec import (ACTIVATIONS, OPTIMIZERS, reset_dataset_resolver, reset_li
 from core.uploads import UploadStore
 from service import datasets_api, health_api, jobs_api
 from service import job_files_api  # noqa: F401  (adds logs, model and DELETE routes to the jobs blueprint)
-from service import events_api, request_ids
+from core.tokens import TokenStore
+from service import events_api, request_ids, tokens_api
+from service.auth import Auth, current_principal, load_or_create_secret
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
 
@@ -51,14 +53,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(datasets_api.blp)
     api.register_blueprint(health_api.blp)
     api.register_blueprint(events_api.blp)
+    api.register_blueprint(tokens_api.blp)
+    _document_security(api)
     register_error_handlers(app)
     request_ids.init_app(app)
+    Auth(app, TokenStore(app.extensions["trainrx"].store.engine),
+         settings.secret_key or load_or_create_secret(settings.data_dir))
 
     @app.before_request
     def _per_request() -> None:
         # Request validation reads these; they are reset when the request ends, so nothing
         # leaks into whatever else runs on this thread.
-        g.trainrx_context = (set_limits(settings.limits), set_dataset_resolver(uploads.shape))
+        g.trainrx_context = (set_limits(settings.limits), set_dataset_resolver(
+            lambda dataset_id: uploads.shape(dataset_id, owner=current_principal().scope)))
         if datasets_api.is_upload(request):  # multipart, with its own size cap
             return
         if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0 \
@@ -76,3 +83,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                 pass
 
     return app
+
+
+def _document_security(api: TrainrxApi) -> None:
+    """Every /v1 operation needs a Bearer token (or the session cookie); /healthz and
+    /openapi.json need none."""
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
+                                                       "description": "An API token (trx_...)."})
+    api.spec.components.security_scheme("sessionCookie", {
+        "type": "apiKey", "in": "cookie", "name": "trainrx_session",
+        "description": "Set by POST /v1/session; unsafe methods also need the X-CSRF-Token header."})
+    api.spec.options["security"] = [{"bearerAuth": []}, {"sessionCookie": []}]

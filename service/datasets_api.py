@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from core.datasets import BUILTIN_DATASETS, describe_builtin
 from core.upload_parsing import UploadInvalid, parse_upload
 from core.uploads import UploadStore
+from service.auth import current_principal
 from service.extensions import parts
 from service.schemas import DatasetListSchema
 from service.upload_schemas import UPLOAD_REQUEST_BODY, UploadedDatasetSchema
@@ -90,12 +91,13 @@ class Datasets(MethodView):
             parsed = parse_upload(stream, upload.filename, parts().settings.limits)
         except UploadInvalid as exc:
             abort(413 if exc.too_large else 422, message=str(exc), errors={"file": [str(exc)]})
-        row = uploads().create(parsed, name=name, filename=upload.filename, upload_bytes=size)
+        row = uploads().create(parsed, owner=current_principal().owner, name=name, filename=upload.filename,
+                               upload_bytes=size)
         return dataset_resource(row), 201, {"Location": url_for("datasets.Dataset", dataset_id=row["id"])}
 
 
 def _load(dataset_id: str) -> dict:
-    row = uploads().get(dataset_id)
+    row = uploads().get(dataset_id, owner=current_principal().scope)
     if row is None:
         hint = " (built-in datasets are listed at GET /v1/datasets)" if dataset_id in BUILTIN_DATASETS else ""
         abort(404, message=f"No uploaded dataset with id {dataset_id!r}{hint}.")
@@ -116,10 +118,11 @@ class Dataset(MethodView):
     def delete(self, dataset_id: str):
         """Delete an uploaded dataset (finished jobs keep their results)."""
         _load(dataset_id)
-        using = uploads().active_jobs_using(dataset_id)
+        using = [job_id for job_id, _ in parts().store.active_upload_uses(dataset_id)]
         if using:
             shown = ", ".join(using[:5]) + (", ..." if len(using) > 5 else "")
             abort(409, message=f"{len(using)} queued or running job(s) train on this dataset ({shown}); cancel "
                                "them or wait until they finish.")
-        uploads().delete(dataset_id)
+        if not uploads().delete(dataset_id, owner=current_principal().scope):
+            _load(dataset_id)  # 404: another request deleted it meanwhile
         return None

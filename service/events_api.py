@@ -72,7 +72,7 @@ class _Stream:
         self.last = event.id
         yield event.sse()
         if event.type == events.STATUS and event.data["status"] in FINISHED:
-            job = self.store.get(self.job_id)
+            job = self.store.get(self.job_id, owner=None)  # the caller's, checked at connect
             if job is not None:
                 end = events.JobEvent(events.end_event_id(event.data["attempt"]), events.END,
                                        JobSchema().dump(job_resource(job)))

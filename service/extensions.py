@@ -9,8 +9,9 @@ from celery import Celery
 from flask import current_app
 
 from core.artifacts import LocalArtifactStore
-from core.db import create_schema, make_engine
+from core.db import make_engine
 from core.jobstore import JobStore
+from core.migrate import require_current
 from core.queueing import make_celery
 from core.redis_urls import redis_py_url
 from core.settings import Settings
@@ -27,7 +28,7 @@ class Parts:
     @classmethod
     def connect(cls, settings: Settings) -> "Parts":
         engine = make_engine(settings.database_url)
-        create_schema(engine)
+        require_current(engine)  # an unmigrated database stops the API here, saying what to run
         return cls(settings=settings, store=JobStore(engine), artifacts=LocalArtifactStore(settings.artifacts_dir),
                    celery=make_celery(settings),
                    redis=redis.Redis.from_url(redis_py_url(settings.redis_url), socket_timeout=2,

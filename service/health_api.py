@@ -16,6 +16,7 @@ blp = Blueprint("health", __name__, url_prefix="/healthz", description="Health")
 
 @blp.route("")
 class Health(MethodView):
+    @blp.doc(security=[])
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, description="The database or the broker does not answer.")
     def get(self):

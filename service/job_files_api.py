@@ -13,6 +13,7 @@ from flask_smorest import abort
 
 from core.jobstore import FINISHED
 from core.retention import delete_finished_job
+from service.auth import current_principal
 from service.extensions import parts
 from service.jobs_api import blp, load_job
 
@@ -88,7 +89,7 @@ class JobDeletion(MethodView):
     def delete(self, job_id: str):
         """Delete a finished job and everything it stored."""
         load_job(job_id)
-        if not delete_finished_job(parts().store, parts().artifacts, job_id):
+        if not delete_finished_job(parts().store, parts().artifacts, job_id, owner=current_principal().scope):
             job = load_job(job_id)  # 404 when another request deleted it meanwhile
             abort(409, message=f"The job is {job['status']}; cancel it (POST /v1/jobs/{job_id}/cancel) and "
                                "delete it once it has finished.")

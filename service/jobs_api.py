@@ -10,6 +10,7 @@ from marshmallow import ValidationError
 from core.events import publish_status
 from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor
 from core.spec import JobRequestSchema, merge_patch, normalise_request
+from service.auth import current_principal, listed_owner
 from service.extensions import parts
 from service.model_metadata import model_metadata
 from service.schemas import (CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema, JobSchema,
@@ -35,7 +36,7 @@ def job_resource(job: dict) -> dict:
     if job.get("parent_id"):
         links["parent"] = url_for("jobs.Job", job_id=job["parent_id"])
     return {
-        "id": job_id, "name": job["name"], "status": job["status"], "queue": job["queue"],
+        "id": job_id, "owner": job["owner"], "name": job["name"], "status": job["status"], "queue": job["queue"],
         "request": job["request"], "created_at": job["created_at"], "started_at": job["started_at"],
         "finished_at": job["finished_at"],
         "progress": {"epoch": job["progress_epoch"], "epochs": job["request"]["epochs"]},
@@ -46,7 +47,8 @@ def job_resource(job: dict) -> dict:
 
 
 def load_job(job_id: str) -> dict:
-    job = parts().store.get(job_id)
+    """The caller's job (any job, for admins), or 404: another owner's job does not exist for you."""
+    job = parts().store.get(job_id, owner=current_principal().scope)
     if job is None:
         abort(404, message=f"No job with id {job_id!r}.")
     return job
@@ -59,14 +61,15 @@ def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: s
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         abort(400, message=f"{IDEMPOTENCY_HEADER} must be 1 to 255 characters.")
     try:
-        job, created = p.store.create(normalised, queue, idempotency_key=idempotency_key, parent_id=parent_id)
+        job, created = p.store.create(normalised, queue, owner=current_principal().owner,
+                                      idempotency_key=idempotency_key, parent_id=parent_id)
     except IdempotencyConflict as exc:
         abort(409, message=str(exc))
     if created:
         try:
             p.celery.send_task("trainrx.train_job", args=[job["id"]], queue=queue, retry=False)
         except Exception:
-            p.store.delete(job["id"])
+            p.store.discard(job["id"])
             abort(503, message="The job queue is unavailable; nothing was queued. Retry later.")
     headers = {"Location": url_for("jobs.Job", job_id=job["id"])}
     return job_resource(job), (202 if created else 200), headers
@@ -91,7 +94,8 @@ class Jobs(MethodView):
     def get(self, args: dict):
         """List jobs, newest first."""
         try:
-            page = parts().store.list(status=args.get("status"), limit=args["limit"], cursor=args.get("cursor"))
+            page = parts().store.list(owner=listed_owner(current_principal(), args.get("owner")),
+                                      status=args.get("status"), limit=args["limit"], cursor=args.get("cursor"))
         except InvalidCursor as exc:
             abort(422, message="The request is invalid.", errors={"cursor": [str(exc)]})
         return {"items": [job_resource(j) for j in page.items], "next_cursor": page.next_cursor}
@@ -113,11 +117,13 @@ class Cancel(MethodView):
     @blp.alt_response(409, description="The job has already finished.")
     def post(self, job_id: str):
         """Cancel a job."""
+        load_job(job_id)
+        if parts().store.request_cancel(job_id, owner=current_principal().scope) is None:
+            job = load_job(job_id)  # 404 when a delete won the race
+            abort(409, message=f"The job has already finished ({job['status']}).")
         job = load_job(job_id)
-        if parts().store.request_cancel(job_id) is None:
-            abort(409, message=f"The job has already finished ({parts().store.get(job_id)['status']}).")
-        publish_status(parts().redis, parts().store.get(job_id))  # a queued job is cancelled here, not by a worker
-        return job_resource(parts().store.get(job["id"]))
+        publish_status(parts().redis, job)  # a queued job is cancelled here, not by a worker
+        return job_resource(job)
 
 
 def pivot_curves(rows: list[dict]) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, fields, validate
 
 from core.jobstore import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from core.tokens import OWNER_PATTERN, OWNER_RULE
 
 STATUSES = [QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED]
 
@@ -67,6 +68,7 @@ class ModelSchema(Schema):
 
 class JobSchema(Schema):
     id = fields.String()
+    owner = fields.String(metadata={"description": "Who submitted it (the token's owner)."})
     name = fields.String(allow_none=True)
     status = fields.String(validate=validate.OneOf(STATUSES))
     queue = fields.String(validate=validate.OneOf(["cpu", "gpu"]))
@@ -101,6 +103,8 @@ class JobListSchema(Schema):
 
 
 class JobListArgsSchema(Schema):
+    owner = fields.String(validate=validate.Regexp(OWNER_PATTERN, error=f"Must be {OWNER_RULE}."),
+                          metadata={"description": "Admins only: another owner's jobs (default: your own)."})
     status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = fields.String()
@@ -185,3 +189,8 @@ class HealthSchema(Schema):
     status = fields.String()
     workers = fields.Integer()
     version = fields.String()
+
+
+class OwnerArgsSchema(Schema):
+    owner = fields.String(validate=validate.Regexp(OWNER_PATTERN, error=f"Must be {OWNER_RULE}."),
+                          metadata={"description": "Admins only: another owner's resources (default: your own)."})

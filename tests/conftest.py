@@ -13,14 +13,22 @@ from pathlib import Path
 import pytest
 import redis
 
-from core.db import create_schema, make_engine, metadata
+from sqlalchemy import text
+
+from core import migrate
+from core.db import make_engine, metadata
 from core.embedded_redis import EmbeddedRedis
 from core.queueing import WORKER_KEY_PREFIX
 from core.redis_urls import redis_py_url
 from core.settings import Limits, Settings
+from core.tokens import ADMIN, USER, TokenStore, new_token
 
 ROOT = Path(__file__).resolve().parents[1]
 FINISHED = ("succeeded", "failed", "cancelled")
+# The owner the `client` fixture (and the SDK/CLI tests) act as; OTHER_OWNER checks isolation.
+OWNER, OTHER_OWNER, ADMIN_OWNER = "tester", "mallory", "root"
+# Tokens made once per session (random, like real ones): one per owner above.
+TOKENS = {OWNER: new_token(), OTHER_OWNER: new_token(), ADMIN_OWNER: new_token()}
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +51,13 @@ def settings(tmp_path_factory, redis_url) -> Settings:
     data_dir = tmp_path_factory.mktemp("data")
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'trainrx.db'}"
     engine = make_engine(database_url)
-    metadata.drop_all(engine)  # a shared test database starts empty
-    create_schema(engine)
+    metadata.drop_all(engine)  # a shared test database starts empty, then is migrated like a real one
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    migrate.upgrade(engine)
+    store = TokenStore(engine)
+    for owner, token in TOKENS.items():
+        store.create(owner, ADMIN if owner == ADMIN_OWNER else USER, label="tests", token=token)
     engine.dispose()
     return Settings(data_dir=data_dir, database_url=database_url, redis_url=redis_url, default_queue="cpu",
                     limits=Limits())
@@ -98,8 +111,33 @@ def app(settings):
     return create_app({"SETTINGS": settings, "TESTING": True})
 
 
+def authed_client(app, owner: str = OWNER):
+    """A Flask test client that sends ``owner``'s token with every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKENS[owner]}"
+    return client
+
+
 @pytest.fixture()
 def client(app):
+    """The API, as the owner OWNER (a user token)."""
+    return authed_client(app)
+
+
+@pytest.fixture()
+def other_client(app):
+    """The API, as another user: OWNER's resources must not exist for it."""
+    return authed_client(app, OTHER_OWNER)
+
+
+@pytest.fixture()
+def admin_client(app):
+    return authed_client(app, ADMIN_OWNER)
+
+
+@pytest.fixture()
+def anonymous(app):
+    """The API without a credential."""
     return app.test_client()
 
 

@@ -10,8 +10,10 @@ import socket
 import threading
 
 import redis
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_ready, worker_shutting_down
 
+from core.db import make_engine
+from core.migrate import SchemaNotCurrent, require_current
 from core.queueing import WORKER_KEY_PREFIX, make_celery
 from core.redis_urls import redis_py_url
 from core.settings import Settings
@@ -38,6 +40,18 @@ def _announce(hostname: str) -> None:
         client.delete(key)
     except redis.RedisError:
         pass
+
+
+@worker_init.connect
+def _check_schema(**kwargs) -> None:
+    """Refuse to start on a database that is not migrated (SystemExit passes Celery's signal guard)."""
+    engine = make_engine(settings.database_url)
+    try:
+        require_current(engine)
+    except SchemaNotCurrent as exc:
+        raise SystemExit(f"trainrx worker: {exc}") from None
+    finally:
+        engine.dispose()
 
 
 @worker_ready.connect

@@ -16,7 +16,7 @@ import threading
 import redis
 
 from core.artifacts import LocalArtifactStore
-from core.db import create_schema, make_engine
+from core.db import make_engine
 from core.jobstore import JobStore
 from core.redis_urls import redis_py_url
 from core.retention import sweep
@@ -41,7 +41,6 @@ def start_retention_sweeper(settings: Settings, stop: threading.Event, hostname:
 def _sweep_periodically(settings: Settings, stop: threading.Event, hostname: str) -> None:
     client = redis.Redis.from_url(redis_py_url(settings.redis_url))
     engine = make_engine(settings.database_url)
-    create_schema(engine)
     store = JobStore(engine)
     uploads = UploadStore(engine, settings.uploads_dir)
     artifacts = LocalArtifactStore(settings.artifacts_dir)

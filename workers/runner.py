@@ -17,9 +17,10 @@ import torch
 
 from core.artifacts import LocalArtifactStore
 from core.dataset_sources import open_dataset
-from core.db import create_schema, make_engine
+from core.db import make_engine
 from core.events import JobEvents
 from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore
+from core.migrate import require_current
 from core.settings import Settings
 from core.uploads import UploadMissing
 from workers.celery_app import shutting_down
@@ -41,7 +42,7 @@ def _context() -> tuple[Settings, JobStore, LocalArtifactStore]:
     if threads:
         torch.set_num_threads(int(threads))
     engine = make_engine(settings.database_url)
-    create_schema(engine)
+    require_current(engine)
     return settings, JobStore(engine), LocalArtifactStore(settings.artifacts_dir)
 
 
@@ -125,7 +126,7 @@ def execute_job(job_id: str, worker: str) -> str | None:
         with hooks:
             device = resolve_device(request["device"])
             hooks.log(f"worker {worker} starts the job on {device}")
-            source = open_dataset(request["dataset"], settings, store.engine)
+            source = open_dataset(request["dataset"], settings, store.engine, owner=job["owner"])
             data = prepare(source.arrays, request["dataset"], source.classes, device)
             data_info = {**source.info, "device": str(device), **data.info}
             store.set_data_info(job_id, data_info)

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, stop_process, worker_env
+from tests.conftest import OWNER, ROOT, TOKENS, stop_process, worker_env
 
 CLI = str(Path(sys.executable).with_name("trainrx"))
 # Jobs that ask for CUDA wait on the gpu queue, which no test worker serves: they stay queued.
@@ -59,7 +59,7 @@ def api_url(settings, tmp_path_factory) -> str:
 def sdk(api_url, worker):
     from trainrx import Client
 
-    with Client(base_url=api_url) as client:
+    with Client(base_url=api_url, token=TOKENS[OWNER]) as client:
         yield client
 
 
@@ -69,6 +69,7 @@ def run_cli(*args: str, url: str | None = None, env: dict | None = None, timeout
     import os
 
     full_env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "TRAINRX_URL", "TRAINRX_TOKEN")}
+    full_env["TRAINRX_TOKEN"] = TOKENS[OWNER]
     full_env.update(env or {})
     if url is not None:
         full_env["TRAINRX_URL"] = url

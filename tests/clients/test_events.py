@@ -9,6 +9,9 @@ import httpx
 import pytest
 
 from tests.clients.conftest import SMALL, WAITING
+from tests.conftest import OWNER, TOKENS
+
+AUTH = {"Authorization": f"Bearer {TOKENS[OWNER]}"}
 from trainrx import EndEvent, EpochEvent, StatusEvent
 from trainrx._sse import iter_sse
 
@@ -52,7 +55,7 @@ def test_a_reconnect_with_last_event_id_neither_repeats_nor_skips(sdk, api_url):
     # Raw HTTP with the Last-Event-ID header, as EventSource reconnects.
     second = []
     with httpx.stream("GET", f"{api_url}/v1/jobs/{job.id}/events", timeout=120,
-                      headers={"Last-Event-ID": str(first[-1].id)}) as resp:
+                      headers={**AUTH, "Last-Event-ID": str(first[-1].id)}) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
         for sse in iter_sse(resp.iter_lines()):
             if sse is not None and sse.id is not None:
@@ -80,7 +83,7 @@ def test_the_sdk_resumes_from_a_given_event_id(sdk):
 def test_a_queued_job_streams_keep_alives_then_its_cancellation(sdk, api_url):
     job = sdk.jobs.create(WAITING)
     seen: list = []
-    with httpx.stream("GET", f"{api_url}/v1/jobs/{job.id}/events", timeout=30) as resp:
+    with httpx.stream("GET", f"{api_url}/v1/jobs/{job.id}/events", headers=AUTH, timeout=30) as resp:
         lines = resp.iter_lines()
         for sse in iter_sse(lines):
             seen.append(sse)
@@ -103,7 +106,7 @@ def test_many_open_streams_do_not_block_the_api(sdk, api_url):
     opened, ended, results = threading.Barrier(41), [], []
 
     def follow() -> None:
-        with httpx.stream("GET", f"{api_url}/v1/jobs/{job.id}/events", timeout=60) as resp:
+        with httpx.stream("GET", f"{api_url}/v1/jobs/{job.id}/events", headers=AUTH, timeout=60) as resp:
             stream = iter_sse(resp.iter_lines())
             first = next(s for s in stream if s is not None and s.event == "status")
             opened.wait(timeout=60)
@@ -128,9 +131,9 @@ def test_many_open_streams_do_not_block_the_api(sdk, api_url):
 @pytest.mark.parametrize("header,code", [("abc", 400), ("-5", 400)])
 def test_bad_last_event_ids_and_unknown_jobs(sdk, api_url, header, code):
     job = sdk.jobs.create(WAITING)
-    resp = httpx.get(f"{api_url}/v1/jobs/{job.id}/events", headers={"Last-Event-ID": header}, timeout=10)
+    resp = httpx.get(f"{api_url}/v1/jobs/{job.id}/events", headers={**AUTH, "Last-Event-ID": header}, timeout=10)
     assert resp.status_code == code and resp.json()["code"] == code
-    assert httpx.get(f"{api_url}/v1/jobs/{'e' * 32}/events", timeout=10).status_code == 404
+    assert httpx.get(f"{api_url}/v1/jobs/{'e' * 32}/events", headers=AUTH, timeout=10).status_code == 404
     sdk.jobs.cancel(job.id)
 
 
@@ -146,7 +149,7 @@ def test_a_job_taken_over_by_another_worker_streams_its_new_attempt(sdk, app):
     from core.spec import normalise_request
 
     parts = app.extensions["trainrx"]
-    job, _ = parts.store.create(normalise_request({**SMALL, "epochs": 3}), "cpu")  # stored, not published
+    job, _ = parts.store.create(normalise_request({**SMALL, "epochs": 3}), "cpu", owner=OWNER)  # stored, not published
     parts.store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)
     stale = utcnow() - timedelta(minutes=5)
     with parts.store.engine.begin() as conn:

@@ -10,7 +10,8 @@ import yaml
 
 import trainrx
 from tests.clients.conftest import SMALL, WAITING
-from trainrx import (APIError, APIStatusError, Client, ConflictError, Curves, Diagnosis, Job, NotFoundError,
+from tests.conftest import OTHER_OWNER, OWNER, TOKENS
+from trainrx import (APIError, AuthenticationError, APIStatusError, Client, ConflictError, Curves, Diagnosis, Job, NotFoundError,
                      SpecError, UnprocessableEntityError, WaitTimeoutError)
 
 
@@ -72,7 +73,7 @@ def test_not_found_and_request_ids(sdk, api_url):
     with pytest.raises(NotFoundError) as caught:
         sdk.jobs.get("f" * 32)
     assert caught.value.status_code == 404 and "No job" in caught.value.message
-    with Client(base_url=api_url, headers={"X-Request-ID": "ci-run-42"}) as client:
+    with Client(base_url=api_url, token=TOKENS[OWNER], headers={"X-Request-ID": "ci-run-42"}) as client:
         with pytest.raises(NotFoundError) as caught:
             client.jobs.curves("0" * 32)
     assert caught.value.request_id == "ci-run-42"  # the server echoes the caller's id
@@ -127,11 +128,26 @@ def test_bad_spec_files(sdk, tmp_path):
 
 def test_client_reads_url_and_token_from_the_environment(monkeypatch, api_url):
     monkeypatch.setenv("TRAINRX_URL", api_url + "/")
-    monkeypatch.setenv("TRAINRX_TOKEN", "s3cret")
+    monkeypatch.setenv("TRAINRX_TOKEN", TOKENS[OWNER])
     with Client() as client:
         assert client.base_url == api_url
-        assert client._http.headers["Authorization"] == "Bearer s3cret"
+        assert client._http.headers["Authorization"] == f"Bearer {TOKENS[OWNER]}"
         assert client.datasets.list()
+        assert client.get_json("/v1/me")["owner"] == OWNER
     custom = Client(base_url=api_url, timeout=5, max_retries=0).with_options(max_retries=4)
     assert custom.max_retries == 4 and custom.timeout == 5
     assert trainrx.DEFAULT_MAX_RETRIES == 2 and trainrx.DEFAULT_TIMEOUT.read == 60.0
+
+
+def test_a_missing_or_wrong_token_is_an_authentication_error_and_owners_are_apart(sdk, api_url):
+    job = sdk.jobs.create(WAITING)
+    for token in ("", "trx_wrong-" + "0" * 40):
+        with Client(base_url=api_url, token=token, max_retries=0) as anonymous:
+            with pytest.raises(AuthenticationError) as caught:
+                anonymous.jobs.get(job.id)
+            assert caught.value.status_code == 401
+    with Client(base_url=api_url, token=TOKENS[OTHER_OWNER]) as other:
+        with pytest.raises(NotFoundError):
+            other.jobs.get(job.id)
+        assert job.id not in [j.id for j in other.jobs.list(limit=50)]
+    sdk.jobs.cancel(job.id)

@@ -28,7 +28,9 @@ def free_port() -> int:
 def test_the_stack_serves_the_printed_curl_and_stops_cleanly_on_ctrl_c(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update(PORT=str(port), TRAINRX_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
+    token = "trx_" + "stack-test-" + os.urandom(16).hex()
+    env.update(PORT=str(port), TRAINRX_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1",
+               TRAINRX_BOOTSTRAP_TOKEN=token)
     log = open(tmp_path / "stack.log", "w+")
     stack = subprocess.Popen([sys.executable, "-m", "core.stack"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=log, text=True)
@@ -42,6 +44,7 @@ def test_the_stack_serves_the_printed_curl_and_stops_cleanly_on_ctrl_c(tmp_path)
             assert time.monotonic() < deadline, "the stack printed no curl command in time"
         assert curl is not None, (tmp_path / "stack.log").read_text()[-3000:]
         assert "-H 'Content-Type: application/json'" in curl
+        assert f"-H 'Authorization: Bearer {token}'" in curl
         children = psutil.Process(stack.pid).children(recursive=True)
         assert len(children) >= 3  # redis, worker, gunicorn (+ its workers)
 
@@ -52,14 +55,19 @@ def test_the_stack_serves_the_printed_curl_and_stops_cleanly_on_ctrl_c(tmp_path)
         job_id = re.search(r'"id":\s*"([0-9a-f]{32})"', body).group(1)
 
         base = f"http://127.0.0.1:{port}"
+        anonymous = httpx.get(f"{base}/v1/jobs/{job_id}")
+        assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        http = httpx.Client(headers={"Authorization": f"Bearer {token}"})
+        assert http.get(f"{base}/v1/me").json()["role"] == "admin"
         deadline = time.monotonic() + 180
-        while (job := httpx.get(f"{base}/v1/jobs/{job_id}").json())["status"] not in ("succeeded", "failed"):
+        while (job := http.get(f"{base}/v1/jobs/{job_id}").json())["status"] not in ("succeeded", "failed"):
             assert time.monotonic() < deadline
             time.sleep(0.5)
         assert job["status"] == "succeeded", job
-        assert len(httpx.get(f"{base}/v1/jobs/{job_id}/curves").json()["epoch"]) == job["summary"]["epochs_run"]
-        assert httpx.get(f"{base}/v1/jobs/{job_id}/diagnosis").json()["verdict"] == "healthy"
-        weights = httpx.get(f"{base}/v1/jobs/{job_id}/weights")
+        assert len(http.get(f"{base}/v1/jobs/{job_id}/curves").json()["epoch"]) == job["summary"]["epochs_run"]
+        assert http.get(f"{base}/v1/jobs/{job_id}/diagnosis").json()["verdict"] == "healthy"
+        weights = http.get(f"{base}/v1/jobs/{job_id}/weights")
         assert weights.status_code == 200 and len(weights.content) > 1000
         assert (tmp_path / "var" / "trainrx.db").exists()
 

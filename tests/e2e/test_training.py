@@ -12,7 +12,7 @@ from safetensors.torch import load as load_safetensors
 
 from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.spec import ACTIVATIONS, OPTIMIZERS
-from tests.conftest import run_job, submit, wait_for
+from tests.conftest import OWNER, run_job, submit, wait_for
 from workers.engine.data import prepare
 from workers.engine.loop import evaluate
 from workers.engine.model import build_model
@@ -186,7 +186,7 @@ def test_a_redelivered_job_whose_worker_died_is_taken_over(live, app):
     from core.spec import normalise_request
 
     store = app.extensions["trainrx"].store
-    job, _ = store.create(normalise_request(TINY), "cpu")  # stored, not yet published
+    job, _ = store.create(normalise_request(TINY), "cpu", owner=OWNER)  # stored, not yet published
     store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)  # its partial work
     stale = utcnow() - timedelta(minutes=5)
     with store.engine.begin() as conn:
@@ -195,7 +195,7 @@ def test_a_redelivered_job_whose_worker_died_is_taken_over(live, app):
     app.extensions["trainrx"].celery.send_task("trainrx.train_job", args=[job["id"]], queue="cpu")
     done = wait_for(live, job["id"], 120)
     assert done["status"] == "succeeded" and done["summary"]["epochs_run"] == 2
-    assert store.get(job["id"])["attempts"] == 2 and store.get(job["id"])["worker"] != "dead-worker"
+    assert store.get(job["id"], owner=None)["attempts"] == 2 and store.get(job["id"], owner=None)["worker"] != "dead-worker"
     assert curves(live, job["id"])["train_loss"][0] != 9.0
     # A job that is running and alive is not taken over.
     assert store.start(job["id"], "intruder") is None

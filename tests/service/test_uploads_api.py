@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from tests.conftest import submit
+from tests.conftest import authed_client, submit
 from tests.sample_uploads import as_csv, as_npz, blobs, upload, uploaded
 from tests.service.test_api import assert_error_shape
 
@@ -56,7 +56,7 @@ def test_uploads_over_the_limit_are_413(settings, tmp_path):
     from service import create_app
 
     small = replace(settings, limits=replace(settings.limits, max_upload_bytes=4000))
-    client = create_app({"SETTINGS": small}).test_client()
+    client = authed_client(create_app({"SETTINGS": small}))
     body = assert_error_shape(upload(client, as_csv(X, Y)), 413)
     assert "4,000-byte limit" in body["message"]
     bomb = as_npz(np.zeros((100, 40), np.float32), np.arange(100) % 2, compressed=True)
