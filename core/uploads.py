@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
-from core.datasets import DatasetArrays
+from core.datasets import DatasetArrays, DatasetShape
 from core.db import datasets, jobs
 from core.jobstore import QUEUED, RUNNING, as_utc, utcnow
 from core.jsonsafe import json_safe
@@ -97,14 +97,14 @@ class UploadStore:
         found["created_at"], found["last_used_at"] = as_utc(found["created_at"]), as_utc(found["last_used_at"])
         return found
 
-    def shape(self, dataset_id: str) -> tuple[int, int] | None:
-        """(features, classes) of an upload, or None: the request specification's dataset resolver."""
+    def shape(self, dataset_id: str) -> DatasetShape | None:
+        """An upload's shape, or None: the request specification's dataset resolver."""
         if not isinstance(dataset_id, str) or not _ID_PATTERN.match(dataset_id):
             return None
         with self.engine.connect() as conn:
-            row = conn.execute(select(datasets.c.features, datasets.c.classes)
+            row = conn.execute(select(datasets.c.rows, datasets.c.features, datasets.c.classes)
                                .where(datasets.c.id == dataset_id)).first()
-        return (int(row[0]), int(row[1])) if row else None
+        return DatasetShape(rows=int(row[0]), features=int(row[1]), classes=int(row[2])) if row else None
 
     def load(self, dataset_id: str) -> tuple[dict, DatasetArrays]:
         """The row and the arrays, as given (no scaling); raises UploadMissing."""

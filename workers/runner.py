@@ -21,7 +21,7 @@ from core.db import create_schema, make_engine
 from core.events import JobEvents
 from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore
 from core.settings import Settings
-from core.uploads import UploadMissing
+from core.uploads import UploadMissing, UploadStore
 from workers.celery_app import shutting_down
 from workers.diagnosis import diagnose
 from workers.engine import loop
@@ -62,8 +62,11 @@ def resolve_device(requested: str) -> torch.device:
 class JobHooks:
     """Connects the engine to the job store: progress, logs, cancel and shutdown."""
 
-    def __init__(self, store: JobStore, job_id: str, request: dict) -> None:
+    def __init__(self, store: JobStore, job_id: str, request: dict, settings: Settings) -> None:
         self.store, self.job_id, self.request = store, job_id, request
+        # The diagnosis checks its suggested patches as the API will check the resubmit.
+        self.limits = settings.limits
+        self.resolver = lru_cache(maxsize=4)(UploadStore(store.engine, settings.uploads_dir).shape)
         self.rows: list[dict] = []
         self.data_info: dict | None = None
         self.events: JobEvents | None = None  # live events (core/events.py); set once the job runs
@@ -97,12 +100,15 @@ class JobHooks:
     def on_epoch(self, row: dict, summary: dict, probes) -> None:
         self.rows.append(row)
         steps, initial = (probes.steps, probes.initial) if probes else (None, None)
-        so_far = diagnose(self.request, self.rows, summary, None, self.data_info, steps=steps, initial=initial,
-                          final=False)
+        so_far = self.diagnose(self.rows, summary, None, steps=steps, initial=initial, final=False)
         self.store.record_epoch(self.job_id, row, summary, steps=steps,
                                 initial_probes=initial if len(self.rows) == 1 else None, diagnosis=so_far)
         if self.events is not None:
             self.events.epoch(row)
+
+    def diagnose(self, rows: list[dict], summary: dict | None, stop_reason: str | None, **kwargs) -> dict:
+        return diagnose(self.request, rows, summary, stop_reason, self.data_info, limits=self.limits,
+                        resolver=self.resolver, **kwargs)
 
     def log(self, line: str) -> None:
         log.info("job %s: %s", self.job_id, line)
@@ -118,8 +124,8 @@ def execute_job(job_id: str, worker: str) -> str | None:
         log.info("job %s is not queued any more (cancelled or taken); skipping", job_id)
         return None
     request = job["request"]
-    began = time.monotonic()
-    hooks = JobHooks(store, job_id, request)
+    began = time.monotonic()  # setup (loading, splitting, scaling) counts against max_runtime_s too
+    hooks = JobHooks(store, job_id, request, settings)
     hooks.events = JobEvents.started(settings.redis_url, job)
     try:
         with hooks:
@@ -133,7 +139,7 @@ def execute_job(job_id: str, worker: str) -> str | None:
             hooks.log(f"dataset {source.label}: {data.info['train_samples']} training, "
                       f"{data.info['validation_samples']} validation, {data.info['test_samples']} test samples")
             setup_s = time.monotonic() - began
-            result = loop.run(request, data, hooks)
+            result = loop.run(request, data, hooks, deadline=began + request["max_runtime_s"])
         if result.stop_reason == loop.SHUTDOWN:
             hooks.log("the worker is shutting down; the job goes back to the queue")
             return job["queue"] if store.requeue(job_id) else None
@@ -142,11 +148,13 @@ def execute_job(job_id: str, worker: str) -> str | None:
             artifacts.write_bytes(job_id, WEIGHTS_FILE, weights_bytes(
                 result.model, request, data.info["preprocessing"], data.features, data.classes))
             saved["weights"] = WEIGHTS_FILE
+            # After training and outside max_runtime_s, under a limit of their own.
             saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
-                                      hooks.log))
+                                      hooks.log, timeout_s=settings.export_timeout_s))
         probes = result.probes
-        diagnosis = diagnose(request, result.rows, result.summary, result.stop_reason, data_info,
-                             steps=probes.steps if probes else None, initial=probes.initial if probes else None)
+        diagnosis = hooks.diagnose(result.rows, result.summary, result.stop_reason,
+                                   steps=probes.steps if probes else None,
+                                   initial=probes.initial if probes else None)
         status, error = SUCCEEDED, None
         if result.stop_reason == loop.CANCELLED:
             status = CANCELLED

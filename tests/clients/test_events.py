@@ -143,10 +143,10 @@ def test_a_job_taken_over_by_another_worker_streams_its_new_attempt(sdk, app):
 
     from core.db import jobs
     from core.jobstore import utcnow
-    from core.spec import normalise_request
+    from core.spec import normalise
 
     parts = app.extensions["trainrx"]
-    job, _ = parts.store.create(normalise_request({**SMALL, "epochs": 3}), "cpu")  # stored, not published
+    job, _ = parts.store.create(normalise({**SMALL, "epochs": 3}, limits=parts.settings.limits, resolver=None), "cpu")  # stored, not published
     parts.store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)
     stale = utcnow() - timedelta(minutes=5)
     with parts.store.engine.begin() as conn:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.settings import Limits
-from core.spec import ACTIVATIONS, count_parameters, normalise_request
+from core.spec import ACTIVATIONS, count_parameters, normalise
 from workers.engine import loop
 from workers.engine.data import prepare, stratified_split
 from workers.engine.early_stopping import EarlyStopping
@@ -20,7 +20,7 @@ from workers.engine.optim import weight_penalty
 def spec(**overrides) -> dict:
     base = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8, 8]}, "epochs": 2}
     base.update(overrides)
-    return normalise_request(base, Limits())
+    return normalise(base, limits=Limits(), resolver=None)
 
 
 def data_for(request: dict):
@@ -144,9 +144,9 @@ def test_early_stopping_waits_patience_epochs_and_remembers_the_best():
 
 
 def test_a_diverging_run_stops_at_the_first_non_finite_loss():
-    request = normalise_request({"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]},
-                                 "activation": "elu", "optimizer": {"name": "sgd", "learning_rate": 100.0},
-                                 "epochs": 50}, Limits())
+    request = normalise({"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]},
+                         "activation": "elu", "optimizer": {"name": "sgd", "learning_rate": 100.0},
+                         "epochs": 50}, limits=Limits(), resolver=None)
     result = loop.run(request, data_for(request))
     assert result.stop_reason == loop.DIVERGED
     assert len(result.rows) == 1 and result.rows[0]["train_loss"] is None
