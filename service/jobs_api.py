@@ -54,9 +54,12 @@ def load_job(job_id: str) -> dict:
     return job
 
 
-def validate(payload) -> dict:
-    """The normalised request, checked against the operator's limits and the uploads (raises ValidationError)."""
-    return normalise(payload, limits=parts().settings.limits, resolver=uploads().shape)
+def validate(payload, message: str = "The request is invalid.") -> dict:
+    """The normalised request, checked against the operator's limits and the uploads; else a 422."""
+    try:
+        return normalise(payload, limits=parts().settings.limits, resolver=uploads().shape)
+    except ValidationError as exc:
+        abort(422, message=message, errors=exc.messages)
 
 
 def json_body():
@@ -166,10 +169,7 @@ class Resubmit(MethodView):
 
         Every diagnosis suggestion carries such a patch."""
         parent = load_job(job_id)
-        try:
-            normalised = validate(merge_patch(parent["request"], args["patch"]))
-        except ValidationError as exc:
-            abort(422, message="The patched request is invalid.", errors=exc.messages)
+        normalised = validate(merge_patch(parent["request"], args["patch"]), "The patched request is invalid.")
         return submit(normalised, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER), parent_id=parent["id"])
 
 
