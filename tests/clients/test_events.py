@@ -146,7 +146,8 @@ def test_a_job_taken_over_by_another_worker_streams_its_new_attempt(sdk, app):
     from core.spec import normalise
 
     parts = app.extensions["trainrx"]
-    job, _ = parts.store.create(normalise({**SMALL, "epochs": 3}, limits=parts.settings.limits, resolver=None), "cpu")  # stored, not published
+    request = normalise({**SMALL, "epochs": 3}, limits=parts.settings.limits, resolver=None)
+    job, _ = parts.store.create(request, "cpu")  # stored, not published
     parts.store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)
     stale = utcnow() - timedelta(minutes=5)
     with parts.store.engine.begin() as conn:

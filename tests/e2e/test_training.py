@@ -186,7 +186,8 @@ def test_a_redelivered_job_whose_worker_died_is_taken_over(live, app):
     from core.spec import normalise
 
     store = app.extensions["trainrx"].store
-    job, _ = store.create(normalise(TINY, limits=app.extensions["trainrx"].settings.limits, resolver=None), "cpu")  # stored, not yet published
+    request = normalise(TINY, limits=app.extensions["trainrx"].settings.limits, resolver=None)
+    job, _ = store.create(request, "cpu")  # stored, not yet published
     store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)  # its partial work
     stale = utcnow() - timedelta(minutes=5)
     with store.engine.begin() as conn:
