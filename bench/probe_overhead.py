@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from core.datasets import BUILTIN_DATASETS, load_builtin  # noqa: E402
 from core.settings import Limits  # noqa: E402
-from core.spec import normalise_request  # noqa: E402
+from core.spec import normalise  # noqa: E402
 from workers.engine.data import prepare  # noqa: E402
 from workers.engine.loop import run  # noqa: E402
 
@@ -65,10 +65,11 @@ def main() -> None:
     for name, raw in CONFIGS.items():
         times: dict[bool, list[float]] = {True: [], False: []}
         for diagnose in (True, False):  # warm-up, not counted
-            timed(normalise_request({**raw, "diagnose": diagnose}, Limits()), device)
+            timed(normalise({**raw, "diagnose": diagnose}, limits=Limits(), resolver=None), device)
         for _ in range(args.repeats):
             for diagnose in (False, True):
-                times[diagnose].append(timed(normalise_request({**raw, "diagnose": diagnose}, Limits()), device))
+                times[diagnose].append(timed(normalise({**raw, "diagnose": diagnose}, limits=Limits(), resolver=None),
+                                              device))
         off, on = statistics.median(times[False]), statistics.median(times[True])
         print(f"{name:42s} {off:10.3f}s {on:10.3f}s {on / off:8.3f}")
 

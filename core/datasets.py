@@ -28,6 +28,18 @@ class DatasetArrays:
 
 
 @dataclass(frozen=True)
+class DatasetShape:
+    """What validation needs to know of a dataset without loading it: the
+    network's input and output sizes, and the rows that the cost of a job scales with.
+    ``test_rows`` are held-out rows evaluated once, after training."""
+
+    rows: int
+    features: int
+    classes: int
+    test_rows: int = 0
+
+
+@dataclass(frozen=True)
 class BuiltinDataset:
     name: str
     description: str
@@ -36,6 +48,10 @@ class BuiltinDataset:
     samples: int
     test_samples: int
     load: Callable[[Path | None], DatasetArrays]
+
+    @property
+    def shape(self) -> DatasetShape:
+        return DatasetShape(self.samples, self.features, self.classes, self.test_samples)
 
 
 def _load_digits(cache_dir: Path | None) -> DatasetArrays:

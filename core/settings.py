@@ -31,6 +31,15 @@ class Limits:
     max_upload_bytes: int = 100 * 1024 * 1024
     max_upload_rows: int = 1_000_000
     max_upload_features: int = 10_000
+    # The cost of a job as a whole (core/cost.py; docs/requests.md, "Cost limits").
+    # 2e14 multiply-accumulates: an hour (the default max_runtime_s) at about 55 GMAC/s, i.e. ~110 GFLOP/s,
+    # the low end of what a 2-core CPU reaches in a large matmul; small MLP batches run below that rate,
+    # so on such a worker a job over this would hit its time limit anyway.
+    max_work: int = 200_000_000_000_000
+    # 4 GiB: one job per worker process, leaving room on a small host for the API, Redis and the database.
+    max_job_memory_mb: int = 4096
+    # ImageNet's 1,000 classes and then some; the split, per-class counts and logits all grow with it.
+    max_classes: int = 1000
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -46,6 +55,9 @@ class Limits:
             max_upload_bytes=_int_env("TRAINRX_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             max_upload_rows=_int_env("TRAINRX_MAX_UPLOAD_ROWS", cls.max_upload_rows),
             max_upload_features=_int_env("TRAINRX_MAX_UPLOAD_FEATURES", cls.max_upload_features),
+            max_work=_int_env("TRAINRX_MAX_WORK", cls.max_work),
+            max_job_memory_mb=_int_env("TRAINRX_MAX_JOB_MEMORY_MB", cls.max_job_memory_mb),
+            max_classes=_int_env("TRAINRX_MAX_CLASSES", cls.max_classes),
         )
 
 
@@ -66,6 +78,7 @@ class Settings:
     retention_days: int | None = None  # None: finished jobs and uploads are kept until deleted
     retention_interval_s: int = 3600
     secret_key: str = ""  # signs session cookies; empty: one is made once under data_dir
+    export_timeout_s: int = 120  # the .pt2 and ONNX exports together, after training; not in max_runtime_s
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -83,6 +96,7 @@ class Settings:
             retention_days=_retention_days(),
             retention_interval_s=max(1, _int_env("TRAINRX_RETENTION_INTERVAL_S", cls.retention_interval_s)),
             secret_key=os.environ.get("TRAINRX_SECRET_KEY", ""),
+            export_timeout_s=max(1, _int_env("TRAINRX_EXPORT_TIMEOUT_S", cls.export_timeout_s)),
         )
 
     @property

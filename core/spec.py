@@ -8,74 +8,28 @@ knob that does not apply. Loading a normalised request gives it back unchanged.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
                          validate, validates_schema)
 
-from core.datasets import BUILTIN_DATASETS
+from core import cost
+from core.cost import count_parameters
+from core.datasets import BUILTIN_DATASETS, DatasetShape
 from core.settings import Limits
 
-_limits: contextvars.ContextVar[Limits | None] = contextvars.ContextVar("trainrx_limits", default=None)
-_DEFAULT_LIMITS = Limits()
-
-
-def current_limits() -> Limits:
-    return _limits.get() or Limits.from_env()
-
-
-@contextlib.contextmanager
-def using_limits(limits: Limits) -> Iterator[None]:
-    token = _limits.set(limits)
-    try:
-        yield
-    finally:
-        _limits.reset(token)
-
-
-def set_limits(limits: Limits) -> contextvars.Token:
-    return _limits.set(limits)
-
-
-def reset_limits(token: contextvars.Token) -> None:
-    _limits.reset(token)
-
+_DEFAULT_LIMITS = Limits()  # for the OpenAPI description only; validation takes the limits in force
 
 # Uploaded datasets live in the database, which this module does not know: whoever
-# validates requests that may name one (the API, per request) sets a resolver that
-# gives an upload's (features, classes), or None when there is no such upload.
-# Without a resolver an upload id is accepted unchecked and the parameter cap is
-# not applied to it.
-DatasetResolver = Callable[[str], "tuple[int, int] | None"]
-_dataset_resolver: contextvars.ContextVar[DatasetResolver | None] = contextvars.ContextVar(
-    "trainrx_dataset_resolver", default=None)
+# validates a request (the API, the worker checking a diagnosis patch) passes a
+# resolver that gives an upload's shape, or None when there is no such upload.
+DatasetResolver = Callable[[str], "DatasetShape | None"]
 
 
-def set_dataset_resolver(resolver: DatasetResolver | None) -> contextvars.Token:
-    return _dataset_resolver.set(resolver)
-
-
-def reset_dataset_resolver(token: contextvars.Token) -> None:
-    _dataset_resolver.reset(token)
-
-
-@contextlib.contextmanager
-def using_dataset_resolver(resolver: DatasetResolver | None) -> Iterator[None]:
-    token = _dataset_resolver.set(resolver)
-    try:
-        yield
-    finally:
-        _dataset_resolver.reset(token)
-
-
-def dataset_shape(dataset: dict) -> tuple[int, int] | None:
-    """(features, classes) of a request's dataset; None when it cannot be known here."""
+def dataset_shape(dataset: dict, resolver: DatasetResolver | None) -> DatasetShape | None:
+    """The shape of a request's dataset; None when it cannot be known (no resolver, or no such upload)."""
     if dataset.get("name") in BUILTIN_DATASETS:
-        meta = BUILTIN_DATASETS[dataset["name"]]
-        return meta.features, meta.classes
-    resolver = _dataset_resolver.get()
+        return BUILTIN_DATASETS[dataset["name"]].shape
     if dataset.get("id") is None or resolver is None:
         return None
     return resolver(dataset["id"])
@@ -239,7 +193,7 @@ class Component(fields.Field):
         if not isinstance(value, dict):
             raise ValidationError(f"Must be a string or an object with a 'name'.")
         name = value.get("name")
-        if name not in self.variants:
+        if not isinstance(name, str) or name not in self.variants:
             raise ValidationError({"name": [f"Must be one of: {', '.join(self.variants)}."]})
         return self.variants[name]().load(value)
 
@@ -278,10 +232,6 @@ class DatasetSpec(_Strict):
         if "name" in data and "scale" in data:
             raise ValidationError("Only applies to uploaded datasets (dataset.id); built-in datasets come "
                                   "scaled.", "scale")
-        if "id" in data:
-            resolver = _dataset_resolver.get()
-            if resolver is not None and resolver(data["id"]) is None:
-                raise ValidationError(f"No uploaded dataset with id {data['id']!r}.", "id")
 
     @post_load
     def _normalise_upload(self, data: dict, **kwargs: Any) -> dict:
@@ -304,17 +254,6 @@ class ArchitectureSpec(_Strict):
                                                      "equal width."})
     init = fields.String(load_default="default", validate=validate.OneOf(
         ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]))
-
-    @validates_schema
-    def _check_widths(self, data: dict, **kwargs: Any) -> None:
-        limits = current_limits()
-        widths = data.get("hidden_layers", [])
-        if not 1 <= len(widths) <= limits.max_hidden_layers:
-            raise ValidationError(f"Must have 1 to {limits.max_hidden_layers} layers.", "hidden_layers")
-        bad = [(i, w) for i, w in enumerate(widths) if not 1 <= w <= limits.max_width]
-        if bad:
-            where = ", ".join(f"{w} at position {i}" for i, w in bad[:5])
-            raise ValidationError(f"Widths must be between 1 and {limits.max_width}; got {where}.", "hidden_layers")
 
 
 class RegularizationSpec(_Strict):
@@ -386,10 +325,21 @@ class JobRequestSchema(_Strict):
                                    "description": "Wall-clock budget; default and cap set by the operator "
                                                   f"(default {_DEFAULT_LIMITS.default_runtime_s})."})
 
-    @validates_schema
+    def __init__(self, *, limits: Limits | None = None, resolver: DatasetResolver | None = None,
+                 **kwargs: Any) -> None:
+        """``limits`` are the operator's, and required to load; ``resolver`` gives an upload's shape.
+        Without ``limits`` the schema only describes the request (the OpenAPI document)."""
+        super().__init__(**kwargs)
+        self.limits = limits
+        self.resolver = resolver
+
+    # Every limit and shape check is here, so that the nested schemas need nothing from the outside.
+    # This one runs even when other fields failed (their values are then missing from ``data``, or
+    # partial for a nested object), so that every bad field is reported at once.
+    @validates_schema(skip_on_field_errors=False)
     def _check_limits(self, data: dict, **kwargs: Any) -> None:
-        limits = current_limits()
-        errors: dict[str, list[str]] = {}
+        limits = self._limits()
+        errors: dict[str, Any] = {}
         if data.get("epochs", 0) > limits.max_epochs:
             errors["epochs"] = [f"Must be at most {limits.max_epochs}."]
         if data.get("batch_size", 0) > limits.max_batch_size:
@@ -402,30 +352,62 @@ class JobRequestSchema(_Strict):
         arch = data.get("architecture") or {}
         if arch.get("batch_norm") and data.get("batch_size") == 1:
             errors["batch_size"] = ["Batch norm needs batches of at least 2 samples."]
-        too_big = self._parameter_error(data, limits)
-        if too_big:
-            errors["architecture"] = {"hidden_layers": [too_big]}
+        width_error = self._width_error(arch.get("hidden_layers"), limits)
+        if width_error:
+            errors["architecture"] = {"hidden_layers": [width_error]}
+        shape = None
+        dataset = data.get("dataset")
+        if dataset:
+            shape = dataset_shape(dataset, self.resolver)
+            if shape is None and "id" in dataset and self.resolver is not None:
+                errors["dataset"] = {"id": [f"No uploaded dataset with id {dataset['id']!r}."]}
+            elif shape is not None and shape.classes > limits.max_classes:
+                errors["dataset"] = {"id" if "id" in dataset else "name": [
+                    f"The dataset has {shape.classes:,} classes; at most {limits.max_classes:,} are allowed "
+                    "(TRAINRX_MAX_CLASSES)."]}
         if errors:
             raise ValidationError(errors)
 
+    # These need the whole request, so they run only once every field is valid.
+    @validates_schema
+    def _check_cost(self, data: dict, **kwargs: Any) -> None:
+        limits = self._limits()
+        shape = dataset_shape(data["dataset"], self.resolver)
+        if shape is None or shape.classes > limits.max_classes:
+            return
+        arch = data["architecture"]
+        parameters = count_parameters(shape.features, shape.classes, arch["hidden_layers"], data["activation"],
+                                      arch["batch_norm"])
+        if parameters > limits.max_parameters:
+            raise ValidationError({"architecture": {"hidden_layers": [
+                f"The network would have {parameters:,} parameters; at most {limits.max_parameters:,} are "
+                "allowed."]}})
+        over = cost.over_limits(cost.estimate(data, shape), data, limits.max_work, limits.max_job_memory_mb)
+        if over:
+            raise ValidationError({"cost": over})
+
+    def _limits(self) -> Limits:
+        if self.limits is None:
+            raise TypeError("JobRequestSchema needs the operator's limits to load a request: "
+                            "use core.spec.normalise(payload, limits=..., resolver=...).")
+        return self.limits
+
     @staticmethod
-    def _parameter_error(data: dict, limits: Limits) -> str | None:
-        dataset, arch = data.get("dataset"), data.get("architecture")
-        if not dataset or not arch or "activation" not in data:
+    def _width_error(widths: list[int] | None, limits: Limits) -> str | None:
+        if widths is None:
             return None
-        shape = dataset_shape(dataset)
-        if shape is None:
-            return None
-        total = count_parameters(shape[0], shape[1], arch["hidden_layers"], data["activation"],
-                                 arch["batch_norm"])
-        if total > limits.max_parameters:
-            return f"The network would have {total:,} parameters; at most {limits.max_parameters:,} are allowed."
+        if not 1 <= len(widths) <= limits.max_hidden_layers:
+            return f"Must have 1 to {limits.max_hidden_layers} layers."
+        bad = [(i, w) for i, w in enumerate(widths) if not 1 <= w <= limits.max_width]
+        if bad:
+            where = ", ".join(f"{w} at position {i}" for i, w in bad[:5])
+            return f"Widths must be between 1 and {limits.max_width}; got {where}."
         return None
 
     @post_load
     def _normalise(self, data: dict, **kwargs: Any) -> dict:
         if data.get("max_runtime_s") is None:
-            data["max_runtime_s"] = current_limits().default_runtime_s
+            data["max_runtime_s"] = self._limits().default_runtime_s
         if data.get("patience") is None:
             data.pop("early_stopping", None)
         elif data.get("early_stopping") is None:
@@ -433,30 +415,18 @@ class JobRequestSchema(_Strict):
         return data
 
 
-def count_parameters(features: int, classes: int, hidden_layers: list[int], activation: dict,
-                     batch_norm: bool) -> int:
-    """Trainable parameters of the MLP the worker builds (tests hold the two equal)."""
-    pieces = activation.get("pieces", 1) if activation["name"] == "maxout" else 1
-    total, fan_in = 0, features
-    for width in hidden_layers:
-        outputs = width * pieces
-        total += fan_in * outputs + outputs
-        if batch_norm:
-            total += 2 * outputs
-        if activation["name"] == "prelu":
-            total += width
-        fan_in = width
-    return total + fan_in * classes + classes
+def normalise(payload: Any, *, limits: Limits, resolver: DatasetResolver | None) -> dict:
+    """Validate a request against the operator's ``limits`` and return its normalised form.
 
-
-def normalise_request(payload: Any, limits: Limits | None = None) -> dict:
-    """Validate a request and return its normalised form (raises ValidationError)."""
+    ``resolver`` gives an uploaded dataset's shape; with it an unknown upload id
+    is refused and an upload job's parameters, classes and cost are checked. With
+    None (code that never sees uploads) an upload id is taken on trust and only
+    the checks that need no shape apply. Raises marshmallow's ValidationError;
+    the cost limits report under ``errors["cost"]`` (``work``, ``memory_mb``).
+    """
     if not isinstance(payload, dict):
         raise ValidationError({"_schema": ["The body must be a JSON object."]})
-    if limits is None:
-        return JobRequestSchema().load(payload)
-    with using_limits(limits):
-        return JobRequestSchema().load(payload)
+    return JobRequestSchema(limits=limits, resolver=resolver).load(payload)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -472,6 +442,5 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-__all__ = ["JobRequestSchema", "normalise_request", "merge_patch", "count_parameters", "current_limits",
-           "using_limits", "set_limits", "ACTIVATIONS", "OPTIMIZERS", "SCALES", "dataset_shape",
-           "set_dataset_resolver", "using_dataset_resolver"]
+__all__ = ["JobRequestSchema", "DatasetResolver", "normalise", "merge_patch", "count_parameters", "ACTIVATIONS",
+           "OPTIMIZERS", "SCALES", "dataset_shape"]

@@ -80,7 +80,7 @@ def parse_upload(stream: BinaryIO, filename: str | None, limits: Limits) -> Pars
         raise UploadInvalid("The file is empty.")
     fmt = detect_format(filename, head)
     x, y, names = _read_npz(stream, limits) if fmt == "npz" else _read_csv(stream, limits)
-    return ParsedDataset(x=x, y=_check_labels(y), format=fmt, feature_names=names)
+    return ParsedDataset(x=x, y=_check_labels(y, limits), format=fmt, feature_names=names)
 
 
 # --- .npz ----------------------------------------------------------------------
@@ -240,8 +240,9 @@ def _label(value: np.generic) -> int | float:
     return int(number) if float(number).is_integer() else number
 
 
-def _check_labels(y: np.ndarray) -> np.ndarray:
-    """Labels are integers 0..k-1, at least two classes, each with at least MIN_CLASS_SAMPLES rows."""
+def _check_labels(y: np.ndarray, limits: Limits) -> np.ndarray:
+    """Labels are integers 0..k-1, at least two and at most ``max_classes`` classes, each with at least
+    MIN_CLASS_SAMPLES rows."""
     if y.shape[0] == 0:
         raise UploadInvalid("The dataset has no rows.")
     if y.dtype.kind == "f":
@@ -258,6 +259,9 @@ def _check_labels(y: np.ndarray) -> np.ndarray:
     if y.max() >= y.shape[0]:
         raise UploadInvalid(f"Labels must be 0..k-1: the largest is {_label(y.max())} but there are only "
                             f"{y.shape[0]:,} rows (renumber the classes).")
+    if y.max() >= limits.max_classes:
+        raise UploadInvalid(f"Labels go up to {_label(y.max())}, i.e. {int(y.max()) + 1:,} classes; at most "
+                            f"{limits.max_classes:,} classes are allowed (TRAINRX_MAX_CLASSES).")
     labels = y.astype(np.int64)
     counts = np.bincount(labels)
     present = int((counts > 0).sum())

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from core.datasets import DatasetArrays
+from core.datasets import DatasetArrays, DatasetShape
 from core.db import datasets
 from core.jobstore import as_utc, utcnow
 from core.jsonsafe import json_safe
@@ -108,11 +108,12 @@ class UploadStore:
         found["created_at"], found["last_used_at"] = as_utc(found["created_at"]), as_utc(found["last_used_at"])
         return found
 
-    def shape(self, dataset_id: str, *, owner: str | None) -> tuple[int, int] | None:
-        """(features, classes) of an upload of ``owner``, or None: the request specification's
-        dataset resolver. Another owner's upload is None, as if it did not exist."""
+    def shape(self, dataset_id: str, *, owner: str | None) -> DatasetShape | None:
+        """An upload's shape if ``owner`` has it (None: any owner), else None: the request
+        specification's dataset resolver. Another owner's upload does not exist for you."""
         row = self.get(dataset_id, owner=owner)
-        return (int(row["features"]), int(row["classes"])) if row else None
+        return DatasetShape(rows=int(row["rows"]), features=int(row["features"]),
+                            classes=int(row["classes"])) if row else None
 
     def bytes_used(self, owner: str) -> int:
         """What the owner's uploads take on disk (the per-owner storage cap counts this)."""

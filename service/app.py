@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, request
 from flask_smorest import abort
 
 from core import __version__
 from core.settings import Settings
-from core.spec import (ACTIVATIONS, OPTIMIZERS, reset_dataset_resolver, reset_limits, set_dataset_resolver,
-                       set_limits)
-from core.uploads import UploadStore
+from core.spec import ACTIVATIONS, OPTIMIZERS, JobRequestSchema
 from service import datasets_api, health_api, jobs_api
 from service import job_files_api  # noqa: F401  (adds logs, model and DELETE routes to the jobs blueprint)
 from core.tokens import TokenStore
@@ -41,7 +39,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.extensions["trainrx"] = Parts.connect(settings)
-    uploads = UploadStore(app.extensions["trainrx"].store.engine, settings.uploads_dir)
 
     app.json.sort_keys = False
     api = TrainrxApi(app, spec_kwargs={"info": {"description": "Training as a service with a doctor inside."}})
@@ -49,6 +46,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for variants in (ACTIVATIONS, OPTIMIZERS):
         for schema in variants.values():
             api.spec.components.schema(schema.__name__, schema=schema)
+    api.spec.components.schema("JobRequest", schema=JobRequestSchema)  # POST /v1/jobs validates in the view
     api.register_blueprint(jobs_api.blp)
     api.register_blueprint(datasets_api.blp)
     api.register_blueprint(health_api.blp)
@@ -62,25 +60,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def _per_request() -> None:
-        # Request validation reads these; they are reset when the request ends, so nothing
-        # leaks into whatever else runs on this thread.
-        g.trainrx_context = (set_limits(settings.limits), set_dataset_resolver(
-            lambda dataset_id: uploads.shape(dataset_id, owner=current_principal().scope)))
         if datasets_api.is_upload(request):  # multipart, with its own size cap
             return
         if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0 \
                 and request.get_data(cache=True) and not request.is_json:
             abort(415, message="The body must be JSON: send Content-Type: application/json.")
-
-    @app.teardown_request
-    def _end_request(exc: BaseException | None) -> None:  # noqa: ARG001
-        tokens = g.pop("trainrx_context", None)
-        if tokens is not None:
-            try:
-                reset_limits(tokens[0])
-                reset_dataset_resolver(tokens[1])
-            except ValueError:  # a streamed response ends in another context; that one dies with it
-                pass
 
     return app
 

@@ -6,11 +6,13 @@ from flask import request, send_file, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
+from werkzeug.exceptions import BadRequest
 
 from core.events import publish_status
 from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor
-from core.spec import JobRequestSchema, merge_patch, normalise_request
+from core.spec import JobRequestSchema, merge_patch, normalise
 from service.auth import current_principal, listed_owner
+from service.datasets_api import uploads
 from service.extensions import parts
 from service.model_metadata import model_metadata
 from service.schemas import (CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema, JobSchema,
@@ -54,6 +56,30 @@ def load_job(job_id: str) -> dict:
     return job
 
 
+def upload_resolver():
+    """The caller's uploads (any, for admins): another owner's upload id is unknown here."""
+    store, scope = uploads(), current_principal().scope
+    return lambda dataset_id: store.shape(dataset_id, owner=scope)
+
+
+def validate(payload, message: str = "The request is invalid.") -> dict:
+    """The normalised request, checked against the operator's limits and the uploads; else a 422."""
+    try:
+        return normalise(payload, limits=parts().settings.limits, resolver=upload_resolver())
+    except ValidationError as exc:
+        abort(422, message=message, errors=exc.messages)
+
+
+def json_body():
+    """The request's JSON (an empty body reads as {}); a body that does not parse is a 400."""
+    if not request.get_data(cache=True):
+        return {}
+    try:
+        return request.get_json()
+    except BadRequest:
+        abort(400, message="The body is not valid JSON.")
+
+
 def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: str | None = None):
     """Store a queued job and publish its id; the shared path of POST /v1/jobs and resubmits."""
     p = parts()
@@ -77,17 +103,19 @@ def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: s
 
 @blp.route("")
 class Jobs(MethodView):
-    @blp.arguments(JobRequestSchema)
+    # Validated in the view, with the limits and uploads in force; the schema documents the body.
+    @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": JobRequestSchema}}})
+    @blp.alt_response(422, "UNPROCESSABLE_ENTITY")
     @blp.response(202, JobSchema, description="Accepted and queued.",
                   headers={"Location": {"description": "The job's URL", "schema": {"type": "string"}}})
     @blp.alt_response(200, schema=JobSchema, description="An earlier POST with the same Idempotency-Key and body.")
     @blp.alt_response(409, description="The Idempotency-Key was used with a different body.")
     @blp.alt_response(415, description="The body is not JSON.")
-    def post(self, normalised: dict):
+    def post(self):
         """Submit a training job.
 
         Send an `Idempotency-Key` header to make the POST safe to retry."""
-        return submit(normalised, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER))
+        return submit(validate(json_body()), idempotency_key=request.headers.get(IDEMPOTENCY_HEADER))
 
     @blp.arguments(JobListArgsSchema, location="query")
     @blp.response(200, JobListSchema)
@@ -153,11 +181,7 @@ class Resubmit(MethodView):
 
         Every diagnosis suggestion carries such a patch."""
         parent = load_job(job_id)
-        try:
-            normalised = normalise_request(merge_patch(parent["request"], args["patch"]),
-                                           parts().settings.limits)
-        except ValidationError as exc:
-            abort(422, message="The patched request is invalid.", errors=exc.messages)
+        normalised = validate(merge_patch(parent["request"], args["patch"]), "The patched request is invalid.")
         return submit(normalised, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER), parent_id=parent["id"])
 
 

@@ -6,9 +6,10 @@ job's log says what went wrong, and GET /model answers 409 with the reason.
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -19,32 +20,78 @@ MODEL_FILE = "model.pt2"
 ONNX_FILE = "model.onnx"
 
 
+class ExportTimedOut(Exception):
+    """An export did not finish within TRAINRX_EXPORT_TIMEOUT_S."""
+
+
+def _within(deadline: float, timeout_s: float, export: Callable[..., Any], *args: Any) -> Any:
+    """Run ``export`` in a thread and wait for it until ``deadline`` (time.monotonic).
+
+    A Python thread cannot be stopped: an export that times out is abandoned, runs to its end in
+    the background and its result is dropped; the job goes on and finishes at once. The thread is
+    not a daemon: torch aborts the process if the interpreter exits while it is inside an export,
+    so the exit waits for it instead."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise ExportTimedOut(f"no time left of the {timeout_s:g} s export limit (TRAINRX_EXPORT_TIMEOUT_S)")
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = export(*args)
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"export-{export.__name__}", daemon=False)
+    thread.start()
+    thread.join(remaining)
+    if thread.is_alive():
+        raise ExportTimedOut(f"did not finish within the {timeout_s:g} s export limit (TRAINRX_EXPORT_TIMEOUT_S)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def save_exports(artifacts: LocalArtifactStore, job_id: str, network: torch.nn.Module, preprocessing: dict,
-                 features: int, log: Callable[[str], None]) -> dict:
-    """Write model.pt2 and model.onnx; returns their entries for the job's ``artifacts``."""
+                 features: int, log: Callable[[str], None], *, timeout_s: float) -> dict:
+    """Write model.pt2 and model.onnx; returns their entries for the job's ``artifacts``.
+
+    Both exports together get ``timeout_s``; one that runs out is recorded like a failed export."""
     saved: dict = {}
+    deadline = time.monotonic() + timeout_s
     try:
         model = served_model(network, preprocessing, features)
     except Exception as exc:
         log("model export skipped: the input scaling could not be built:\n" + traceback.format_exc())
         return {"model_error": f"{type(exc).__name__}: {exc}", "onnx_error": "no model to convert"}
-    began = time.monotonic()
+    began, abandoned = time.monotonic(), False
     try:
-        data = to_pt2(model, features)
+        data = _within(deadline, timeout_s, to_pt2, model, features)
         artifacts.write_bytes(job_id, MODEL_FILE, data)
         saved["model"] = {"file": MODEL_FILE, "format": "torch.export", "torch_version": torch.__version__,
                           "bytes": len(data), "export_s": round(time.monotonic() - began, 3)}
         log(f"exported the model with torch.export ({len(data):,} bytes, {time.monotonic() - began:.2f} s)")
+    except ExportTimedOut as exc:
+        log(f"warning: torch.export {exc}; no .pt2 for this job")
+        saved["model_error"] = f"{type(exc).__name__}: torch.export {exc}"
+        abandoned = True
     except Exception as exc:
         log("warning: torch.export failed; no .pt2 for this job:\n" + traceback.format_exc())
         saved["model_error"] = f"{type(exc).__name__}: {exc}"
     began = time.monotonic()
     try:
-        data, opset = to_onnx(model, features)
+        if abandoned:
+            # The abandoned export may still be working on the same module; do not start another on it.
+            raise ExportTimedOut(f"was not started: the .pt2 export used up the {timeout_s:g} s export limit "
+                                 "(TRAINRX_EXPORT_TIMEOUT_S)")
+        data, opset = _within(deadline, timeout_s, to_onnx, model, features)
         artifacts.write_bytes(job_id, ONNX_FILE, data)
         saved["onnx"] = {"file": ONNX_FILE, "opset": opset, "bytes": len(data),
                          "export_s": round(time.monotonic() - began, 3)}
         log(f"exported the model to ONNX (opset {opset}, {len(data):,} bytes, {time.monotonic() - began:.2f} s)")
+    except ExportTimedOut as exc:
+        log(f"warning: the ONNX export {exc}; no .onnx for this job")
+        saved["onnx_error"] = f"{type(exc).__name__}: the ONNX export {exc}"
     except Exception as exc:
         log("warning: the ONNX export failed; no .onnx for this job:\n" + traceback.format_exc())
         saved["onnx_error"] = f"{type(exc).__name__}: {exc}"

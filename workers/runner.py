@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import traceback
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import torch
 
@@ -22,7 +22,7 @@ from core.events import JobEvents
 from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore
 from core.migrate import require_current
 from core.settings import Settings
-from core.uploads import UploadMissing
+from core.uploads import UploadMissing, UploadStore
 from workers.celery_app import shutting_down
 from workers.diagnosis import diagnose
 from workers.engine import loop
@@ -63,8 +63,12 @@ def resolve_device(requested: str) -> torch.device:
 class JobHooks:
     """Connects the engine to the job store: progress, logs, cancel and shutdown."""
 
-    def __init__(self, store: JobStore, job_id: str, request: dict) -> None:
-        self.store, self.job_id, self.request = store, job_id, request
+    def __init__(self, store: JobStore, job: dict, settings: Settings) -> None:
+        self.store, self.job_id, self.request = store, job["id"], job["request"]
+        # The diagnosis checks its suggested patches as the API will check the owner's resubmit.
+        self.limits = settings.limits
+        uploads = UploadStore(store.engine, settings.uploads_dir)
+        self.resolver = lru_cache(maxsize=4)(partial(uploads.shape, owner=job["owner"]))
         self.rows: list[dict] = []
         self.data_info: dict | None = None
         self.events: JobEvents | None = None  # live events (core/events.py); set once the job runs
@@ -98,12 +102,15 @@ class JobHooks:
     def on_epoch(self, row: dict, summary: dict, probes) -> None:
         self.rows.append(row)
         steps, initial = (probes.steps, probes.initial) if probes else (None, None)
-        so_far = diagnose(self.request, self.rows, summary, None, self.data_info, steps=steps, initial=initial,
-                          final=False)
+        so_far = self.diagnose(self.rows, summary, None, steps=steps, initial=initial, final=False)
         self.store.record_epoch(self.job_id, row, summary, steps=steps,
                                 initial_probes=initial if len(self.rows) == 1 else None, diagnosis=so_far)
         if self.events is not None:
             self.events.epoch(row)
+
+    def diagnose(self, rows: list[dict], summary: dict | None, stop_reason: str | None, **kwargs) -> dict:
+        return diagnose(self.request, rows, summary, stop_reason, self.data_info, limits=self.limits,
+                        resolver=self.resolver, **kwargs)
 
     def log(self, line: str) -> None:
         log.info("job %s: %s", self.job_id, line)
@@ -119,8 +126,8 @@ def execute_job(job_id: str, worker: str) -> str | None:
         log.info("job %s is not queued any more (cancelled or taken); skipping", job_id)
         return None
     request = job["request"]
-    began = time.monotonic()
-    hooks = JobHooks(store, job_id, request)
+    began = time.monotonic()  # setup (loading, splitting, scaling) counts against max_runtime_s too
+    hooks = JobHooks(store, job, settings)
     hooks.events = JobEvents.started(settings.redis_url, job)
     try:
         with hooks:
@@ -134,7 +141,7 @@ def execute_job(job_id: str, worker: str) -> str | None:
             hooks.log(f"dataset {source.label}: {data.info['train_samples']} training, "
                       f"{data.info['validation_samples']} validation, {data.info['test_samples']} test samples")
             setup_s = time.monotonic() - began
-            result = loop.run(request, data, hooks)
+            result = loop.run(request, data, hooks, deadline=began + request["max_runtime_s"])
         if result.stop_reason == loop.SHUTDOWN:
             hooks.log("the worker is shutting down; the job goes back to the queue")
             return job["queue"] if store.requeue(job_id) else None
@@ -143,11 +150,13 @@ def execute_job(job_id: str, worker: str) -> str | None:
             artifacts.write_bytes(job_id, WEIGHTS_FILE, weights_bytes(
                 result.model, request, data.info["preprocessing"], data.features, data.classes))
             saved["weights"] = WEIGHTS_FILE
+            # After training and outside max_runtime_s, under a limit of their own.
             saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
-                                      hooks.log))
+                                      hooks.log, timeout_s=settings.export_timeout_s))
         probes = result.probes
-        diagnosis = diagnose(request, result.rows, result.summary, result.stop_reason, data_info,
-                             steps=probes.steps if probes else None, initial=probes.initial if probes else None)
+        diagnosis = hooks.diagnose(result.rows, result.summary, result.stop_reason,
+                                   steps=probes.steps if probes else None,
+                                   initial=probes.initial if probes else None)
         status, error = SUCCEEDED, None
         if result.stop_reason == loop.CANCELLED:
             status = CANCELLED

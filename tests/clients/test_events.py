@@ -146,10 +146,11 @@ def test_a_job_taken_over_by_another_worker_streams_its_new_attempt(sdk, app):
 
     from core.db import jobs
     from core.jobstore import utcnow
-    from core.spec import normalise_request
+    from core.spec import normalise
 
     parts = app.extensions["trainrx"]
-    job, _ = parts.store.create(normalise_request({**SMALL, "epochs": 3}), "cpu", owner=OWNER)  # stored, not published
+    request = normalise({**SMALL, "epochs": 3}, limits=parts.settings.limits, resolver=None)
+    job, _ = parts.store.create(request, "cpu", owner=OWNER)  # stored, not published
     parts.store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)
     stale = utcnow() - timedelta(minutes=5)
     with parts.store.engine.begin() as conn:

@@ -9,7 +9,7 @@ import pytest
 from marshmallow import ValidationError
 
 from core.settings import Limits
-from core.spec import ACTIVATIONS, OPTIMIZERS, merge_patch, normalise_request
+from core.spec import ACTIVATIONS, OPTIMIZERS, merge_patch, normalise
 
 BASE = {"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [16]}}
 
@@ -26,12 +26,12 @@ def with_(path: str, value):
 
 def errors_of(request: dict, limits: Limits | None = None) -> dict:
     with pytest.raises(ValidationError) as info:
-        normalise_request(request, limits or Limits())
+        normalise(request, limits=limits or Limits(), resolver=None)
     return info.value.messages
 
 
 def test_defaults_are_filled_in_and_shorthands_become_objects():
-    spec = normalise_request(BASE, Limits())
+    spec = normalise(BASE, limits=Limits(), resolver=None)
     assert spec["activation"] == {"name": "relu"}
     assert spec["optimizer"] == {"name": "adam", "learning_rate": 0.001, "betas": [0.9, 0.999], "eps": 1e-8}
     assert spec["regularization"] == {"l1": 0.0, "l2": 0.0, "dropout": 0.0}
@@ -42,33 +42,33 @@ def test_defaults_are_filled_in_and_shorthands_become_objects():
 
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 def test_every_activation_normalises_to_itself(name):
-    spec = normalise_request(with_("activation", name), Limits())
+    spec = normalise(with_("activation", name), limits=Limits(), resolver=None)
     assert spec["activation"]["name"] == name
-    assert normalise_request(json.loads(json.dumps(spec)), Limits()) == spec
+    assert normalise(json.loads(json.dumps(spec)), limits=Limits(), resolver=None) == spec
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_optimizer_normalises_to_itself(name):
-    spec = normalise_request(with_("optimizer", name), Limits())
+    spec = normalise(with_("optimizer", name), limits=Limits(), resolver=None)
     assert spec["optimizer"]["name"] == name and spec["optimizer"]["learning_rate"] > 0
-    assert normalise_request(json.loads(json.dumps(spec)), Limits()) == spec
+    assert normalise(json.loads(json.dumps(spec)), limits=Limits(), resolver=None) == spec
 
 
 def test_shorthand_and_object_forms_are_the_same_request():
-    a = normalise_request(with_("activation", "leaky_relu"), Limits())
-    b = normalise_request(with_("activation", {"name": "leaky_relu", "negative_slope": 0.01}), Limits())
+    a = normalise(with_("activation", "leaky_relu"), limits=Limits(), resolver=None)
+    b = normalise(with_("activation", {"name": "leaky_relu", "negative_slope": 0.01}), limits=Limits(), resolver=None)
     assert a == b
 
 
 def test_only_the_components_own_knobs_are_kept():
-    spec = normalise_request(with_("optimizer", {"name": "momentum", "learning_rate": 0.1}), Limits())
+    spec = normalise(with_("optimizer", {"name": "momentum", "learning_rate": 0.1}), limits=Limits(), resolver=None)
     assert spec["optimizer"] == {"name": "momentum", "learning_rate": 0.1, "momentum": 0.9}
     assert errors_of(with_("optimizer", {"name": "adam", "momentum": 0.9})) == {
         "optimizer": {"momentum": ["Unknown field."]}}
 
 
 def test_patience_brings_early_stopping_defaults():
-    spec = normalise_request(with_("patience", 3), Limits())
+    spec = normalise(with_("patience", 3), limits=Limits(), resolver=None)
     assert spec["early_stopping"] == {"monitor": "val_loss", "min_delta": 0.0, "restore_best": True}
 
 
@@ -125,7 +125,8 @@ def test_limits_come_from_the_operator():
     tight = Limits(max_epochs=5, max_parameters=1000)
     assert "epochs" in errors_of(with_("epochs", 6), tight)
     assert set(errors_of(with_("architecture.hidden_layers", [64]), tight)) == {"architecture", "epochs"}
-    assert normalise_request(with_("epochs", 5), Limits(max_epochs=5, max_parameters=10_000))["epochs"] == 5
+    loose = Limits(max_epochs=5, max_parameters=10_000)
+    assert normalise(with_("epochs", 5), limits=loose, resolver=None)["epochs"] == 5
 
 
 def test_batch_norm_needs_batches_of_two():
@@ -133,10 +134,10 @@ def test_batch_norm_needs_batches_of_two():
 
 
 def test_merge_patch_follows_rfc_7396():
-    spec = normalise_request(with_("optimizer", "momentum"), Limits())
+    spec = normalise(with_("optimizer", "momentum"), limits=Limits(), resolver=None)
     patched = merge_patch(spec, {"optimizer": {"name": "adam", "momentum": None}})
     assert patched["optimizer"] == {"name": "adam", "learning_rate": 0.01}
-    assert normalise_request(patched, Limits())["optimizer"]["betas"] == [0.9, 0.999]
+    assert normalise(patched, limits=Limits(), resolver=None)["optimizer"]["betas"] == [0.9, 0.999]
     assert merge_patch({"a": [1, 2]}, {"a": [3]}) == {"a": [3]}
 
 

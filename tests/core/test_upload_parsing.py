@@ -106,3 +106,10 @@ def test_row_feature_and_decompressed_size_limits():
     assert len(zeros) < 20_000
     bomb = refusal(zeros, "d.npz", Limits(max_upload_bytes=100_000))
     assert bomb.too_large and "once decompressed" in str(bomb)
+
+
+def test_more_classes_than_the_operator_allows_are_refused_naming_the_cap():
+    x, y = blobs(rows_per_class=2, classes=12)
+    error = refusal(as_npz(x, y), "d.npz", Limits(max_classes=10))
+    assert "12 classes" in str(error) and "TRAINRX_MAX_CLASSES" in str(error) and not error.too_large
+    assert parse(as_npz(x, y), "d.npz", Limits(max_classes=12)).y.max() == 11

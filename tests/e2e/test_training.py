@@ -183,10 +183,11 @@ def test_a_redelivered_job_whose_worker_died_is_taken_over(live, app):
     from core.db import jobs
     from core.jobstore import utcnow
 
-    from core.spec import normalise_request
+    from core.spec import normalise
 
     store = app.extensions["trainrx"].store
-    job, _ = store.create(normalise_request(TINY), "cpu", owner=OWNER)  # stored, not yet published
+    request = normalise(TINY, limits=app.extensions["trainrx"].settings.limits, resolver=None)
+    job, _ = store.create(request, "cpu", owner=OWNER)  # stored, not yet published
     store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)  # its partial work
     stale = utcnow() - timedelta(minutes=5)
     with store.engine.begin() as conn:

@@ -171,3 +171,15 @@ def test_openapi_yaml_equals_what_the_app_serves(client):
     validate(served)
     request_schema = served["components"]["schemas"]["JobRequest"]
     assert {"oneOf"} <= set(request_schema["properties"]["activation"])
+
+
+def test_a_job_over_the_cost_limits_is_refused_with_the_estimate(client):
+    over = {"dataset": {"name": "mnist-5k"}, "architecture": {"hidden_layers": [2048, 2048]}, "epochs": 10_000}
+    body = assert_error_shape(client.post("/v1/jobs", json=over), 422)
+    assert list(body["errors"]) == ["cost"]
+    assert "TRAINRX_MAX_WORK" in body["errors"]["cost"]["work"][0]
+
+
+def test_a_component_named_by_an_object_is_a_422_not_a_500(client):
+    body = assert_error_shape(client.post("/v1/jobs", json={**SMALL, "optimizer": {"name": {}}}), 422)
+    assert "Must be one of" in body["errors"]["optimizer"]["name"][0]

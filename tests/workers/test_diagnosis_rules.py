@@ -7,7 +7,7 @@ import math
 import pytest
 
 from core.settings import Limits
-from core.spec import merge_patch, normalise_request
+from core.spec import merge_patch, normalise
 from workers.diagnosis import diagnose
 from workers.diagnosis import thresholds as T
 
@@ -17,7 +17,7 @@ DATA = {"classes": 10, "train_class_counts": {str(c): 100 for c in range(10)}}
 def request(**overrides) -> dict:
     base = {"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]}, "epochs": 20}
     base.update(overrides)
-    return normalise_request(base, Limits())
+    return normalise(base, limits=Limits(), resolver=None)
 
 
 def rows(train_acc, val_acc=None, train_loss=None, val_loss=None, grads=None, **per_layer) -> list[dict]:
@@ -47,7 +47,7 @@ def summary_of(rs: list[dict], **extra) -> dict:
 
 def run(req, rs, summary=None, stop=None, steps=None, initial=None, data=DATA) -> dict:
     return diagnose(req, rs, summary if summary is not None else summary_of(rs), stop, data,
-                    steps=steps, initial=initial)
+                    limits=Limits(), resolver=None, steps=steps, initial=initial)
 
 
 def codes(d: dict) -> list[str]:
@@ -268,7 +268,8 @@ def test_one_epoch_one_hidden_layer_and_a_run_cancelled_before_its_first_epoch()
     one = request(architecture={"hidden_layers": [16]}, epochs=1)
     d = run(one, rows([0.9], grads={"hidden1": [0.2], "output": [0.3]}))
     assert d["verdict"] == "healthy"
-    assert diagnose(one, [], None, "cancelled", DATA) == {"verdict": None, "findings": []}
+    nothing = diagnose(one, [], None, "cancelled", DATA, limits=Limits(), resolver=None)
+    assert nothing == {"verdict": None, "findings": []}
 
 
 def test_findings_are_ordered_by_severity_then_importance():
@@ -299,7 +300,7 @@ def test_every_suggested_patch_gives_a_valid_changed_request(activation, optimiz
     for rs in scenarios:
         for finding in run(req, rs, steps=steps, initial=initial)["findings"]:
             for s in finding["suggestions"]:
-                patched = normalise_request(merge_patch(req, s["patch"]), Limits())
+                patched = normalise(merge_patch(req, s["patch"]), limits=Limits(), resolver=None)
                 assert patched != req, (finding["code"], s)
                 assert s["why"]
 

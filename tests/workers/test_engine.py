@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.settings import Limits
-from core.spec import ACTIVATIONS, count_parameters, normalise_request
+from core.spec import ACTIVATIONS, count_parameters, normalise
 from workers.engine import loop
 from workers.engine.data import prepare, stratified_split
 from workers.engine.early_stopping import EarlyStopping
@@ -20,7 +20,7 @@ from workers.engine.optim import weight_penalty
 def spec(**overrides) -> dict:
     base = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8, 8]}, "epochs": 2}
     base.update(overrides)
-    return normalise_request(base, Limits())
+    return normalise(base, limits=Limits(), resolver=None)
 
 
 def data_for(request: dict):
@@ -144,9 +144,9 @@ def test_early_stopping_waits_patience_epochs_and_remembers_the_best():
 
 
 def test_a_diverging_run_stops_at_the_first_non_finite_loss():
-    request = normalise_request({"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]},
-                                 "activation": "elu", "optimizer": {"name": "sgd", "learning_rate": 100.0},
-                                 "epochs": 50}, Limits())
+    request = normalise({"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]},
+                         "activation": "elu", "optimizer": {"name": "sgd", "learning_rate": 100.0},
+                         "epochs": 50}, limits=Limits(), resolver=None)
     result = loop.run(request, data_for(request))
     assert result.stop_reason == loop.DIVERGED
     assert len(result.rows) == 1 and result.rows[0]["train_loss"] is None
@@ -164,3 +164,38 @@ def test_mnist1d_has_a_test_set_and_leaves_global_rngs_alone():
     arrays = load_builtin("mnist1d")
     assert (np.random.random(), random.random()) == before
     assert arrays.x.shape == (4000, 40) and arrays.x_test.shape == (1000, 40)
+
+
+def test_an_export_past_its_time_limit_is_recorded_like_a_failed_export(tmp_path):
+    from core.artifacts import LocalArtifactStore
+    from workers.model_export import save_exports
+
+    saved = save_exports(LocalArtifactStore(tmp_path), "job", build_model(spec(), 2, 2), {"method": "none"},
+                         2, lambda line: None, timeout_s=0.001)
+    assert "TRAINRX_EXPORT_TIMEOUT_S" in saved["model_error"] and "TRAINRX_EXPORT_TIMEOUT_S" in saved["onnx_error"]
+    assert "model" not in saved and "onnx" not in saved
+
+
+def test_the_linear_stratified_split_gives_the_splits_the_per_class_scan_gave():
+    """Jobs submitted before the change split their data the same way after it."""
+    def per_class_scan(y, validation_split, seed):
+        rng = np.random.default_rng(seed)
+        train, val = [], []
+        for label in np.unique(y):
+            members = rng.permutation(np.flatnonzero(y == label))
+            n_val = int(round(len(members) * validation_split)) if len(members) > 1 else 0
+            n_val = min(max(n_val, 1 if len(members) > 1 else 0), len(members) - 1)
+            val.append(members[:n_val])
+            train.append(members[n_val:])
+        return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
+
+    y = np.random.default_rng(3).integers(0, 37, size=2000)
+    for got, expected in zip(stratified_split(y, 0.2, 5), per_class_scan(y, 0.2, 5)):
+        assert np.array_equal(got, expected)
+
+
+def test_a_deadline_spent_before_training_stops_the_run_at_once():
+    """The worker sets the deadline from the job's start: setup counts against max_runtime_s."""
+    request = spec()
+    result = loop.run(request, data_for(request), deadline=0.0, clock=lambda: 1.0)
+    assert result.stop_reason == loop.TIME_LIMIT and result.rows == []

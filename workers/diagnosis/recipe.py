@@ -9,7 +9,8 @@ import logging
 
 from marshmallow import ValidationError
 
-from core.spec import merge_patch, normalise_request
+from core.settings import Limits
+from core.spec import DatasetResolver, merge_patch, normalise
 from workers.diagnosis import patches as P
 from workers.diagnosis import symptoms
 from workers.diagnosis import thresholds as T
@@ -135,12 +136,13 @@ def early_stopped(run: Run) -> dict | None:
            "The weights of the last epoch were kept (restore_best is false)."), [])
 
 
-def _valid_suggestions(request: dict, item: dict) -> dict:
-    """Keep only patches that give a valid request (the limits in force may forbid some)."""
+def _valid_suggestions(request: dict, item: dict, limits: Limits, resolver: DatasetResolver | None) -> dict:
+    """Keep only patches that give a valid request: checked as the API will check the resubmit,
+    with the limits in force and the upload's shape (a wider network may be over a cost limit)."""
     kept = []
     for s in item["suggestions"]:
         try:
-            patched = normalise_request(merge_patch(request, s["patch"]))
+            patched = normalise(merge_patch(request, s["patch"]), limits=limits, resolver=resolver)
         except ValidationError:
             log.info("dropping suggestion %s: it gives an invalid request", s["patch"])
             continue
@@ -150,8 +152,9 @@ def _valid_suggestions(request: dict, item: dict) -> dict:
 
 
 def diagnose(request: dict, rows: list[dict], summary: dict | None, stop_reason: str | None,
-             data_info: dict | None, *, steps: dict | None = None, initial: dict | None = None,
-             final: bool = True) -> dict:
+             data_info: dict | None, *, limits: Limits, resolver: DatasetResolver | None,
+             steps: dict | None = None, initial: dict | None = None, final: bool = True) -> dict:
+    """The verdict and findings; ``limits`` and ``resolver`` check the suggested patches (core.spec.normalise)."""
     run = Run(request, rows, summary, stop_reason, data_info, steps, initial, final)
     if not rows:
         return {"verdict": None, "findings": []}
@@ -191,6 +194,6 @@ def diagnose(request: dict, rows: list[dict], summary: dict | None, stop_reason:
     for extra in (symptoms.class_imbalance(run), early_stopped(run)):
         if extra:
             findings.append(extra)
-    findings = [_valid_suggestions(request, f) for f in findings]
+    findings = [_valid_suggestions(request, f, limits, resolver) for f in findings]
     findings.sort(key=lambda f: (SEVERITY_RANK[f["severity"]], CODE_ORDER.index(f["code"])))
     return {"verdict": verdict, "findings": findings}

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.cost import EVAL_SAMPLE_LIMIT
 from core.datasets import DatasetArrays
 from workers.engine.scaling import InputScaling, fit_scaling, input_summary
-
-EVAL_SAMPLE_LIMIT = 10_000  # training examples evaluated after each epoch, at most
 
 
 def stratified_split(y: np.ndarray, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -21,8 +20,13 @@ def stratified_split(y: np.ndarray, validation_split: float, seed: int) -> tuple
     """
     rng = np.random.default_rng(seed)
     train, val = [], []
-    for label in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == label))
+    # One stable sort groups every class's indices in ascending order, as ``flatnonzero(y == label)``
+    # would per class, without a pass over all rows for each class: O(n log n), not O(n x classes).
+    order = np.argsort(y, kind="stable")
+    labels, starts = np.unique(y[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    for start, end in zip(starts, ends):
+        members = rng.permutation(order[start:end])
         n_val = int(round(len(members) * validation_split)) if len(members) > 1 else 0
         n_val = min(max(n_val, 1 if len(members) > 1 else 0), len(members) - 1)
         val.append(members[:n_val])

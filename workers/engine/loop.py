@@ -9,14 +9,13 @@ from typing import Callable, Protocol
 
 import torch
 
+from core.cost import EVAL_BATCH
 from workers.engine.data import DeviceData
 from workers.engine.early_stopping import EarlyStopping
 from workers.engine.model import MLP, build_model
 from workers.engine.objective import Classification
 from workers.engine.optim import build_optimizer, weight_penalty
 from workers.engine.probes import PROBE_SAMPLES, Probes, forward_with_stats
-
-EVAL_BATCH = 8192
 
 # Why a run ended before its last epoch.
 CANCELLED, TIME_LIMIT, SHUTDOWN, DIVERGED, EARLY_STOPPED = (
@@ -102,9 +101,13 @@ def _best_by_val_loss(rows: list[dict]) -> int | None:
 
 
 def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
-        clock: Callable[[], float] = time.monotonic) -> RunResult:
+        clock: Callable[[], float] = time.monotonic, deadline: float | None = None) -> RunResult:
     """Train the network ``request`` describes; stop early for the reasons ``hooks`` gives,
-    on the time limit, on early stopping, or as soon as the loss turns non-finite."""
+    on the time limit, on early stopping, or as soon as the loss turns non-finite.
+
+    ``deadline`` (on ``clock``) is when max_runtime_s runs out; the worker sets it from
+    the job's start, so that setup counts. Without it the budget starts here. Each
+    epoch's evaluation counts too: a step after it past the deadline stops the run."""
     hooks = hooks or NoHooks()
     objective = Classification
     device = data.x_train.device
@@ -121,8 +124,9 @@ def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
         stopper = EarlyStopping(request["patience"], es["monitor"], es["min_delta"], es["restore_best"])
     skip_single = request["architecture"]["batch_norm"]  # batch norm cannot train on a batch of one
     batch_size, n = request["batch_size"], data.x_train.shape[0]
-    deadline = clock() + request["max_runtime_s"]
     started = clock()
+    if deadline is None:
+        deadline = started + request["max_runtime_s"]
 
     steps_per_epoch = max(1, -(-n // batch_size))
     names = [name for name, _ in layers]
