@@ -3,10 +3,42 @@ never a 5xx, and the error handlers themselves never raise."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 from marshmallow import ValidationError
 
-from tests.service.test_api import assert_error_shape
+from service.app import MAX_JSON_BYTES
+from service.json_bodies import MAX_DEPTH
+from tests.service.test_api import SMALL, WAITING, assert_error_shape
+
+VALID = json.dumps(SMALL)
+DEEP = 5000
+
+# (body, what the 400's message must say); each is sent as application/json to every endpoint that takes JSON.
+BAD_JSON = {
+    "not json": (b"{not json", "not valid JSON"),
+    "truncated": (VALID[:-3].encode(), "not valid JSON"),
+    "trailing garbage": (VALID.encode() + b" ]", "not valid JSON"),
+    "deep arrays": (b"[" * DEEP + b"]" * DEEP, f"deeper than {MAX_DEPTH} levels"),
+    "deep objects": (b'{"a":' * DEEP + b"1" + b"}" * DEEP, f"deeper than {MAX_DEPTH} levels"),
+    "deep inside a request": (json.dumps({**SMALL, "name": "x"}).replace('"x"', "[" * 100 + "]" * 100).encode(),
+                              f"deeper than {MAX_DEPTH} levels"),
+    "NaN": (VALID.replace('"epochs": 1', '"epochs": NaN').encode(), "NaN is not a JSON number"),
+    "Infinity": (VALID.replace('"epochs": 1', '"epochs": Infinity').encode(), "Infinity is not a JSON number"),
+    "-Infinity": (VALID.replace('"epochs": 1', '"epochs": -Infinity').encode(), "-Infinity is not a JSON number"),
+    "1e400": (VALID.replace('"epochs": 1', '"epochs": 1e400').encode(), "too large"),
+    "a 400-digit integer": (VALID.replace('"epochs": 1', '"epochs": 1' + "0" * 400).encode(), "too large"),
+    "a 5000-digit integer": (VALID.replace('"epochs": 1', '"epochs": 1' + "0" * 5000).encode(), "too large"),
+    "invalid UTF-8": (VALID.replace("moons", "mo\xff\xfens").encode("latin-1"), "not valid UTF-8"),
+    "Latin-1": (json.dumps({**WAITING, "name": "café"}, ensure_ascii=False).encode("latin-1"), "not valid UTF-8"),
+    "a lone surrogate in name": (json.dumps({**WAITING, "name": "\ud800"}).encode(), "lone UTF-16 surrogate"),
+    "a lone surrogate in a key": (json.dumps({**WAITING, "\udfff": 1}).encode(), "lone UTF-16 surrogate"),
+    "a BOM": (b"\xef\xbb\xbf" + VALID.encode(), "not valid JSON"),
+    "deep after a duplicate key": (b'{"a":1,"a":' + b"[" * 70 + b"]" * 70 + b"}", f"deeper than {MAX_DEPTH} levels"),
+}
+JSON_ENDPOINTS = ["/v1/jobs", f"/v1/jobs/{'0' * 32}/resubmit", f"/v1/jobs/{'0' * 32}/cancel"]
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +72,44 @@ def test_an_unexpected_exception_is_a_500_with_the_standard_body(throwaway, capl
 def test_a_validation_error_outside_the_schemas_is_a_422_with_the_standard_body(throwaway):
     body = assert_error_shape(throwaway.test_client().get("/_invalid"), 422)
     assert body["status"] == "Unprocessable Entity" and body["errors"] == {"field": ["Not like this."]}
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+@pytest.mark.parametrize("case", list(BAD_JSON))
+def test_bad_json_is_a_400_naming_the_problem(client, case, path):
+    body, expected = BAD_JSON[case]
+    found = assert_error_shape(client.post(path, data=body, content_type="application/json"), 400)
+    assert expected in found["message"], found
+
+
+def test_valid_unicode_and_numbers_still_pass(client):
+    job = client.post("/v1/jobs", data=json.dumps({**WAITING, "name": "caf\u00e9 \U0001f600", "epochs": 2,
+                                                   "optimizer": {"name": "sgd", "learning_rate": 1e-300}}),
+                      content_type="application/json")
+    assert job.status_code == 202, job.get_json()
+    assert job.get_json()["name"] == "caf\u00e9 \U0001f600"
+    client.post(f"/v1/jobs/{job.get_json()['id']}/cancel")
+    nested = {**WAITING, "name": "x"}
+    assert assert_error_shape(client.post("/v1/jobs", json={**nested, "extra": [[[[[]]]]]}), 422)["errors"] == {
+        "extra": ["Unknown field."]}
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml",
+                                          "multipart/form-data; boundary=x", "application/octet-stream", ""])
+def test_wrong_content_types_are_415(client, content_type):
+    assert_error_shape(client.post("/v1/jobs", data=VALID, content_type=content_type), 415)
+
+
+def test_a_body_over_the_limit_is_413(client):
+    body = assert_error_shape(client.post("/v1/jobs", data=b" " * (20 * 1024 * 1024),
+                                          content_type="application/json"), 413)
+    assert f"{MAX_JSON_BYTES:,}-byte limit" in body["message"]
+
+
+def test_a_chunked_body_over_the_limit_is_413(client):
+    """No Content-Length: the limit applies while the body is read (the server marks the
+    stream terminated, as gunicorn does for chunked requests)."""
+    stream = io.BytesIO(b"[" + b"0," * MAX_JSON_BYTES + b"0]")
+    resp = client.post("/v1/jobs", input_stream=stream, content_type="application/json",
+                       environ_overrides={"wsgi.input_terminated": True})
+    assert_error_shape(resp, 413)
