@@ -113,11 +113,13 @@ class Cancel(MethodView):
     @blp.alt_response(409, description="The job has already finished.")
     def post(self, job_id: str):
         """Cancel a job."""
-        job = load_job(job_id)
-        if parts().store.request_cancel(job_id) is None:
-            abort(409, message=f"The job has already finished ({parts().store.get(job_id)['status']}).")
-        publish_status(parts().redis, parts().store.get(job_id))  # a queued job is cancelled here, not by a worker
-        return job_resource(parts().store.get(job["id"]))
+        load_job(job_id)
+        cancelled = parts().store.request_cancel(job_id)
+        job = load_job(job_id)  # 404 when a DELETE won the race
+        if cancelled is None:
+            abort(409, message=f"The job has already finished ({job['status']}).")
+        publish_status(parts().redis, job)  # a queued job is cancelled here, not by a worker
+        return job_resource(job)
 
 
 def pivot_curves(rows: list[dict]) -> dict:

@@ -113,3 +113,21 @@ def test_a_chunked_body_over_the_limit_is_413(client):
     resp = client.post("/v1/jobs", input_stream=stream, content_type="application/json",
                        environ_overrides={"wsgi.input_terminated": True})
     assert_error_shape(resp, 413)
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_cancel_racing_a_delete_is_a_404(client, monkeypatch, finished):
+    """The DELETE lands between the cancel's conditional UPDATE and its read of the job."""
+    store = client.application.extensions["trainrx"].store
+    job = client.post("/v1/jobs", json=WAITING).get_json()
+    if finished:
+        assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+    cancel = store.request_cancel
+
+    def cancel_then_lose_the_race(job_id: str):
+        had = cancel(job_id)
+        store.delete(job_id)
+        return had
+
+    monkeypatch.setattr(store, "request_cancel", cancel_then_lose_the_race)
+    assert_error_shape(client.post(f"/v1/jobs/{job['id']}/cancel"), 404)
