@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+from functools import cache
 
+import numpy as np
 import pytest
 from marshmallow import ValidationError
 
 from service.app import MAX_JSON_BYTES
 from service.json_bodies import MAX_DEPTH
+from tests.sample_uploads import as_csv, as_npz, blobs, declared_huge_npz, truncated_member_npz, upload
 from tests.service.test_api import SMALL, WAITING, assert_error_shape
 
 VALID = json.dumps(SMALL)
@@ -131,3 +134,51 @@ def test_a_cancel_racing_a_delete_is_a_404(client, monkeypatch, finished):
 
     monkeypatch.setattr(store, "request_cancel", cancel_then_lose_the_race)
     assert_error_shape(client.post(f"/v1/jobs/{job['id']}/cancel"), 404)
+
+
+X, Y = blobs(rows_per_class=10)
+
+
+@cache
+def bool_bomb() -> bytes:
+    """90 MB of booleans (within the upload limit) in about 90 KB; as float32 it would take 360 MB."""
+    return as_npz(np.zeros((1_000_000, 90), bool), (np.arange(1_000_000) % 2).astype(np.uint8), compressed=True)
+
+
+# name: (file, file name, status, what the message must say)
+BAD_UPLOADS = {
+    "an .npz header declaring 74 GiB": (declared_huge_npz, "d.npz", 413, "as their headers declare them"),
+    "a bool bomb": (bool_bomb, "d.npz", 413, "once converted to float32 and int64"),
+    "a pickled object array": (lambda: as_npz(np.array([[1, "a"]] * 30, dtype=object), Y), "d.npz", 422,
+                               "cannot be read without pickle"),
+    "a truncated zip": (lambda: as_npz(X, Y)[:300], "d.npz", 422, "Not a readable .npz file"),
+    "a truncated member": (lambda: truncated_member_npz(X, Y), "d.npz", 422, "X is damaged in the .npz"),
+    "not a zip": (lambda: b"hello, world", "d.npz", 422, "Not an .npz file"),
+    "an empty file": (lambda: b"", "d.npz", 422, "empty"),
+    "a CSV header field over 131,072 characters": (lambda: b"a" * 200_000 + b",label\n1,0\n", "d.csv", 422,
+                                                   "field larger than field limit (131072)"),
+    "binary garbage as CSV": (lambda: bytes(range(256)) * 64, "d.csv", 422, "not UTF-8"),
+    "ragged CSV rows": (lambda: as_csv(X, Y) + b"1,2\n", "d.csv", 422, "columns but the header has"),
+    "NUL bytes in a CSV": (lambda: b"a,label\n\0,0\n", "d.csv", 422, "non-numeric value"),
+    "a CSV without a newline": (lambda: b"a," * 1000 + b"label", "d.csv", 422, "names column 'a' twice"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_hostile_uploads_are_4xx_naming_the_problem(client, case):
+    make, filename, status, expected = BAD_UPLOADS[case]
+    body = assert_error_shape(upload(client, make(), filename), status)
+    assert expected in body["message"], body
+
+
+def test_uploads_are_read_in_a_child_process_not_the_api(client, monkeypatch):
+    """Reading a file in the API process itself would stall every other request of it."""
+    def not_here(*args, **kwargs):
+        raise AssertionError("an upload was read in the API process")
+
+    monkeypatch.setattr("core.upload_parsing.parse_upload", not_here)
+    monkeypatch.setattr("core.upload_sandbox.parse_upload", not_here)
+    monkeypatch.setattr("service.datasets_api.parse_upload", not_here, raising=False)
+    resp = upload(client, as_npz(X, Y), "d.npz")
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["class_counts"] == {"0": 10, "1": 10, "2": 10}
