@@ -13,7 +13,6 @@ import csv
 import io
 import re
 import warnings
-import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -40,6 +39,9 @@ class ParsedDataset:
     y: np.ndarray  # int64, rows; labels 0..classes-1, every class with at least MIN_CLASS_SAMPLES rows
     format: str
     feature_names: list[str] | None  # the CSV header without `label`; None for .npz
+    # class_counts() and feature_ranges() when they were computed elsewhere (by the parsing
+    # child process, core/upload_sandbox.py), so that the API process does not compute them again.
+    described: dict | None = None
 
     @property
     def rows(self) -> int:
@@ -50,15 +52,32 @@ class ParsedDataset:
         return int(self.x.shape[1])
 
     def class_counts(self) -> dict[str, int]:
+        if self.described is not None:
+            return self.described["class_counts"]
         return {str(label): int(n) for label, n in enumerate(np.bincount(self.y))}
 
     def feature_ranges(self) -> list[dict]:
-        """Per feature: min, max, mean and standard deviation (float64 sums)."""
+        """Per feature: min, max, mean and standard deviation (float64 sums), read in
+        blocks of rows so that no float64 copy of X is ever made."""
+        if self.described is not None:
+            return self.described["feature_ranges"]
         lo, hi = self.x.min(axis=0), self.x.max(axis=0)
-        mean, std = self.x.mean(axis=0, dtype=np.float64), self.x.std(axis=0, dtype=np.float64)
+        mean = self.x.sum(axis=0, dtype=np.float64) / self.rows
+        squares = np.zeros(self.features, np.float64)
+        step = max(1, _BLOCK_VALUES // self.features)
+        for start in range(0, self.rows, step):
+            block = self.x[start:start + step].astype(np.float64) - mean
+            squares += np.einsum("ij,ij->j", block, block)
+        std = np.sqrt(squares / self.rows)
         names = self.feature_names or [None] * self.features
         return [{"index": i, "name": names[i], "min": float(lo[i]), "max": float(hi[i]), "mean": float(mean[i]),
                  "std": float(std[i])} for i in range(self.features)]
+
+    def description(self) -> dict:
+        return {"class_counts": self.class_counts(), "feature_ranges": self.feature_ranges()}
+
+
+_BLOCK_VALUES = 1 << 20  # float64 values per block of rows: 8 MiB
 
 
 def detect_format(filename: str | None, head: bytes) -> str:
@@ -95,7 +114,7 @@ def _read_npz(stream: BinaryIO, limits: Limits) -> tuple[np.ndarray, np.ndarray,
         raise UploadInvalid("Not an .npz file: an .npz is a zip archive written by numpy.savez.")
     try:
         archive = np.load(stream, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except _DAMAGED as exc:  # noqa: BLE001
         raise UploadInvalid(f"Not a readable .npz file (numpy.savez output): {exc}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise UploadInvalid("This is a single .npy array; upload an .npz holding arrays X and y "
@@ -110,30 +129,70 @@ def _read_npz(stream: BinaryIO, limits: Limits) -> tuple[np.ndarray, np.ndarray,
         if decoded > limits.max_upload_bytes:
             raise UploadInvalid(f"X and y take {decoded:,} bytes once decompressed; at most "
                                 f"{limits.max_upload_bytes:,} are allowed.", too_large=True)
+        _check_npz_headers(_npy_header(archive, "X"), _npy_header(archive, "y"), limits)
         x, y = (_npz_array(archive, key) for key in ("X", "y"))
-    if x.ndim != 2:
-        raise UploadInvalid(f"X must be 2-dimensional (rows x features); it has shape {x.shape}.")
-    if y.ndim != 1:
-        raise UploadInvalid(f"y must be 1-dimensional (one label per row); it has shape {y.shape}.")
-    if x.shape[0] != y.shape[0]:
-        raise UploadInvalid(f"X has {x.shape[0]:,} rows but y has {y.shape[0]:,} labels; they must match.")
-    if x.dtype.kind not in "biuf":
-        raise UploadInvalid(f"X must be numeric; it has dtype {x.dtype}.")
-    if y.dtype.kind not in "biuf":
-        raise UploadInvalid(f"y must hold integer class labels; it has dtype {y.dtype}.")
-    _check_shape(x.shape[0], x.shape[1], limits)
     with np.errstate(over="ignore", invalid="ignore"):
-        features = x.astype(np.float32)
+        features = x.astype(np.float32, copy=False)
+    del x
     _check_finite(features, None)
     return features, y, None
+
+
+# What a damaged archive or member raises while it is read is not one family: zipfile's
+# BadZipFile, zlib.error, EOFError, NotImplementedError (a compression it lacks),
+# RuntimeError (encryption), and from numpy's header parser ValueError, SyntaxError and
+# tokenize.TokenError. Any of them means the file is damaged, so all are caught.
+_DAMAGED = Exception
+
+
+def _npy_header(archive: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype that a member's .npy header declares, read without its data:
+    nothing is allocated from an untrusted header before it is checked."""
+    try:
+        with archive.zip.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except _DAMAGED as exc:  # noqa: BLE001
+        raise UploadInvalid(f"{key} is not a readable .npy array in the .npz: {exc}") from None
+    if dtype.hasobject:
+        raise UploadInvalid(f"{key} cannot be read without pickle (dtype {dtype}); save numeric arrays.")
+    return shape, dtype
+
+
+def _check_npz_headers(x_header: tuple[tuple[int, ...], np.dtype], y_header: tuple[tuple[int, ...], np.dtype],
+                       limits: Limits) -> None:
+    """Shapes, dtypes and sizes, as declared, before any array is read; the converted
+    arrays (float32 X, int64 y) count against the limit too, before any conversion."""
+    (x_shape, x_dtype), (y_shape, y_dtype) = x_header, y_header
+    if len(x_shape) != 2:
+        raise UploadInvalid(f"X must be 2-dimensional (rows x features); it has shape {x_shape}.")
+    if len(y_shape) != 1:
+        raise UploadInvalid(f"y must be 1-dimensional (one label per row); it has shape {y_shape}.")
+    if x_shape[0] != y_shape[0]:
+        raise UploadInvalid(f"X has {x_shape[0]:,} rows but y has {y_shape[0]:,} labels; they must match.")
+    if x_dtype.kind not in "biuf":
+        raise UploadInvalid(f"X must be numeric; it has dtype {x_dtype}.")
+    if y_dtype.kind not in "biuf":
+        raise UploadInvalid(f"y must hold integer class labels; it has dtype {y_dtype}.")
+    rows, features = x_shape
+    _check_shape(rows, features, limits)
+    declared = rows * features * x_dtype.itemsize + rows * y_dtype.itemsize
+    converted = rows * features * np.dtype(np.float32).itemsize + rows * np.dtype(np.int64).itemsize
+    if max(declared, converted) > limits.max_upload_bytes:
+        how = "as their headers declare them" if declared >= converted else "once converted to float32 and int64"
+        raise UploadInvalid(f"X and y take {max(declared, converted):,} bytes {how}; at most "
+                            f"{limits.max_upload_bytes:,} are allowed.", too_large=True)
 
 
 def _npz_array(archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
     try:
         return archive[key]
-    except ValueError as exc:  # object arrays, which would need pickle
-        raise UploadInvalid(f"{key} cannot be read without pickle ({exc}); save numeric arrays.") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except _DAMAGED as exc:  # noqa: BLE001 — truncated data, a bad checksum, broken deflate
         raise UploadInvalid(f"{key} is damaged in the .npz: {exc}") from None
 
 
@@ -158,6 +217,8 @@ def _read_csv(stream: BinaryIO, limits: Limits) -> tuple[np.ndarray, np.ndarray,
                                 max_rows=limits.max_upload_rows + 1)
     except UnicodeDecodeError as exc:
         raise UploadInvalid(f"The .csv is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    except csv.Error as exc:  # a header field over the csv module's 131,072-character limit, among others
+        raise UploadInvalid(f"The .csv header could not be read: {exc}.") from None
     except ValueError as exc:
         if isinstance(exc, UploadInvalid):
             raise

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, request
-from flask_smorest import abort
 
 from core import __version__
 from core.settings import Settings
@@ -17,6 +16,7 @@ from service import events_api, request_ids, tokens_api
 from service.auth import Auth, current_principal, load_or_create_secret
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
+from service import json_bodies
 
 MAX_JSON_BYTES = 1 * 1024 * 1024
 
@@ -25,6 +25,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the API. ``config`` may carry ``SETTINGS`` (a core.settings.Settings) to
     override what the environment says."""
     app = Flask(__name__)
+    json_bodies.init_app(app)  # strict JSON bodies
     app.config.update(
         API_TITLE="trainrx",
         API_VERSION=__version__,
@@ -62,9 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def _per_request() -> None:
         if datasets_api.is_upload(request):  # multipart, with its own size cap
             return
-        if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0 \
-                and request.get_data(cache=True) and not request.is_json:
-            abort(415, message="The body must be JSON: send Content-Type: application/json.")
+        json_bodies.check_json_body(request)  # 415, 413 or 400 here, for every endpoint
 
     return app
 

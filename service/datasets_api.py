@@ -11,7 +11,8 @@ from flask_smorest import Blueprint, abort
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.datasets import BUILTIN_DATASETS, describe_builtin
-from core.upload_parsing import UploadInvalid, parse_upload
+from core.upload_parsing import UploadInvalid
+from core.upload_sandbox import ParsersBusy, parse_in_child
 from core.uploads import UploadStore
 from service.auth import current_principal
 from service.extensions import parts
@@ -61,6 +62,7 @@ class Datasets(MethodView):
                   headers={"Location": {"description": "The dataset's URL", "schema": {"type": "string"}}})
     @blp.alt_response(413, description="Larger than the operator's upload limit (also once decompressed).")
     @blp.alt_response(415, description="Not multipart/form-data.")
+    @blp.alt_response(503, description="The API is reading other uploads; retry after `Retry-After` seconds.")
     @blp.alt_response(422, description="Not a usable dataset; `message` names the problem.")
     def post(self):
         """Upload a dataset (.npz or .csv) to train on with `dataset: {"id": ...}`."""
@@ -87,10 +89,13 @@ class Datasets(MethodView):
         stream.seek(0, 2)
         size = stream.tell()
         stream.seek(0)
-        try:
-            parsed = parse_upload(stream, upload.filename, parts().settings.limits)
+        try:  # in a child process: never on this process's event loop (core/upload_sandbox.py)
+            parsed = parse_in_child(stream, upload.filename, parts().settings.limits, parts().settings.uploads_dir)
         except UploadInvalid as exc:
             abort(413 if exc.too_large else 422, message=str(exc), errors={"file": [str(exc)]})
+        except ParsersBusy:
+            abort(503, message="The API is reading other uploads at the moment; retry in a few seconds.",
+                  headers={"Retry-After": "5"})
         row = uploads().create(parsed, owner=current_principal().owner, name=name, filename=upload.filename,
                                upload_bytes=size)
         return dataset_resource(row), 201, {"Location": url_for("datasets.Dataset", dataset_id=row["id"])}

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from flask_smorest import Api
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException, InternalServerError, UnprocessableEntity
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger("trainrx.api")
 
@@ -42,8 +44,22 @@ def _flatten_locations(errors: dict) -> dict:
     return errors
 
 
+def internal_error() -> Response:
+    """The 500 answer, built from constants only: what an error handler falls back to
+    when it fails itself, so that no error path can raise again."""
+    body = json.dumps(error_body(500, HTTP_STATUS_CODES[500]))
+    return Response(body, status=500, mimetype="application/json")
+
+
 class TrainrxApi(Api):
     def handle_http_exception(self, error: HTTPException):
+        try:
+            return self._error_response(error)
+        except Exception:  # noqa: BLE001 — an error handler must answer, never raise
+            log.exception("the error handler failed on %r", error)
+            return internal_error()
+
+    def _error_response(self, error: HTTPException):
         data = getattr(error, "data", None) or {}
         errors = data.get("errors") or data.get("messages")
         message = data.get("message")
@@ -57,18 +73,23 @@ class TrainrxApi(Api):
             message, errors = "The body is not valid JSON.", None
         if message is None and error.code not in _DEFAULT_MESSAGES:
             message = error.description
-        body = error_body(error.code or 500, error.name, message, errors)
-        return body, error.code, data.get("headers", {})
+        code = error.code or 500
+        body = error_body(code, HTTP_STATUS_CODES.get(code, "Unknown Error"), message, errors)
+        return jsonify(body), code, data.get("headers", {})
 
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):
-        return jsonify(error_body(422, UnprocessableEntity.name, None, exc.messages)), 422
+        try:
+            return jsonify(error_body(422, HTTP_STATUS_CODES[422], None, exc.messages)), 422
+        except Exception:  # noqa: BLE001
+            log.exception("could not answer a validation error")
+            return internal_error()
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         if isinstance(exc, HTTPException):
             return app.extensions["trainrx_api"].handle_http_exception(exc)
-        log.exception("unhandled error")
-        return jsonify(error_body(500, InternalServerError.name)), 500
+        log.error("unhandled error", exc_info=exc)
+        return internal_error()

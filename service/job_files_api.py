@@ -24,11 +24,12 @@ TORCH_VERSION_HEADER = "X-Torch-Version"
 @blp.route("/<job_id>/logs")
 class Logs(MethodView):
     @blp.response(200, {"type": "string"}, content_type="text/plain",
-                  description="One line per entry, `<UTC timestamp> <text>`; a failure's traceback spans "
-                              "several lines. Grows while the job runs.")
+                  description="One line per entry, `<UTC timestamp> <text>`. Grows while the job runs. "
+                              "Server paths and host names are left out; tracebacks stay in the operator's "
+                              "log.")
     @blp.alt_response(404, description="No such job.")
     def get(self, job_id: str):
-        """The job's own log: worker, device, dataset, each epoch's metrics, warnings, a failure's traceback."""
+        """The job's own log: worker, device, dataset, each epoch's metrics, warnings, why a failure happened."""
         load_job(job_id)
         lines = [f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {line}\n" for at, line in parts().store.logs(job_id)]
         return Response("".join(lines), mimetype="text/plain")

@@ -146,10 +146,10 @@ class Cancel(MethodView):
     def post(self, job_id: str):
         """Cancel a job."""
         load_job(job_id)
-        if parts().store.request_cancel(job_id, owner=current_principal().scope) is None:
-            job = load_job(job_id)  # 404 when a delete won the race
+        cancelled = parts().store.request_cancel(job_id, owner=current_principal().scope)
+        job = load_job(job_id)  # 404 when a DELETE won the race
+        if cancelled is None:
             abort(409, message=f"The job has already finished ({job['status']}).")
-        job = load_job(job_id)
         publish_status(parts().redis, job)  # a queued job is cancelled here, not by a worker
         return job_resource(job)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 
 import numpy as np
 
@@ -43,3 +44,38 @@ def uploaded(client, data: bytes, filename: str = "data.npz", **form: str) -> di
     resp = upload(client, data, filename, **form)
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()
+
+
+# --- hostile files -------------------------------------------------------------
+
+def npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    """An .npy header declaring ``shape`` (with no data behind it unless appended)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def npz_of(members: dict[str, bytes], compressed: bool = False) -> bytes:
+    """A zip archive holding these raw members: an .npz whose .npy files may lie."""
+    buffer = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def declared_huge_npz() -> bytes:
+    """X's header declares 1,000,000 x 10,000 float64 (74.5 GiB); the data is 8 bytes."""
+    y = io.BytesIO()
+    np.save(y, np.arange(1_000_000) % 2)
+    return npz_of({"X.npy": npy_header((1_000_000, 10_000)) + b"\0" * 8, "y.npy": y.getvalue()}, compressed=True)
+
+
+def truncated_member_npz(x: np.ndarray, y: np.ndarray) -> bytes:
+    """A well-formed zip whose X.npy stops halfway through its data."""
+    whole, labels = io.BytesIO(), io.BytesIO()
+    np.save(whole, x)
+    np.save(labels, y)
+    data = whole.getvalue()
+    return npz_of({"X.npy": data[:len(data) - x.nbytes // 2], "y.npy": labels.getvalue()})

@@ -6,16 +6,18 @@ job's log says what went wrong, and GET /model answers 409 with the reason.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-import traceback
 from typing import Any, Callable
 
 import torch
 
 from core.artifacts import LocalArtifactStore
+from core.log_redaction import describe_exception
 from workers.engine.export import served_model, to_onnx, to_pt2
 
+operator_log = logging.getLogger("trainrx.worker")
 MODEL_FILE = "model.pt2"
 ONNX_FILE = "model.onnx"
 
@@ -62,8 +64,9 @@ def save_exports(artifacts: LocalArtifactStore, job_id: str, network: torch.nn.M
     try:
         model = served_model(network, preprocessing, features)
     except Exception as exc:
-        log("model export skipped: the input scaling could not be built:\n" + traceback.format_exc())
-        return {"model_error": f"{type(exc).__name__}: {exc}", "onnx_error": "no model to convert"}
+        operator_log.exception("job %s: the input scaling for the exports could not be built", job_id)
+        log(f"model export skipped: the input scaling could not be built: {describe_exception(exc)}")
+        return {"model_error": describe_exception(exc), "onnx_error": "no model to convert"}
     began, abandoned = time.monotonic(), False
     try:
         data = _within(deadline, timeout_s, to_pt2, model, features)
@@ -76,8 +79,9 @@ def save_exports(artifacts: LocalArtifactStore, job_id: str, network: torch.nn.M
         saved["model_error"] = f"{type(exc).__name__}: torch.export {exc}"
         abandoned = True
     except Exception as exc:
-        log("warning: torch.export failed; no .pt2 for this job:\n" + traceback.format_exc())
-        saved["model_error"] = f"{type(exc).__name__}: {exc}"
+        operator_log.exception("job %s: torch.export failed", job_id)
+        log(f"warning: torch.export failed; no .pt2 for this job: {describe_exception(exc)}")
+        saved["model_error"] = describe_exception(exc)
     began = time.monotonic()
     try:
         if abandoned:
@@ -93,6 +97,7 @@ def save_exports(artifacts: LocalArtifactStore, job_id: str, network: torch.nn.M
         log(f"warning: the ONNX export {exc}; no .onnx for this job")
         saved["onnx_error"] = f"{type(exc).__name__}: the ONNX export {exc}"
     except Exception as exc:
-        log("warning: the ONNX export failed; no .onnx for this job:\n" + traceback.format_exc())
-        saved["onnx_error"] = f"{type(exc).__name__}: {exc}"
+        operator_log.exception("job %s: the ONNX export failed", job_id)
+        log(f"warning: the ONNX export failed; no .onnx for this job: {describe_exception(exc)}")
+        saved["onnx_error"] = describe_exception(exc)
     return saved

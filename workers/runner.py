@@ -10,7 +10,6 @@ import logging
 import os
 import threading
 import time
-import traceback
 from functools import lru_cache, partial
 
 import torch
@@ -21,6 +20,7 @@ from core.db import make_engine
 from core.events import JobEvents
 from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore
 from core.migrate import require_current
+from core.log_redaction import describe_exception, redact, worker_label
 from core.settings import Settings
 from core.uploads import UploadMissing, UploadStore
 from workers.celery_app import shutting_down
@@ -113,8 +113,9 @@ class JobHooks:
                         resolver=self.resolver, **kwargs)
 
     def log(self, line: str) -> None:
+        """To the operator's log as is; to the job's own log (its user reads it) redacted."""
         log.info("job %s: %s", self.job_id, line)
-        self.store.log(self.job_id, line)
+        self.store.log(self.job_id, redact(line))
 
 
 def execute_job(job_id: str, worker: str) -> str | None:
@@ -132,7 +133,7 @@ def execute_job(job_id: str, worker: str) -> str | None:
     try:
         with hooks:
             device = resolve_device(request["device"])
-            hooks.log(f"worker {worker} starts the job on {device}")
+            hooks.log(f"worker {worker_label(worker)} starts the job on {device}")
             source = open_dataset(request["dataset"], settings, store.engine, owner=job["owner"])
             data = prepare(source.arrays, request["dataset"], source.classes, device)
             data_info = {**source.info, "device": str(device), **data.info}
@@ -174,8 +175,9 @@ def execute_job(job_id: str, worker: str) -> str | None:
         hooks.log(str(exc))
         store.finish(job_id, FAILED, error={"type": "device_unavailable", "message": str(exc)})
     except Exception as exc:  # a crash must never leave the job running
-        hooks.log("the job failed:\n" + traceback.format_exc())
-        store.finish(job_id, FAILED, error={"type": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
+        log.exception("job %s failed", job_id)  # the traceback is for the operator only
+        hooks.log(f"the job failed: {describe_exception(exc)}")
+        store.finish(job_id, FAILED, error={"type": "internal_error", "message": describe_exception(exc)})
     finally:
         hooks.events.settled(store)
     return None

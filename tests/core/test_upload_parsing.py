@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import pickle
+import tempfile
 
 import numpy as np
 import pytest
 
 from core.settings import Limits
 from core.upload_parsing import UploadInvalid, parse_upload
-from tests.sample_uploads import as_csv, as_npz, blobs
+from tests.sample_uploads import (as_csv, as_npz, blobs, declared_huge_npz, npy_header, npz_of,
+                                   truncated_member_npz)
 
 X, Y = blobs(rows_per_class=4)
 
@@ -113,3 +115,66 @@ def test_more_classes_than_the_operator_allows_are_refused_naming_the_cap():
     error = refusal(as_npz(x, y), "d.npz", Limits(max_classes=10))
     assert "12 classes" in str(error) and "TRAINRX_MAX_CLASSES" in str(error) and not error.too_large
     assert parse(as_npz(x, y), "d.npz", Limits(max_classes=12)).y.max() == 11
+
+
+def test_an_npz_header_is_checked_before_anything_is_allocated():
+    huge = refusal(declared_huge_npz(), "d.npz")
+    assert huge.too_large and "80,008,000,000 bytes as their headers declare them" in str(huge)
+    wide = npz_of({"X.npy": npy_header((10, 20_000)), "y.npy": npy_header((10,), "<i8")})
+    assert "20,000 features; at most 10,000" in str(refusal(wide, "d.npz"))
+    pickled = npz_of({"X.npy": npy_header((12, 4), "|O"), "y.npy": npy_header((12,), "<i8")})
+    assert "cannot be read without pickle (dtype object)" in str(refusal(pickled, "d.npz"))
+
+
+def test_a_conversion_past_the_limit_is_refused_before_it_is_made():
+    """1 byte per boolean, 4 per float32: the bool array fits the limit, its float32 copy would not."""
+    bombs = as_npz(np.zeros((50_000, 10), bool), (np.arange(50_000) % 2).astype(np.uint8), compressed=True)
+    assert len(bombs) < 5_000
+    problem = refusal(bombs, "d.npz", Limits(max_upload_bytes=1_000_000))
+    assert problem.too_large and "2,400,000 bytes once converted to float32 and int64" in str(problem)
+
+
+@pytest.mark.parametrize("data,expected", [
+    (as_npz(X, Y)[:200], "Not a readable .npz file"),
+    (truncated_member_npz(X, Y), "X is damaged in the .npz"),
+    (npz_of({"X.npy": b"\x93NUMPY\x09\x00junk", "y.npy": b""}), "X is not a readable .npy array"),
+    (npz_of({"X.npy": b"not an array", "y.npy": b""}), "X is not a readable .npy array"),
+])
+def test_damaged_npz_files_are_refused(data, expected):
+    assert expected in str(refusal(data, "d.npz"))
+
+
+def test_a_corrupt_deflate_stream_is_refused():
+    data = bytearray(as_npz(np.tile(X, (50, 1)), np.tile(Y, 50), compressed=True))
+    data[len(data) // 3: len(data) // 3 + 40] = b"\xff" * 40
+    assert "Bad CRC-32 for file 'X.npy'" in str(refusal(bytes(data), "d.npz"))
+
+
+@pytest.mark.parametrize("data,expected", [
+    (b"a" * 200_000 + b",label\n1,0\n", "header could not be read: field larger than field limit (131072)"),
+    (b'"a,label\n1,0\n', "no 'label' column"),
+])
+def test_csv_errors_are_named(data, expected):
+    assert expected in str(refusal(data, "d.csv"))
+
+
+def test_the_child_process_reads_like_this_process_and_refuses_the_same(tmp_path):
+    from core.upload_sandbox import parse_in_child
+
+    for data, name in ((as_npz(X, Y), "d.npz"), (as_csv(X, Y), "d.csv")):
+        here, there = parse(data, name), parse_in_child(_file(tmp_path, data), name, Limits(), tmp_path / "work")
+        np.testing.assert_array_equal(here.x, there.x)
+        np.testing.assert_array_equal(here.y, there.y)
+        assert (here.format, here.feature_names) == (there.format, there.feature_names)
+        assert here.description() == there.description()
+    with pytest.raises(UploadInvalid) as info:
+        parse_in_child(_file(tmp_path, declared_huge_npz()), "d.npz", Limits(), tmp_path / "work")
+    assert info.value.too_large and "as their headers declare them" in str(info.value)
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def _file(folder, data: bytes):
+    stream = tempfile.TemporaryFile(dir=folder)
+    stream.write(data)
+    stream.seek(0)
+    return stream

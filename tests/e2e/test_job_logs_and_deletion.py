@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 
 from core.uploads import UploadStore
 from tests.conftest import run_job, submit, wait_for
@@ -11,6 +12,7 @@ from tests.service.test_api import assert_error_shape
 
 TINY = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8]}, "epochs": 2}
 LONG = {"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64]}, "epochs": 10_000}
+HOST = re.compile(rf"(?<![\w-]){re.escape(socket.gethostname())}(?![\w-])")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ")
 
 
@@ -25,10 +27,11 @@ def test_the_log_tells_the_jobs_story_as_text(live):
                      "epoch 1: train_loss=", "epoch 2: train_loss=", "exported the model with torch.export",
                      "exported the model to ONNX", "job succeeded"):
         assert expected in text, text
+    assert "worker test-cpu starts the job" in text and not HOST.search(text)
     assert_error_shape(live.get(f"/v1/jobs/{'c' * 32}/logs"), 404)
 
 
-def test_an_upload_job_logs_its_data_and_a_broken_one_logs_its_traceback(live, settings):
+def test_an_upload_job_logs_its_data_and_a_broken_one_logs_what_failed(live, settings):
     x, y = blobs(rows_per_class=20)
     dataset = uploaded(live, as_csv(x, y), "blobs.csv", name="blobs")
     good = run_job(live, {"dataset": {"id": dataset["id"], "scale": "minmax"},
@@ -44,7 +47,11 @@ def test_an_upload_job_logs_its_data_and_a_broken_one_logs_its_traceback(live, s
     broken = run_job(live, {"dataset": {"id": dataset["id"]}, "architecture": {"hidden_layers": [8]}, "epochs": 1})
     assert broken["status"] == "failed" and broken["error"]["type"] == "internal_error"
     log = live.get(broken["links"]["logs"]).get_data(as_text=True)
-    assert "the job failed:\nTraceback (most recent call last):" in log
+    # The exception's type and message for the user; the traceback, the server's paths and
+    # its host name only in the operator's log.
+    assert "the job failed: ValueError: " in log and "Traceback" not in log
+    assert "/" + settings.data_dir.parts[1] not in log and not HOST.search(log)
+    assert broken["error"]["message"].startswith("ValueError: ") and "/" not in broken["error"]["message"]
     assert "has no exported model yet" in assert_error_shape(live.get(broken["links"]["model"]), 409)["message"]
 
 
