@@ -1,7 +1,9 @@
-"""Where a job's files live: weights now, exported models and reports later.
+"""Where a job's files live: its weights and its exported models (.pt2, ONNX).
 
 A local directory for now; an S3-compatible store can implement the same
-four methods.
+four methods. The file names and the job's ``artifacts`` keys are a contract
+between the worker that writes them and the API that serves them: they are
+defined here, once.
 """
 
 from __future__ import annotations
@@ -10,6 +12,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+WEIGHTS_FILE = "weights.safetensors"
+MODEL_FILE = "model.pt2"
+ONNX_FILE = "model.onnx"
+# Keys of a job's ``artifacts``: what was written, and why an export is missing.
+WEIGHTS_KEY, MODEL_KEY, ONNX_KEY = "weights", "model", "onnx"
+MODEL_ERROR_KEY, ONNX_ERROR_KEY = "model_error", "onnx_error"
 
 
 class LocalArtifactStore:

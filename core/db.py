@@ -7,7 +7,6 @@ the two equal. Every schema change ships a migration.
 
 from __future__ import annotations
 
-import time
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, create_engine, event)

@@ -11,7 +11,13 @@ from core.settings import Settings
 
 TRAIN_TASK = "trainrx.train_job"
 WORKER_KEY_PREFIX = "trainrx:workers:"
-QUEUES = ("cpu", "gpu")
+CPU_QUEUE, GPU_QUEUE = "cpu", "gpu"
+QUEUES = (CPU_QUEUE, GPU_QUEUE)
+
+
+def queue_for(device: str, default_queue: str) -> str:
+    """``cuda`` jobs wait for a GPU worker; ``auto`` and ``cpu`` go to the operator's default queue."""
+    return GPU_QUEUE if device == "cuda" else default_queue
 
 
 def make_celery(settings: Settings) -> Celery:

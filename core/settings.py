@@ -85,7 +85,7 @@ class Settings:
         data_dir = Path(os.environ.get("TRAINRX_DATA_DIR") or "./var").resolve()
         database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'trainrx.db'}"
         queue = os.environ.get("TRAINRX_DEFAULT_QUEUE") or "cpu"
-        if queue not in ("cpu", "gpu"):
+        if queue not in ("cpu", "gpu"):  # core.queueing.QUEUES (which imports this module)
             raise ValueError(f"TRAINRX_DEFAULT_QUEUE must be 'cpu' or 'gpu', got {queue!r}")
         return cls(
             data_dir=data_dir,

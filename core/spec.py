@@ -191,7 +191,7 @@ class Component(fields.Field):
         if isinstance(value, str):
             value = {"name": value}
         if not isinstance(value, dict):
-            raise ValidationError(f"Must be a string or an object with a 'name'.")
+            raise ValidationError("Must be a string or an object with a 'name'.")
         name = value.get("name")
         if not isinstance(name, str) or name not in self.variants:
             raise ValidationError({"name": [f"Must be one of: {', '.join(self.variants)}."]})

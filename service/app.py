@@ -13,7 +13,7 @@ from service import datasets_api, health_api, jobs_api
 from service import job_files_api  # noqa: F401  (adds logs, model and DELETE routes to the jobs blueprint)
 from core.tokens import TokenStore
 from service import events_api, request_ids, tokens_api
-from service.auth import Auth, current_principal, load_or_create_secret
+from service.auth import Auth, load_or_create_secret
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
 from service import json_bodies

@@ -26,7 +26,7 @@ from flask_smorest import Blueprint, abort
 from core import events
 from core.jobstore import FINISHED
 from service.extensions import parts
-from service.jobs_api import job_resource, load_job
+from service.jobs_api import load_job
 from service.schemas import JobSchema
 
 log = logging.getLogger("trainrx.events")
@@ -75,7 +75,7 @@ class _Stream:
             job = self.store.get(self.job_id, owner=None)  # the caller's, checked at connect
             if job is not None:
                 end = events.JobEvent(events.end_event_id(event.data["attempt"]), events.END,
-                                       JobSchema().dump(job_resource(job)))
+                                       JobSchema().dump(job))
                 self.last = end.id
                 yield end.sse()
             self.ended = True

@@ -1,4 +1,4 @@
-"""More of /v1/jobs/{id}: its log, its exported model (.pt2 and ONNX), and deleting it.
+"""More of /v1/jobs/{id}: its log and its exported model (.pt2 and ONNX).
 
 These routes join the jobs blueprint, so the OpenAPI document keeps one
 "jobs" section. The worker writes the files; the API only serves them (and
@@ -11,13 +11,11 @@ from flask import Response, send_file
 from flask.views import MethodView
 from flask_smorest import abort
 
+from core.artifacts import MODEL_FILE, MODEL_KEY, ONNX_FILE, ONNX_KEY, WEIGHTS_KEY
 from core.jobstore import FINISHED
-from core.retention import delete_finished_job
-from service.auth import current_principal
 from service.extensions import parts
 from service.jobs_api import blp, load_job
 
-MODEL_FILE, ONNX_FILE = "model.pt2", "model.onnx"
 TORCH_VERSION_HEADER = "X-Torch-Version"
 
 
@@ -39,7 +37,7 @@ def _model_file(job_id: str, key: str, file_name: str, what: str) -> dict:
     """The job's artifact entry for an exported model, or a 409 that says why there is none."""
     job = load_job(job_id)
     artifacts = job["artifacts"] or {}
-    if job["status"] not in FINISHED or not artifacts.get("weights"):
+    if job["status"] not in FINISHED or not artifacts.get(WEIGHTS_KEY):
         abort(409, message=f"The job has no {what} yet (status {job['status']}); it is exported when the "
                            "job ends with weights.")
     entry = artifacts.get(key)
@@ -62,7 +60,7 @@ class Model(MethodView):
                                        "failed: the message says which).")
     def get(self, job_id: str):
         """Download the trained model as a self-contained torch.export program (.pt2)."""
-        entry = _model_file(job_id, "model", MODEL_FILE, "exported model")
+        entry = _model_file(job_id, MODEL_KEY, MODEL_FILE, "exported model")
         response = send_file(parts().artifacts.path(job_id, MODEL_FILE), mimetype="application/octet-stream",
                              as_attachment=True, download_name=f"{job_id}.pt2")
         response.headers[TORCH_VERSION_HEADER] = entry["torch_version"]
@@ -77,21 +75,6 @@ class ModelOnnx(MethodView):
                                        "failed: the message says which).")
     def get(self, job_id: str):
         """Download the trained model as ONNX."""
-        _model_file(job_id, "onnx", ONNX_FILE, "ONNX model")
+        _model_file(job_id, ONNX_KEY, ONNX_FILE, "ONNX model")
         return send_file(parts().artifacts.path(job_id, ONNX_FILE), mimetype="application/octet-stream",
                          as_attachment=True, download_name=f"{job_id}.onnx")
-
-
-@blp.route("/<job_id>")
-class JobDeletion(MethodView):
-    @blp.response(204, description="Deleted: the job's record, curves, log and files.")
-    @blp.alt_response(404, description="No such job.")
-    @blp.alt_response(409, description="The job is queued or running: cancel it first.")
-    def delete(self, job_id: str):
-        """Delete a finished job and everything it stored."""
-        load_job(job_id)
-        if not delete_finished_job(parts().store, parts().artifacts, job_id, owner=current_principal().scope):
-            job = load_job(job_id)  # 404 when another request deleted it meanwhile
-            abort(409, message=f"The job is {job['status']}; cancel it (POST /v1/jobs/{job_id}/cancel) and "
-                               "delete it once it has finished.")
-        return None

@@ -8,44 +8,21 @@ from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
 
+from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY
 from core.events import publish_status
 from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor
+from core.queueing import TRAIN_TASK, queue_for
+from core.retention import delete_finished_job
 from core.spec import JobRequestSchema, merge_patch, normalise
 from service.auth import current_principal, listed_owner
 from service.datasets_api import uploads
 from service.extensions import parts
-from service.model_metadata import model_metadata
 from service.schemas import (CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema, JobSchema,
                              ResubmitSchema)
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
 
-WEIGHTS_FILE = "weights.safetensors"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-def job_resource(job: dict) -> dict:
-    job_id = job["id"]
-    links = {
-        "self": url_for("jobs.Job", job_id=job_id),
-        "curves": url_for("jobs.Curves", job_id=job_id),
-        "diagnosis": url_for("jobs.Diagnosis", job_id=job_id),
-        "weights": url_for("jobs.Weights", job_id=job_id),
-        "logs": url_for("jobs.Logs", job_id=job_id),
-        "model": url_for("jobs.Model", job_id=job_id),
-        "model_onnx": url_for("jobs.ModelOnnx", job_id=job_id),
-    }
-    if job.get("parent_id"):
-        links["parent"] = url_for("jobs.Job", job_id=job["parent_id"])
-    return {
-        "id": job_id, "owner": job["owner"], "name": job["name"], "status": job["status"], "queue": job["queue"],
-        "request": job["request"], "created_at": job["created_at"], "started_at": job["started_at"],
-        "finished_at": job["finished_at"],
-        "progress": {"epoch": job["progress_epoch"], "epochs": job["request"]["epochs"]},
-        "summary": job["summary"], "timings": job["timings"], "error": job["error"], "data": job["data_info"],
-        "model": model_metadata(job),
-        "links": links,
-    }
 
 
 def load_job(job_id: str) -> dict:
@@ -83,7 +60,7 @@ def json_body():
 def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: str | None = None):
     """Store a queued job and publish its id; the shared path of POST /v1/jobs and resubmits."""
     p = parts()
-    queue = "gpu" if normalised["device"] == "cuda" else p.settings.default_queue
+    queue = queue_for(normalised["device"], p.settings.default_queue)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         abort(400, message=f"{IDEMPOTENCY_HEADER} must be 1 to 255 characters.")
     try:
@@ -93,12 +70,12 @@ def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: s
         abort(409, message=str(exc))
     if created:
         try:
-            p.celery.send_task("trainrx.train_job", args=[job["id"]], queue=queue, retry=False)
+            p.celery.send_task(TRAIN_TASK, args=[job["id"]], queue=queue, retry=False)
         except Exception:
             p.store.discard(job["id"])
             abort(503, message="The job queue is unavailable; nothing was queued. Retry later.")
     headers = {"Location": url_for("jobs.Job", job_id=job["id"])}
-    return job_resource(job), (202 if created else 200), headers
+    return job, (202 if created else 200), headers
 
 
 @blp.route("")
@@ -126,7 +103,7 @@ class Jobs(MethodView):
                                       status=args.get("status"), limit=args["limit"], cursor=args.get("cursor"))
         except InvalidCursor as exc:
             abort(422, message="The request is invalid.", errors={"cursor": [str(exc)]})
-        return {"items": [job_resource(j) for j in page.items], "next_cursor": page.next_cursor}
+        return {"items": page.items, "next_cursor": page.next_cursor}
 
 
 @blp.route("/<job_id>")
@@ -135,7 +112,19 @@ class Job(MethodView):
     @blp.alt_response(404, description="No such job.")
     def get(self, job_id: str):
         """Read a job."""
-        return job_resource(load_job(job_id))
+        return load_job(job_id)
+
+    @blp.response(204, description="Deleted: the job's record, curves, log and files.")
+    @blp.alt_response(404, description="No such job.")
+    @blp.alt_response(409, description="The job is queued or running: cancel it first.")
+    def delete(self, job_id: str):
+        """Delete a finished job and everything it stored."""
+        load_job(job_id)
+        if not delete_finished_job(parts().store, parts().artifacts, job_id, owner=current_principal().scope):
+            job = load_job(job_id)  # 404 when another request deleted it meanwhile
+            abort(409, message=f"The job is {job['status']}; cancel it (POST /v1/jobs/{job_id}/cancel) and "
+                               "delete it once it has finished.")
+        return None
 
 
 @blp.route("/<job_id>/cancel")
@@ -151,7 +140,7 @@ class Cancel(MethodView):
         if cancelled is None:
             abort(409, message=f"The job has already finished ({job['status']}).")
         publish_status(parts().redis, job)  # a queued job is cancelled here, not by a worker
-        return job_resource(job)
+        return job
 
 
 def pivot_curves(rows: list[dict]) -> dict:
@@ -219,7 +208,7 @@ class Weights(MethodView):
         """Download the trained weights (safetensors)."""
         job = load_job(job_id)
         artifacts = parts().artifacts
-        if not (job["artifacts"] or {}).get("weights") or not artifacts.exists(job_id, WEIGHTS_FILE):
+        if not (job["artifacts"] or {}).get(WEIGHTS_KEY) or not artifacts.exists(job_id, WEIGHTS_FILE):
             abort(409, message=f"The job has no weights yet (status {job['status']}).")
         return send_file(artifacts.path(job_id, WEIGHTS_FILE), mimetype="application/octet-stream",
                          as_attachment=True, download_name=f"{job_id}.safetensors")

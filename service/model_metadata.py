@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from core.artifacts import MODEL_ERROR_KEY, MODEL_KEY, ONNX_ERROR_KEY, ONNX_KEY, WEIGHTS_KEY
+
 
 def model_metadata(job: dict) -> dict | None:
     """None until the job has weights; the worker exports the model right after writing them."""
     artifacts = job.get("artifacts") or {}
-    if not artifacts.get("weights"):
+    if not artifacts.get(WEIGHTS_KEY):
         return None
-    pt2, onnx = artifacts.get("model"), artifacts.get("onnx")
-    errors = {kind: artifacts[key] for kind, key in (("pt2", "model_error"), ("onnx", "onnx_error")) if key in artifacts}
+    pt2, onnx = artifacts.get(MODEL_KEY), artifacts.get(ONNX_KEY)
+    errors = {kind: artifacts[key] for kind, key in (("pt2", MODEL_ERROR_KEY), ("onnx", ONNX_ERROR_KEY))
+              if key in artifacts}
     return {
         "format": "torch.export",
         "torch_version": pt2["torch_version"] if pt2 else None,

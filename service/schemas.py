@@ -1,18 +1,46 @@
-"""Response schemas (everything here is server-written, so dump only)."""
+"""Response schemas (everything here is server-written, so dump only).
+
+The job resource is the job store's row dumped by ``JobSchema``: renamed
+columns use ``attribute=``, and the objects made from several columns
+(``progress``, ``links``, ``model``) are :class:`Derived` nested schemas, so the
+OpenAPI document still shows their shape.
+"""
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from typing import Any, Callable
+
+from flask import url_for
+from marshmallow import RAISE, Schema, fields, post_dump, validate
+from marshmallow.utils import missing
 
 from core.jobstore import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from core.queueing import QUEUES
 from core.tokens import OWNER_PATTERN, OWNER_RULE
+from service.model_metadata import model_metadata
 
 STATUSES = [QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED]
 
 
+class Derived(fields.Nested):
+    """A nested object computed from the whole row (``compute(row)``), dumped by its schema."""
+
+    def __init__(self, nested: Any, compute: Callable[[dict], Any], **kwargs: Any) -> None:
+        super().__init__(nested, **kwargs)
+        self.compute = compute
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = missing) -> Any:
+        return self.compute(obj)
+
+
+def _whole_row(row: dict) -> dict:
+    return row
+
+
 class ProgressSchema(Schema):
-    epoch = fields.Integer(metadata={"description": "Epochs finished so far."})
-    epochs = fields.Integer(metadata={"description": "Epochs requested."})
+    epoch = fields.Integer(attribute="progress_epoch", metadata={"description": "Epochs finished so far."})
+    epochs = fields.Function(lambda row: row["request"]["epochs"], metadata={"type": "integer",
+                                                                             "description": "Epochs requested."})
 
 
 class SummarySchema(Schema):
@@ -40,15 +68,30 @@ class JobErrorSchema(Schema):
     message = fields.String()
 
 
+def _link(endpoint: str, key: str = "id") -> fields.Function:
+    return fields.Function(lambda row: url_for(endpoint, job_id=row[key]) if row.get(key) else None,
+                           metadata={"type": "string"})
+
+
 class LinksSchema(Schema):
-    self = fields.String()
-    curves = fields.String()
-    diagnosis = fields.String()
-    weights = fields.String()
-    logs = fields.String()
-    model = fields.String(metadata={"description": "The exported model (.pt2)."})
-    model_onnx = fields.String(metadata={"description": "The exported model as ONNX."})
-    parent = fields.String(metadata={"description": "The job this one was resubmitted from."})
+    self = _link("jobs.Job")
+    curves = _link("jobs.Curves")
+    diagnosis = _link("jobs.Diagnosis")
+    weights = _link("jobs.Weights")
+    logs = _link("jobs.Logs")
+    model = fields.Function(lambda row: url_for("jobs.Model", job_id=row["id"]),
+                            metadata={"type": "string", "description": "The exported model (.pt2)."})
+    model_onnx = fields.Function(lambda row: url_for("jobs.ModelOnnx", job_id=row["id"]),
+                                 metadata={"type": "string", "description": "The exported model as ONNX."})
+    parent = fields.Function(lambda row: url_for("jobs.Job", job_id=row["parent_id"]) if row.get("parent_id")
+                             else None,
+                             metadata={"type": "string", "description": "The job this one was resubmitted from."})
+
+    @post_dump
+    def _only_a_real_parent(self, data: dict, **kwargs: Any) -> dict:
+        if data.get("parent") is None:
+            data.pop("parent", None)
+        return data
 
 
 class ModelOnnxSchema(Schema):
@@ -71,21 +114,21 @@ class JobSchema(Schema):
     owner = fields.String(metadata={"description": "Who submitted it (the token's owner)."})
     name = fields.String(allow_none=True)
     status = fields.String(validate=validate.OneOf(STATUSES))
-    queue = fields.String(validate=validate.OneOf(["cpu", "gpu"]))
+    queue = fields.String(validate=validate.OneOf(list(QUEUES)))
     request = fields.Dict(metadata={"description": "The normalised request (object form, defaults filled in)."})
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
-    progress = fields.Nested(ProgressSchema)
+    progress = Derived(ProgressSchema, _whole_row)
     summary = fields.Nested(SummarySchema, allow_none=True)
     timings = fields.Nested(TimingsSchema, allow_none=True)
     error = fields.Nested(JobErrorSchema, allow_none=True)
-    data = fields.Dict(allow_none=True, metadata={
+    data = fields.Dict(attribute="data_info", allow_none=True, metadata={
         "description": "What the worker trained on: sample counts, features, classes, device, and the input "
                        "scaling (preprocessing)."})
-    model = fields.Nested(ModelSchema, allow_none=True, metadata={
+    model = Derived(ModelSchema, model_metadata, allow_none=True, metadata={
         "description": "The exported model, once the job has weights: the torch version it needs, sizes."})
-    links = fields.Nested(LinksSchema)
+    links = Derived(LinksSchema, _whole_row)
 
 
 class ResubmitSchema(Schema):

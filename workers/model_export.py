@@ -13,13 +13,12 @@ from typing import Any, Callable
 
 import torch
 
-from core.artifacts import LocalArtifactStore
+from core.artifacts import (MODEL_ERROR_KEY, MODEL_FILE, MODEL_KEY, ONNX_ERROR_KEY, ONNX_FILE, ONNX_KEY,
+                            LocalArtifactStore)
 from core.log_redaction import describe_exception
 from workers.engine.export import served_model, to_onnx, to_pt2
 
 operator_log = logging.getLogger("trainrx.worker")
-MODEL_FILE = "model.pt2"
-ONNX_FILE = "model.onnx"
 
 
 class ExportTimedOut(Exception):
@@ -66,22 +65,22 @@ def save_exports(artifacts: LocalArtifactStore, job_id: str, network: torch.nn.M
     except Exception as exc:
         operator_log.exception("job %s: the input scaling for the exports could not be built", job_id)
         log(f"model export skipped: the input scaling could not be built: {describe_exception(exc)}")
-        return {"model_error": describe_exception(exc), "onnx_error": "no model to convert"}
+        return {MODEL_ERROR_KEY: describe_exception(exc), ONNX_ERROR_KEY: "no model to convert"}
     began, abandoned = time.monotonic(), False
     try:
         data = _within(deadline, timeout_s, to_pt2, model, features)
         artifacts.write_bytes(job_id, MODEL_FILE, data)
-        saved["model"] = {"file": MODEL_FILE, "format": "torch.export", "torch_version": torch.__version__,
+        saved[MODEL_KEY] = {"file": MODEL_FILE, "format": "torch.export", "torch_version": torch.__version__,
                           "bytes": len(data), "export_s": round(time.monotonic() - began, 3)}
         log(f"exported the model with torch.export ({len(data):,} bytes, {time.monotonic() - began:.2f} s)")
     except ExportTimedOut as exc:
         log(f"warning: torch.export {exc}; no .pt2 for this job")
-        saved["model_error"] = f"{type(exc).__name__}: torch.export {exc}"
+        saved[MODEL_ERROR_KEY] = f"{type(exc).__name__}: torch.export {exc}"
         abandoned = True
     except Exception as exc:
         operator_log.exception("job %s: torch.export failed", job_id)
         log(f"warning: torch.export failed; no .pt2 for this job: {describe_exception(exc)}")
-        saved["model_error"] = describe_exception(exc)
+        saved[MODEL_ERROR_KEY] = describe_exception(exc)
     began = time.monotonic()
     try:
         if abandoned:
@@ -90,14 +89,14 @@ def save_exports(artifacts: LocalArtifactStore, job_id: str, network: torch.nn.M
                                  "(TRAINRX_EXPORT_TIMEOUT_S)")
         data, opset = _within(deadline, timeout_s, to_onnx, model, features)
         artifacts.write_bytes(job_id, ONNX_FILE, data)
-        saved["onnx"] = {"file": ONNX_FILE, "opset": opset, "bytes": len(data),
+        saved[ONNX_KEY] = {"file": ONNX_FILE, "opset": opset, "bytes": len(data),
                          "export_s": round(time.monotonic() - began, 3)}
         log(f"exported the model to ONNX (opset {opset}, {len(data):,} bytes, {time.monotonic() - began:.2f} s)")
     except ExportTimedOut as exc:
         log(f"warning: the ONNX export {exc}; no .onnx for this job")
-        saved["onnx_error"] = f"{type(exc).__name__}: the ONNX export {exc}"
+        saved[ONNX_ERROR_KEY] = f"{type(exc).__name__}: the ONNX export {exc}"
     except Exception as exc:
         operator_log.exception("job %s: the ONNX export failed", job_id)
         log(f"warning: the ONNX export failed; no .onnx for this job: {describe_exception(exc)}")
-        saved["onnx_error"] = describe_exception(exc)
+        saved[ONNX_ERROR_KEY] = describe_exception(exc)
     return saved

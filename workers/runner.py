@@ -14,7 +14,8 @@ from functools import lru_cache, partial
 
 import torch
 
-from core.artifacts import LocalArtifactStore
+from core import stop_reasons
+from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY, LocalArtifactStore
 from core.dataset_sources import open_dataset
 from core.db import make_engine
 from core.events import JobEvents
@@ -32,7 +33,6 @@ from workers.model_export import save_exports
 
 log = logging.getLogger("trainrx.worker")
 HEARTBEAT_EVERY_S = 2.0
-WEIGHTS_FILE = "weights.safetensors"
 
 
 @lru_cache(maxsize=1)
@@ -74,7 +74,7 @@ class JobHooks:
         self.events: JobEvents | None = None  # live events (core/events.py); set once the job runs
         self.cancelled = threading.Event()
         self._stop_beat = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{job_id}", daemon=True)
+        self._beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.job_id}", daemon=True)
 
     def __enter__(self) -> "JobHooks":
         self._beat.start()
@@ -94,9 +94,9 @@ class JobHooks:
 
     def stop_reason(self) -> str | None:
         if self.cancelled.is_set():
-            return loop.CANCELLED
+            return stop_reasons.CANCELLED
         if shutting_down.is_set():
-            return loop.SHUTDOWN
+            return stop_reasons.SHUTDOWN
         return None
 
     def on_epoch(self, row: dict, summary: dict, probes) -> None:
@@ -143,14 +143,14 @@ def execute_job(job_id: str, worker: str) -> str | None:
                       f"{data.info['validation_samples']} validation, {data.info['test_samples']} test samples")
             setup_s = time.monotonic() - began
             result = loop.run(request, data, hooks, deadline=began + request["max_runtime_s"])
-        if result.stop_reason == loop.SHUTDOWN:
+        if result.stop_reason == stop_reasons.SHUTDOWN:
             hooks.log("the worker is shutting down; the job goes back to the queue")
             return job["queue"] if store.requeue(job_id) else None
         saved = {}
         if result.rows:
             artifacts.write_bytes(job_id, WEIGHTS_FILE, weights_bytes(
                 result.model, request, data.info["preprocessing"], data.features, data.classes))
-            saved["weights"] = WEIGHTS_FILE
+            saved[WEIGHTS_KEY] = WEIGHTS_FILE
             # After training and outside max_runtime_s, under a limit of their own.
             saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
                                       hooks.log, timeout_s=settings.export_timeout_s))
@@ -159,9 +159,9 @@ def execute_job(job_id: str, worker: str) -> str | None:
                                    steps=probes.steps if probes else None,
                                    initial=probes.initial if probes else None)
         status, error = SUCCEEDED, None
-        if result.stop_reason == loop.CANCELLED:
+        if result.stop_reason == stop_reasons.CANCELLED:
             status = CANCELLED
-        elif result.stop_reason == loop.TIME_LIMIT:
+        elif result.stop_reason == stop_reasons.TIME_LIMIT:
             status, error = FAILED, {"type": "time_limit",
                                      "message": f"The job ran past max_runtime_s={request['max_runtime_s']}; "
                                                 "it stopped and kept what it had learned."}

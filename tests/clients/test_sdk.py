@@ -11,8 +11,8 @@ import yaml
 import trainrx
 from tests.clients.conftest import SMALL, WAITING
 from tests.conftest import OTHER_OWNER, OWNER, TOKENS
-from trainrx import (APIError, AuthenticationError, APIStatusError, Client, ConflictError, Curves, Diagnosis, Job, NotFoundError,
-                     SpecError, UnprocessableEntityError, WaitTimeoutError)
+from trainrx import (APIError, APIStatusError, AuthenticationError, Client, ConflictError, Curves, Diagnosis, Job,
+                     NotFoundError, PermissionDeniedError, SpecError, UnprocessableEntityError, WaitTimeoutError)
 
 
 def test_create_wait_curves_diagnosis_weights_round_trip(sdk, tmp_path, capsys):
@@ -133,7 +133,7 @@ def test_client_reads_url_and_token_from_the_environment(monkeypatch, api_url):
         assert client.base_url == api_url
         assert client._http.headers["Authorization"] == f"Bearer {TOKENS[OWNER]}"
         assert client.datasets.list()
-        assert client.get_json("/v1/me")["owner"] == OWNER
+        assert client.me().owner == OWNER and client.me().role == "user"
     custom = Client(base_url=api_url, timeout=5, max_retries=0).with_options(max_retries=4)
     assert custom.max_retries == 4 and custom.timeout == 5
     assert trainrx.DEFAULT_MAX_RETRIES == 2 and trainrx.DEFAULT_TIMEOUT.read == 60.0
@@ -150,4 +150,18 @@ def test_a_missing_or_wrong_token_is_an_authentication_error_and_owners_are_apar
         with pytest.raises(NotFoundError):
             other.jobs.get(job.id)
         assert job.id not in [j.id for j in other.jobs.list(limit=50)]
+    assert sdk.jobs.get(job.id).owner == OWNER
     sdk.jobs.cancel(job.id)
+
+
+def test_a_pipeline_makes_a_short_lived_token_and_revokes_it(sdk, api_url):
+    made = sdk.tokens.create(label="ci run 42", expires_in_days=1)
+    assert made.token.startswith("trx_") and made.owner == OWNER and made.expires_at is not None
+    assert made.id in [t.id for t in sdk.tokens.list()] and all(t.token is None for t in sdk.tokens.list())
+    with Client(base_url=api_url, token=made.token) as ci:
+        me = ci.me()
+        assert (me.owner, me.via, me.token.label) == (OWNER, "bearer", "ci run 42")
+    with pytest.raises(PermissionDeniedError):
+        sdk.tokens.create(role="admin")
+    sdk.tokens.revoke(made.id)
+    assert made.id not in [t.id for t in sdk.tokens.list()]

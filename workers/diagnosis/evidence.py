@@ -7,6 +7,8 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from core.stop_reasons import DIVERGED
+
 
 def finite(values) -> list[float]:
     return [v for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
@@ -70,7 +72,7 @@ class Run:
 
     @property
     def diverged(self) -> bool:
-        return self.stop_reason == "diverged" or any(r.get("nonfinite") for r in self.rows) or any(
+        return self.stop_reason == DIVERGED or any(r.get("nonfinite") for r in self.rows) or any(
             r.get("train_loss") is None for r in self.rows)
 
     @property

@@ -17,9 +17,7 @@ from workers.engine.objective import Classification
 from workers.engine.optim import build_optimizer, weight_penalty
 from workers.engine.probes import PROBE_SAMPLES, Probes, forward_with_stats
 
-# Why a run ended before its last epoch.
-CANCELLED, TIME_LIMIT, SHUTDOWN, DIVERGED, EARLY_STOPPED = (
-    "cancelled", "time_limit", "shutdown", "diverged", "early_stopped")
+from core.stop_reasons import CANCELLED, DIVERGED, EARLY_STOPPED, SHUTDOWN, TIME_LIMIT
 
 
 class Hooks(Protocol):

@@ -63,6 +63,7 @@ class Client:
                  headers: Mapping[str, str] | None = None, http_client: httpx.Client | None = None) -> None:
         from trainrx.resources.datasets import Datasets
         from trainrx.resources.jobs import Jobs
+        from trainrx.resources.tokens import Tokens
 
         self.base_url = (base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL).rstrip("/")
         self.token = token if token is not None else (os.environ.get(C.TOKEN_ENV) or None)
@@ -76,6 +77,7 @@ class Client:
         self._http = http_client or httpx.Client(base_url=self.base_url, headers=default_headers, timeout=timeout)
         self.jobs = Jobs(self)
         self.datasets = Datasets(self)
+        self.tokens = Tokens(self)
 
     def with_options(self, *, timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int = _NOT_GIVEN) -> "Client":
         """A client with other defaults that shares this one's connections."""
@@ -147,3 +149,9 @@ class Client:
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
+
+    def me(self, *, timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int | None = None) -> "Identity":
+        """Who this client's token belongs to: owner, role and the token's record."""
+        from trainrx.types import Identity, build
+
+        return build(Identity, self.get_json("/v1/me", timeout=timeout, max_retries=max_retries))

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, Mapping, TypeVar, Union
 
 __all__ = ["Progress", "Summary", "Timings", "JobError", "Job", "Curves", "Suggestion", "Finding", "Diagnosis",
-           "Dataset", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "FINISHED_STATUSES"]
+           "Dataset", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "Token", "Identity", "FINISHED_STATUSES"]
 
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 T = TypeVar("T")
@@ -110,6 +110,7 @@ class JobError:
 class Job:
     id: str
     status: str
+    owner: str | None = None
     name: str | None = None
     queue: str | None = None
     request: dict = field(default_factory=dict)
@@ -128,6 +129,31 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+
+@dataclass
+class Token:
+    """An API token's record. ``token`` is set only in the answer that created it (shown once)."""
+
+    id: str
+    owner: str
+    role: str
+    label: str | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    token: str | None = field(default=None, repr=False)
+    raw: dict = _raw()
+
+
+@dataclass
+class Identity:
+    """Who a credential belongs to (``GET /v1/me``)."""
+
+    owner: str
+    role: str
+    via: str | None = None
+    token: Token | None = None
+    raw: dict = _raw()
 
 
 @dataclass
