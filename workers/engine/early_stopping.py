@@ -37,3 +37,13 @@ class EarlyStopping:
         else:
             self.wait += 1
         return self.wait >= self.patience
+
+    def state_dict(self) -> dict:
+        """What changes as epochs go by (the settings come from the request), for a checkpoint."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "wait": self.wait}
+
+    def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        best_state = state["best_state"]
+        self.best_state = None if best_state is None else {k: v.to(device) for k, v in best_state.items()}

@@ -88,6 +88,15 @@ class Probes:
         self._start: list[torch.Tensor] = []
         self._nonfinite_grads = False
 
+    def state_dict(self) -> dict:
+        """What a checkpoint taken between epochs needs: the sampled steps so far and the
+        initialisation statistics. The per-epoch accumulators start afresh every epoch."""
+        return {"steps": self.steps, "initial": self.initial}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = {k: list(v) for k, v in state["steps"].items()}
+        self.initial = state["initial"]
+
     def epoch_start(self, weights: list[torch.Tensor]) -> None:
         self._grad_max = torch.zeros(len(weights), device=weights[0].device)
         self._start = [w.detach().clone() for w in weights]
