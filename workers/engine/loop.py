@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
 
 from core.cost import EVAL_BATCH
+from workers.engine import checkpoint
+from workers.engine.checkpoint import TrainingState
 from workers.engine.data import DeviceData
 from workers.engine.early_stopping import EarlyStopping
 from workers.engine.model import MLP, build_model
@@ -26,7 +28,16 @@ class Hooks(Protocol):
 
     def on_epoch(self, row: dict, summary: dict, probes: Probes | None) -> None:
         """Called after every recorded epoch with its curves row, the summary so far and the
-        probes (None when the request turned them off)."""
+        probes (None when the request turned them off). Not called again for the epochs a
+        resumed run restored from its checkpoint; called for those it runs again."""
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        """Asked after every recorded epoch but the run's last (and not when the run stops
+        there): whether to take a checkpoint now, which ``checkpoint`` then receives."""
+
+    def checkpoint(self, epoch: int, blob: bytes) -> None:
+        """The run's state as of the end of ``epoch`` (``workers.engine.checkpoint``): keep it,
+        and a later ``run(..., resume=blob)`` for the same request goes on at epoch + 1."""
 
     def log(self, line: str) -> None: ...
 
@@ -36,6 +47,12 @@ class NoHooks:
         return None
 
     def on_epoch(self, row: dict, summary: dict, probes: Probes | None) -> None:
+        pass
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        return False
+
+    def checkpoint(self, epoch: int, blob: bytes) -> None:
         pass
 
     def log(self, line: str) -> None:
@@ -48,9 +65,9 @@ class RunResult:
     rows: list[dict]
     summary: dict | None
     stop_reason: str | None
-    train_s: float
-    layer_names: list[str] = field(default_factory=list)
+    train_s: float  # earlier attempts' training time up to the checkpoint resumed from included
     probes: Probes | None = None
+    resumed_from: int | None = None  # the epoch of the checkpoint the run resumed from
 
 
 def _finite(value: float) -> float | None:
@@ -85,6 +102,13 @@ def evaluate(model: MLP, x: torch.Tensor, y: torch.Tensor, objective=Classificat
     return loss_sum.item() / n, correct.item() / n
 
 
+_LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def _format(value: float | None) -> str:
+    return "non-finite" if value is None else f"{value:.4f}"
+
+
 def _summary(row: dict, best_epoch: int | None, epochs_run: int, stopped_early: bool) -> dict:
     return {
         "train_loss": row["train_loss"], "val_loss": row["val_loss"],
@@ -98,118 +122,158 @@ def _best_by_val_loss(rows: list[dict]) -> int | None:
     return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
 
 
-def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
-        clock: Callable[[], float] = time.monotonic, deadline: float | None = None) -> RunResult:
-    """Train the network ``request`` describes; stop early for the reasons ``hooks`` gives,
-    on the time limit, on early stopping, or as soon as the loss turns non-finite.
-
-    ``deadline`` (on ``clock``) is when max_runtime_s runs out; the worker sets it from
-    the job's start, so that setup counts. Without it the budget starts here. Each
-    epoch's evaluation counts too: a step after it past the deadline stops the run."""
-    hooks = hooks or NoHooks()
-    objective = Classification
-    device = data.x_train.device
+def _start(request: dict, data: DeviceData) -> TrainingState:
+    """The state before epoch 1: every random draw of the run follows from the request's seed."""
     torch.manual_seed(request["seed"])
-    model = build_model(request, data.features, data.classes).to(device)
-    layers = model.weight_layers()
-    weights = [layer.weight for _, layer in layers]
-    optimizer = build_optimizer(request["optimizer"], model.parameters())
-    l1, l2 = request["regularization"]["l1"], request["regularization"]["l2"]
-    shuffle = torch.Generator().manual_seed(request["seed"])
+    model = build_model(request, data.features, data.classes).to(data.x_train.device)
     stopper = None
     if request.get("patience") is not None:
         es = request["early_stopping"]
         stopper = EarlyStopping(request["patience"], es["monitor"], es["min_delta"], es["restore_best"])
+    probes = None
+    if request.get("diagnose", True):
+        steps_per_epoch = max(1, -(-data.x_train.shape[0] // request["batch_size"]))
+        probes = Probes(model, data.x_train, request["activation"]["name"],
+                        [name for name, _ in model.weight_layers()], steps_per_epoch)
+    return TrainingState(model=model, optimizer=build_optimizer(request["optimizer"], model.parameters()),
+                         shuffle=torch.Generator().manual_seed(request["seed"]), stopper=stopper, probes=probes)
+
+
+def _train_epoch(request: dict, data: DeviceData, state: TrainingState, epoch: int, hooks: Hooks,
+                 past_deadline: Callable[[], bool]) -> tuple[str | None, int, torch.Tensor]:
+    """One pass over the training data in a fresh random order. Returns why it stopped
+    before the end (or None), the steps taken and the per-layer gradient norms summed over them."""
+    model, optimizer, probes = state.model, state.optimizer, state.probes
+    weights = [layer.weight for _, layer in model.weight_layers()]
+    l1, l2 = request["regularization"]["l1"], request["regularization"]["l2"]
     skip_single = request["architecture"]["batch_norm"]  # batch norm cannot train on a batch of one
     batch_size, n = request["batch_size"], data.x_train.shape[0]
-    started = clock()
-    if deadline is None:
-        deadline = started + request["max_runtime_s"]
-
-    steps_per_epoch = max(1, -(-n // batch_size))
-    names = [name for name, _ in layers]
-    probes = Probes(model, data.x_train, request["activation"]["name"], names, steps_per_epoch) \
-        if request.get("diagnose", True) else None
-
-    rows: list[dict] = []
-    reason: str | None = None
-    global_step = 0
-    for epoch in range(1, request["epochs"] + 1):
-        model.train()
-        order = torch.randperm(n, generator=shuffle).to(device)
-        grad_sums = torch.zeros(len(weights), device=device)
+    model.train()
+    order = torch.randperm(n, generator=state.shuffle).to(state.device)
+    grad_sums = torch.zeros(len(weights), device=state.device)
+    if probes:
+        probes.epoch_start(weights)
+    steps = 0
+    for start in range(0, n, batch_size):
+        reason = hooks.stop_reason() or (TIME_LIMIT if past_deadline() else None)
+        if reason:
+            return reason, steps, grad_sums
+        idx = order[start:start + batch_size]
+        if skip_single and idx.shape[0] == 1:
+            continue
+        loss = Classification.loss(model(data.x_train[idx]), data.y_train[idx])
+        penalty = weight_penalty(weights, l1, l2)
+        optimizer.zero_grad(set_to_none=True)
+        (loss if penalty is None else loss + penalty).backward()
+        norms = torch.stack(torch._foreach_norm([w.grad for w in weights]))
+        grad_sums += norms
+        steps += 1
+        state.global_step += 1
+        loss_value = loss.item()
         if probes:
-            probes.epoch_start(weights)
-        steps = 0
-        for start in range(0, n, batch_size):
-            reason = hooks.stop_reason() or (TIME_LIMIT if clock() > deadline else None)
-            if reason:
-                break
-            idx = order[start:start + batch_size]
-            if skip_single and idx.shape[0] == 1:
-                continue
-            loss = objective.loss(model(data.x_train[idx]), data.y_train[idx])
-            penalty = weight_penalty(weights, l1, l2)
-            optimizer.zero_grad(set_to_none=True)
-            (loss if penalty is None else loss + penalty).backward()
-            norms = torch.stack(torch._foreach_norm([w.grad for w in weights]))
-            grad_sums += norms
-            steps += 1
-            global_step += 1
-            loss_value = loss.item()
-            if probes:
-                probes.on_step(norms)
-                if probes.sampled(global_step, steps) or not math.isfinite(loss_value):
-                    probes.record_step(global_step, epoch, loss_value, norms)
-            if not math.isfinite(loss_value):
-                reason = DIVERGED
-                hooks.log(f"epoch {epoch}: the loss turned non-finite at step {steps}; training stops")
-                break
-            optimizer.step()
+            probes.on_step(norms)
+            if probes.sampled(state.global_step, steps) or not math.isfinite(loss_value):
+                probes.record_step(state.global_step, epoch, loss_value, norms)
+        if not math.isfinite(loss_value):
+            hooks.log(f"epoch {epoch}: the loss turned non-finite at step {steps}; training stops")
+            return DIVERGED, steps, grad_sums
+        optimizer.step()
+    return None, steps, grad_sums
+
+
+def _epoch_row(request: dict, data: DeviceData, state: TrainingState, epoch: int, steps: int,
+               grad_sums: torch.Tensor) -> dict:
+    """Evaluate the network after an epoch: the epoch's curves row."""
+    model, probes = state.model, state.probes
+    layers = model.weight_layers()
+    names = [name for name, _ in layers]
+    if probes:
+        train_loss, train_acc, activations = evaluate(model, data.x_train_eval, data.y_train_eval, Classification,
+                                                      probe_activation=request["activation"]["name"])
+    else:
+        (train_loss, train_acc), activations = evaluate(model, data.x_train_eval, data.y_train_eval,
+                                                        Classification), None
+    val_loss, val_acc = evaluate(model, data.x_val, data.y_val, Classification)
+    norms_mean = (grad_sums / max(steps, 1)).tolist()
+    first, last = norms_mean[0], norms_mean[-1]
+    row = {
+        "epoch": epoch, "train_loss": _finite(train_loss), "train_accuracy": train_acc,
+        "val_loss": _finite(val_loss), "val_accuracy": val_acc,
+        "learning_rate": state.optimizer.param_groups[0]["lr"],
+        "grad_norm": {name: _finite(v) for name, v in zip(names, norms_mean)},
+    }
+    if probes:
+        row["grad_ratio"] = _finite(first / last) if last > 0 and math.isfinite(first) else None
+        row.update(probes.epoch_values([layer.weight for _, layer in layers], activations))
+    return row
+
+
+def _best_epoch(state: TrainingState) -> int | None:
+    return state.stopper.best_epoch if state.stopper else _best_by_val_loss(state.rows)
+
+
+def _final_summary(data: DeviceData, state: TrainingState, reason: str | None) -> dict | None:
+    """The summary of the epoch the run returns (the best one when early stopping restores
+    it, whose weights it loads), with the test set's figures when there is one."""
+    if not state.rows:
+        return None
+    returned, stopper = state.rows[-1], state.stopper
+    if stopper and stopper.restore_best and stopper.best_state is not None:
+        state.model.load_state_dict(stopper.best_state)
+        returned = next(r for r in state.rows if r["epoch"] == stopper.best_epoch)
+    summary = _summary(returned, _best_epoch(state), len(state.rows), reason == EARLY_STOPPED)
+    summary["returned_epoch"] = returned["epoch"]
+    if data.x_test is not None:
+        test_loss, test_acc = evaluate(state.model, data.x_test, data.y_test, Classification)
+        summary["test_loss"], summary["test_accuracy"] = _finite(test_loss), test_acc
+    return summary
+
+
+def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
+        clock: Callable[[], float] = time.monotonic, deadline: float | None = None,
+        resume: bytes | None = None) -> RunResult:
+    """Train the network ``request`` describes; stop early for the reasons ``hooks`` gives,
+    on the time limit, on early stopping, or as soon as the loss turns non-finite.
+
+    ``deadline`` (on ``clock``) is when max_runtime_s runs out; the worker sets it from
+    the job's start, so that setup counts. Without it the budget starts here, less the
+    training time a resumed checkpoint had used. Each epoch's evaluation counts too: a
+    step after it past the deadline stops the run.
+
+    ``resume``, a checkpoint that ``hooks.checkpoint`` was given for this request, makes
+    the run go on after the checkpoint's epoch k; on CPU it then ends exactly as the run
+    that was never interrupted would have. ``hooks.on_epoch`` is not called again for
+    epochs 1..k. Raises ``checkpoint.CheckpointError`` for a checkpoint it cannot use."""
+    hooks = hooks or NoHooks()
+    state = _start(request, data)
+    if resume is not None:
+        checkpoint.restore(resume, state, request)
+    resumed_from = state.epoch if resume is not None else None
+    started, earlier_s = clock(), state.train_s
+    if deadline is None:
+        deadline = started + request["max_runtime_s"] - earlier_s
+
+    reason: str | None = None
+    for epoch in range(state.epoch + 1, request["epochs"] + 1):
+        reason, steps, grad_sums = _train_epoch(request, data, state, epoch, hooks, lambda: clock() > deadline)
         if reason in (CANCELLED, SHUTDOWN) or (reason == TIME_LIMIT and steps == 0):
             break
-        if probes:
-            train_loss, train_acc, activations = evaluate(model, data.x_train_eval, data.y_train_eval, objective,
-                                                          probe_activation=request["activation"]["name"])
-        else:
-            train_loss, train_acc = evaluate(model, data.x_train_eval, data.y_train_eval, objective)
-        val_loss, val_acc = evaluate(model, data.x_val, data.y_val, objective)
-        norms_mean = (grad_sums / max(steps, 1)).tolist()
-        first, last = norms_mean[0], norms_mean[-1]
-        row = {
-            "epoch": epoch, "train_loss": _finite(train_loss), "train_accuracy": train_acc,
-            "val_loss": _finite(val_loss), "val_accuracy": val_acc,
-            "learning_rate": optimizer.param_groups[0]["lr"],
-            "grad_norm": {name: _finite(v) for name, v in zip(names, norms_mean)},
-        }
-        if probes:
-            row["grad_ratio"] = _finite(first / last) if last > 0 and math.isfinite(first) else None
-            row.update(probes.epoch_values(weights, activations))
-        rows.append(row)
-        stop = stopper.update(epoch, row, model) if stopper else False
-        best = stopper.best_epoch if stopper else _best_by_val_loss(rows)
-        hooks.on_epoch(row, _summary(row, best, epoch, False), probes)
-        hooks.log(f"epoch {epoch}: train_loss={train_loss:.4f} train_accuracy={train_acc:.4f} "
-                  f"val_loss={val_loss:.4f} val_accuracy={val_acc:.4f}")
+        row = _epoch_row(request, data, state, epoch, steps, grad_sums)
+        state.rows.append(row)
+        state.epoch = epoch
+        stop = state.stopper.update(epoch, row, state.model) if state.stopper else False
+        hooks.on_epoch(row, _summary(row, _best_epoch(state), len(state.rows), False), state.probes)
+        hooks.log(f"epoch {epoch}: " + " ".join(f"{key}={_format(row[key])}" for key in _LOGGED))
         if reason:
             break
         if stop:
             reason = EARLY_STOPPED
-            hooks.log(f"early stopping at epoch {epoch}: no improvement of {stopper.monitor} for "
-                      f"{stopper.patience} epochs (best epoch {stopper.best_epoch})")
+            hooks.log(f"early stopping at epoch {epoch}: no improvement of {state.stopper.monitor} for "
+                      f"{state.stopper.patience} epochs (best epoch {state.stopper.best_epoch})")
             break
-    train_s = clock() - started
-
-    summary = None
-    if rows:
-        returned = rows[-1]
-        if stopper and stopper.restore_best and stopper.best_state is not None:
-            model.load_state_dict(stopper.best_state)
-            returned = next(r for r in rows if r["epoch"] == stopper.best_epoch)
-        best = stopper.best_epoch if stopper else _best_by_val_loss(rows)
-        summary = _summary(returned, best, len(rows), reason == EARLY_STOPPED)
-        summary["returned_epoch"] = returned["epoch"]
-        if data.x_test is not None:
-            test_loss, test_acc = evaluate(model, data.x_test, data.y_test, objective)
-            summary["test_loss"], summary["test_accuracy"] = _finite(test_loss), test_acc
-    return RunResult(model, rows, summary, reason, train_s, names, probes)
+        if epoch < request["epochs"] and hooks.checkpoint_due(epoch):
+            state.train_s = earlier_s + clock() - started
+            hooks.checkpoint(epoch, checkpoint.capture(state, request))
+    state.train_s = earlier_s + clock() - started
+    summary = _final_summary(data, state, reason)
+    return RunResult(state.model, state.rows, summary, reason, state.train_s, state.probes, resumed_from)
