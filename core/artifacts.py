@@ -16,6 +16,9 @@ from pathlib import Path
 WEIGHTS_FILE = "weights.safetensors"
 MODEL_FILE = "model.pt2"
 ONNX_FILE = "model.onnx"
+# While a job runs: its last checkpoint (workers/engine/checkpoint.py) and which epoch and run it is of.
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_META_FILE = "checkpoint.json"
 # Keys of a job's ``artifacts``: what was written, and why an export is missing.
 WEIGHTS_KEY, MODEL_KEY, ONNX_KEY = "weights", "model", "onnx"
 MODEL_ERROR_KEY, ONNX_ERROR_KEY = "model_error", "onnx_error"
@@ -44,6 +47,15 @@ class LocalArtifactStore:
 
     def exists(self, job_id: str, name: str) -> bool:
         return self.path(job_id, name).is_file()
+
+    def read_bytes(self, job_id: str, name: str) -> bytes | None:
+        try:
+            return self.path(job_id, name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, job_id: str, name: str) -> None:
+        self.path(job_id, name).unlink(missing_ok=True)
 
     def delete_job(self, job_id: str) -> None:
         shutil.rmtree(self.root / job_id, ignore_errors=True)

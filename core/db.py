@@ -8,7 +8,7 @@ the two equal. Every schema change ships a migration.
 from __future__ import annotations
 
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, create_engine, event)
 from sqlalchemy.engine import Engine
 
@@ -44,6 +44,17 @@ jobs = Table(
     Column("steps", JSON),
     Column("initial_probes", JSON),
     Column("artifacts", JSON),
+    # Runs and recovery (core/job_runs.py): every start is a new run; every status change
+    # bumps status_seq and raises status_high to the progress so far (live event ids).
+    Column("run", Integer, nullable=False, server_default="0"),
+    Column("status_seq", Integer, nullable=False, server_default="0"),
+    Column("status_high", Integer, nullable=False, server_default="0"),
+    # The status change that started the current run (its ``running`` event can be replayed).
+    Column("run_status_seq", Integer, nullable=False, server_default="0"),
+    Column("run_status_high", Integer, nullable=False, server_default="0"),
+    Column("runtime_used_s", Float, nullable=False, server_default="0"),
+    # The upload it trains on (from the request), so that deleting an upload can check its use atomically.
+    Column("dataset_id", String(32), index=True),
     # Idempotency keys are per owner: two owners may pick the same key.
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
 )
@@ -55,6 +66,9 @@ job_epochs = Table(
     Column("job_id", String(32), primary_key=True),
     Column("epoch", Integer, primary_key=True, autoincrement=False),
     Column("metrics", JSON, nullable=False),
+    # The training steps sampled during this epoch (step, loss, grad_norm lists): appended per
+    # epoch, so that recording an epoch costs the same at epoch 10,000 as at epoch 1.
+    Column("steps", JSON),
 )
 
 job_logs = Table(

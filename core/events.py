@@ -3,24 +3,29 @@ and their replay from the database.
 
 Redis pub/sub cannot replay, so every event a stream sends must also be
 rebuildable from the database. That is why ids are *derived from state*, not
-counted: within attempt ``a`` (the job row's ``attempts``, bumped at every start)
+counted. Every status change bumps the job row's ``status_seq`` (s) and records
+``status_high`` (h), the highest epoch reached before it; ``STRIDE`` is 10^6:
 
 =====================================  ==================================
 event                                  id
 =====================================  ==================================
 ``status`` queued (never started)      ``0``
-``status`` running                     ``a * STRIDE``
-``epoch`` e                            ``a * STRIDE + e``
-``status`` queued (requeued)           ``a * STRIDE + STRIDE - 3``
-``status`` succeeded/failed/cancelled  ``a * STRIDE + STRIDE - 2``
-``end`` (the finished job)             ``a * STRIDE + STRIDE - 1``
+``epoch`` e                            ``e * STRIDE``
+``status`` (any change)                ``h * STRIDE + s``
+``end`` (the finished job)             the final ``status`` id ``+ 1``
 =====================================  ==================================
 
 Ids increase within a job; the same event always gets the same id whether a
 stream reads it from the database or hears it live, so a stream drops what it
-has already sent (``id <= last``) and never repeats or skips. A requeued job
-starts a new attempt with new (higher) ids; the epochs of the abandoned attempt
-are gone from the database, as they are from the job.
+has already sent (``id <= last``) and never repeats or skips. An epoch's id
+does not depend on the run that trained it: when a job whose worker was lost
+resumes from a checkpoint at epoch k, the epochs after k that are trained again
+keep their ids, and a client that already had them does not get them twice
+(on CPU they are bit-equal; on CUDA the new values replace the old ones in the
+database, but a client that saw the first ones is not sent the second). A
+status change after epoch h sorts after every epoch up to h and before h + 1,
+and ``s`` only grows, so a job that is re-queued and restarted without making
+progress still gets new, higher ids.
 
 Publishing is best effort: the database stays the truth, and streams re-read it
 whenever a live event does not follow the last one they sent and on every
@@ -38,13 +43,13 @@ from typing import Any
 
 import redis
 
-from core.jobstore import FINISHED, QUEUED, RUNNING, JobStore
+from core.jobstore import RUNNING, JobStore
 from core.jsonsafe import json_safe
 from core.redis_urls import redis_py_url
 
 log = logging.getLogger("trainrx.events")
 
-EVENT_ID_STRIDE = 1_000_000_000  # ids per attempt; far above any epoch count the limits allow
+EVENT_ID_STRIDE = 1_000_000  # status changes per epoch slot; far above what one job makes
 CHANNEL_PREFIX = "trainrx:events:"
 STATUS, EPOCH, END = "status", "epoch", "end"
 
@@ -74,23 +79,17 @@ def channel(job_id: str) -> str:
     return f"{CHANNEL_PREFIX}{job_id}"
 
 
-def status_event_id(status: str, attempt: int) -> int:
-    base = attempt * EVENT_ID_STRIDE
-    if status == QUEUED:
-        return 0 if attempt == 0 else base + EVENT_ID_STRIDE - 3
-    if status == RUNNING:
-        return base
-    if status in FINISHED:
-        return base + EVENT_ID_STRIDE - 2
-    raise ValueError(f"unknown status {status!r}")
+def status_event_id(status_high: int, status_seq: int) -> int:
+    return status_high * EVENT_ID_STRIDE + status_seq
 
 
-def epoch_event_id(attempt: int, epoch: int) -> int:
-    return attempt * EVENT_ID_STRIDE + epoch
+def epoch_event_id(epoch: int) -> int:
+    return epoch * EVENT_ID_STRIDE
 
 
-def end_event_id(attempt: int) -> int:
-    return attempt * EVENT_ID_STRIDE + EVENT_ID_STRIDE - 1
+def end_event_id(status_id: int) -> int:
+    """The ``end`` event follows the final ``status`` event."""
+    return status_id + 1
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -98,52 +97,46 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def status_event(job: dict) -> JobEvent:
-    """The ``status`` event of a job row: its status and timestamps."""
-    attempt = int(job.get("attempts") or 0)
-    data = {"job_id": job["id"], "status": job["status"], "attempt": attempt,
+    """The ``status`` event of a job row: its status, timestamps and lost workers so far."""
+    data = {"job_id": job["id"], "status": job["status"], "attempts": int(job.get("attempts") or 0),
             "created_at": _iso(job["created_at"]), "started_at": _iso(job["started_at"]),
             "finished_at": _iso(job["finished_at"])}
-    return JobEvent(status_event_id(job["status"], attempt), STATUS, data)
+    return JobEvent(status_event_id(int(job.get("status_high") or 0), int(job.get("status_seq") or 0)), STATUS,
+                    data)
 
 
-def epoch_event(attempt: int, row: dict) -> JobEvent:
+def epoch_event(row: dict) -> JobEvent:
     """The ``epoch`` event of one curves row, as the job store keeps it."""
-    return JobEvent(epoch_event_id(attempt, int(row["epoch"])), EPOCH, json_safe(row))
+    return JobEvent(epoch_event_id(int(row["epoch"])), EPOCH, json_safe(row))
 
 
 def events_from_state(job: dict, epochs: list[dict]) -> list[JobEvent]:
-    """The events of the job's current attempt that the database can rebuild, in id
-    order (``end`` is the API's to render, after the final ``status``)."""
-    attempt = int(job.get("attempts") or 0)
-    if job["status"] == QUEUED:
-        return [status_event(job)]
-    if attempt == 0:  # cancelled before it ever started
-        return [status_event(job)]
-    running = status_event({**job, "status": RUNNING, "finished_at": None})
-    out = [running, *(epoch_event(attempt, row) for row in epochs)]
-    if job["status"] in FINISHED:
-        out.append(status_event(job))
-    return out
+    """The events the database can rebuild, in id order: the start of the current run,
+    every epoch it holds, and the job's current status (``end`` is the API's to render,
+    after a final ``status``)."""
+    out = [*(epoch_event(row) for row in epochs), status_event(job)]
+    if int(job.get("run") or 0) > 0 and job["status"] != RUNNING:
+        out.append(status_event({**job, "status": RUNNING, "finished_at": None,
+                                 "status_seq": job["run_status_seq"], "status_high": job["run_status_high"]}))
+    return sorted(out, key=lambda e: e.id)
 
 
 def replay(store: JobStore, job_id: str, after_id: int) -> tuple[dict | None, list[JobEvent]]:
     """The job row and its events with ids above ``after_id``, read from the database.
 
-    The epochs are read between two reads of the job row; when a new attempt
-    started in between (the epochs may then be the new attempt's), read again.
+    The epochs are read between two reads of the job row; when its status changed in
+    between (a new run may have rewound the epochs), read again.
     """
+    job = None
     for _ in range(5):
         before = store.get(job_id, owner=None)
         if before is None:
             return None, []
-        attempt = int(before["attempts"] or 0)
-        base = attempt * EVENT_ID_STRIDE
-        after_epoch = after_id - base if base <= after_id < base + EVENT_ID_STRIDE else 0
-        epochs = store.epochs(job_id, after=max(after_epoch, 0)) if attempt > 0 else []
+        epochs = store.epochs(job_id, after=max(after_id // EVENT_ID_STRIDE, 0))
         job = store.get(job_id, owner=None)
         if job is None:
             return None, []
-        if int(job["attempts"] or 0) == attempt:
+        if job["status_seq"] == before["status_seq"]:
             return job, [e for e in events_from_state(job, epochs) if e.id > after_id]
     return job, []
 
@@ -171,26 +164,26 @@ class EventPublisher:
         if job is not None:
             self.publish(job["id"], status_event(job))
 
-    def epoch(self, job_id: str, attempt: int, row: dict) -> None:
-        self.publish(job_id, epoch_event(attempt, row))
+    def epoch(self, job_id: str, row: dict) -> None:
+        self.publish(job_id, epoch_event(row))
 
 
 class JobEvents:
-    """The events of one attempt at one job, as the worker running it publishes them."""
+    """The events of one run of one job, as the worker running it publishes them."""
 
-    def __init__(self, publisher: EventPublisher, job_id: str, attempt: int) -> None:
-        self.publisher, self.job_id, self.attempt = publisher, job_id, attempt
+    def __init__(self, publisher: EventPublisher, job_id: str) -> None:
+        self.publisher, self.job_id = publisher, job_id
 
     @classmethod
     def started(cls, redis_url: str, job: dict) -> "JobEvents":
         """Call right after the job turned running: publishes that status."""
-        events = cls(EventPublisher.for_url(redis_url), job["id"], int(job["attempts"]))
+        events = cls(EventPublisher.for_url(redis_url), job["id"])
         events.publisher.status(job)
         return events
 
     def epoch(self, row: dict) -> None:
         """Call after the epoch's row is in the database."""
-        self.publisher.epoch(self.job_id, self.attempt, row)
+        self.publisher.epoch(self.job_id, row)
 
     def settled(self, store: JobStore) -> None:
         """Call when the worker is done with the job: publishes where it ended

@@ -1,6 +1,8 @@
 """Reading and writing jobs. Every status change is a conditional update, so
 that a cancel racing a worker's start (or two workers racing each other) can
-never both win."""
+never both win. What callers of the API do lives here; what a worker does to
+its run of a job (start, heartbeat, epochs, finish, the reaper) lives in
+core/job_runs.py, mixed into the same JobStore."""
 
 from __future__ import annotations
 
@@ -8,35 +10,24 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from core.db import job_epochs, job_logs, jobs
+from core.db import datasets, job_epochs, job_logs, jobs
+from core.job_runs import JobRunStore, Superseded  # noqa: F401  (part of this store's interface)
+# Statuses and helpers are re-exported: most of the code imports them from here.
+from core.job_status import (CANCELLED, FAILED, FINISHED, ID_PATTERN, QUEUED, RUNNING, SUCCEEDED,  # noqa: F401
+                             as_utc, utcnow)
 from core.jsonsafe import json_safe
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
-FINISHED = (SUCCEEDED, FAILED, CANCELLED)
-_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
-# A running job whose heartbeat (every 2 s) stopped this long ago has lost its worker.
-STALE_AFTER_S = 60.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they were written in UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+# A client may retry a POST with its Idempotency-Key for this long; then the key is free again.
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 def request_fingerprint(request: dict) -> str:
@@ -45,6 +36,10 @@ def request_fingerprint(request: dict) -> str:
 
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request."""
+
+
+class UploadGone(Exception):
+    """The job's upload was deleted between validation and the insert."""
 
 
 class InvalidCursor(ValueError):
@@ -71,7 +66,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursor("The cursor is not one this API returned.") from exc
 
 
-class JobStore:
+class JobStore(JobRunStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -80,8 +75,10 @@ class JobStore:
     def create(self, request: dict, queue: str, *, owner: str, idempotency_key: str | None = None,
                parent_id: str | None = None) -> tuple[dict, bool]:
         """Insert a queued job for ``owner``. Returns (job, created); created is False when
-        the owner's Idempotency-Key already named the same request."""
-        fingerprint = request_fingerprint(request)
+        the owner's Idempotency-Key named the same request (and the same parent) in the last
+        IDEMPOTENCY_TTL. A resubmit's fingerprint includes its parent, so a key used for the
+        parent's own POST can never answer with the parent."""
+        fingerprint = request_fingerprint(request if parent_id is None else {"request": request, "parent": parent_id})
         if idempotency_key is not None:
             existing = self._by_idempotency_key(owner, idempotency_key)
             if existing is not None:
@@ -91,10 +88,13 @@ class JobStore:
             "queue": queue, "request": json_safe(request), "request_hash": fingerprint,
             "idempotency_key": idempotency_key, "parent_id": parent_id, "created_at": utcnow(),
             "attempts": 0, "cancel_requested": False, "progress_epoch": 0,
+            "dataset_id": (request.get("dataset") or {}).get("id"),
         }
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(jobs).values(**row))
+                if row["dataset_id"] is not None and not self._upload_still_there(conn, row["dataset_id"]):
+                    raise UploadGone(f"The uploaded dataset {row['dataset_id']} was deleted meanwhile.")
         except IntegrityError:
             existing = self._by_idempotency_key(owner, idempotency_key) if idempotency_key else None
             if existing is None:
@@ -103,13 +103,26 @@ class JobStore:
         return self.get(row["id"], owner=owner), True
 
     @staticmethod
+    def _upload_still_there(conn, dataset_id: str) -> bool:
+        """Within the insert's transaction: the upload exists, and is locked FOR SHARE until the
+        job is committed (UploadStore.delete locks it FOR UPDATE), so a job and the deletion of
+        its upload cannot both win."""
+        return conn.execute(select(datasets.c.id).where(datasets.c.id == dataset_id)
+                            .with_for_update(read=True)).first() is not None
+
+    @staticmethod
     def _same_request(existing: dict, fingerprint: str) -> dict:
         if existing["request_hash"] != fingerprint:
             raise IdempotencyConflict("This Idempotency-Key was already used with a different request.")
         return existing
 
     def _by_idempotency_key(self, owner: str, key: str) -> dict | None:
-        with self.engine.connect() as conn:
+        """The owner's job made with ``key`` in the last IDEMPOTENCY_TTL; an older one gives
+        its key up (so the unique (owner, key) constraint lets a new job take it)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key,
+                                            jobs.c.created_at < utcnow() - IDEMPOTENCY_TTL)
+                         .values(idempotency_key=None))
             row = conn.execute(select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
                                ).mappings().first()
         return self._row(row)
@@ -117,7 +130,7 @@ class JobStore:
     def get(self, job_id: str, *, owner: str | None) -> dict | None:
         """A job by id; ``owner`` limits it to that owner's jobs (None: any owner, for
         workers and admins). Another owner's job is None, as if it did not exist."""
-        if not isinstance(job_id, str) or not _ID_PATTERN.match(job_id):
+        if not isinstance(job_id, str) or not ID_PATTERN.match(job_id):
             return None
         query = select(jobs).where(jobs.c.id == job_id)
         if owner is not None:
@@ -144,12 +157,27 @@ class JobStore:
         rows = rows[:limit]
         return Page(rows, _encode_cursor(rows[-1]) if more and rows else None)
 
-    def epochs(self, job_id: str, after: int = 0) -> list[dict]:
+    def epochs(self, job_id: str, after: int = 0, limit: int | None = None) -> list[dict]:
+        """The curves rows after epoch ``after``, in order (at most ``limit``)."""
+        query = (select(job_epochs.c.metrics).where(job_epochs.c.job_id == job_id, job_epochs.c.epoch > after)
+                 .order_by(job_epochs.c.epoch).limit(limit))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(job_epochs.c.metrics)
-                                .where(job_epochs.c.job_id == job_id, job_epochs.c.epoch > after)
-                                .order_by(job_epochs.c.epoch)).scalars().all()
-        return list(rows)
+            return list(conn.execute(query).scalars().all())
+
+    def sampled_steps(self, job_id: str, after: int = 0) -> dict | None:
+        """The training steps sampled in the epochs after ``after``, as one set of lists
+        (None when the job recorded none this way: older jobs keep them on the job row)."""
+        with self.engine.connect() as conn:
+            parts = conn.execute(select(job_epochs.c.steps).where(
+                job_epochs.c.job_id == job_id, job_epochs.c.epoch > after, job_epochs.c.steps.is_not(None))
+                .order_by(job_epochs.c.epoch)).scalars().all()
+        if not parts:
+            return None
+        merged: dict[str, list] = {}
+        for part in parts:
+            for key, values in (part or {}).items():
+                merged.setdefault(key, []).extend(values)
+        return merged
 
     def logs(self, job_id: str) -> list[tuple[datetime, str]]:
         with self.engine.connect() as conn:
@@ -174,14 +202,13 @@ class JobStore:
 
     def active_upload_uses(self, dataset_id: str | None = None) -> list[tuple[str, str]]:
         """(job id, upload id) of queued and running jobs that train on an upload (on
-        ``dataset_id`` only, when given). Only unfinished jobs are read, and there are
-        few of them, so requests are matched here rather than with per-database JSON
-        operators."""
+        ``dataset_id`` only, when given)."""
+        query = select(jobs.c.id, jobs.c.dataset_id).where(jobs.c.status.in_([QUEUED, RUNNING]),
+                                                            jobs.c.dataset_id.is_not(None))
+        if dataset_id is not None:
+            query = query.where(jobs.c.dataset_id == dataset_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(jobs.c.id, jobs.c.request)
-                                .where(jobs.c.status.in_([QUEUED, RUNNING]))).all()
-        uses = [(job_id, ((request or {}).get("dataset") or {}).get("id")) for job_id, request in rows]
-        return [(job_id, used) for job_id, used in uses if used and (dataset_id is None or used == dataset_id)]
+            return [(r[0], r[1]) for r in conn.execute(query)]
 
     def finished_before(self, cutoff: datetime, limit: int) -> list[str]:
         """Ids of jobs that finished before ``cutoff``, oldest first (retention)."""
@@ -217,28 +244,6 @@ class JobStore:
             result = conn.execute(update(jobs).where(*condition).values(**values))
         return result.rowcount == 1
 
-    def start(self, job_id: str, worker: str, stale_after_s: float = STALE_AFTER_S) -> dict | None:
-        """queued -> running. A job still marked running whose heartbeat stopped more than
-        ``stale_after_s`` ago lost its worker (the broker redelivered its message): it is
-        taken over and trained from the start. None when the job is not ours to run."""
-        job = self.get(job_id, owner=None)
-        if job is None:
-            return None
-        now = utcnow()
-        values = dict(status=RUNNING, started_at=now, heartbeat_at=now, worker=worker, attempts=job["attempts"] + 1)
-        if self._transition(job_id, [QUEUED], **values):
-            return self.get(job_id, owner=None)
-        cutoff = now - timedelta(seconds=stale_after_s)
-        with self.engine.begin() as conn:
-            taken = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == RUNNING,
-                                                    jobs.c.cancel_requested.is_(False),
-                                                    jobs.c.heartbeat_at < cutoff)
-                                 .values(progress_epoch=0, summary=None, steps=None, initial_probes=None,
-                                         diagnosis=None, **values)).rowcount == 1
-            if taken:
-                conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id))
-        return self.get(job_id, owner=None) if taken else None
-
     def request_cancel(self, job_id: str, *, owner: str | None) -> str | None:
         """Cancel a queued job at once; ask a running one to stop. Returns the
         status the job had, or None when it had already finished (or is not there)."""
@@ -248,69 +253,3 @@ class JobStore:
         if self._transition(job_id, [RUNNING], owner=owner, cancel_requested=True):
             return RUNNING
         return None
-
-    def heartbeat(self, job_id: str) -> bool:
-        """Mark the job alive; returns whether a cancel was requested."""
-        with self.engine.begin() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == RUNNING)
-                         .values(heartbeat_at=utcnow()))
-            return bool(conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar())
-
-    def record_epoch(self, job_id: str, metrics: dict, summary: dict | None, *, steps: dict | None = None,
-                     initial_probes: dict | None = None, diagnosis: dict | None = None) -> None:
-        """One finished epoch: its curves row, the progress, the summary and diagnosis so far."""
-        epoch = int(metrics["epoch"])
-        values: dict[str, Any] = {"progress_epoch": epoch, "summary": json_safe(summary), "heartbeat_at": utcnow()}
-        if steps is not None:
-            values["steps"] = json_safe(steps)
-        if initial_probes is not None:
-            values["initial_probes"] = json_safe(initial_probes)
-        if diagnosis is not None:
-            values["diagnosis"] = json_safe(diagnosis)
-        with self.engine.begin() as conn:
-            conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id, job_epochs.c.epoch == epoch))
-            conn.execute(insert(job_epochs).values(job_id=job_id, epoch=epoch, metrics=json_safe(metrics)))
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
-
-    def set_data_info(self, job_id: str, data_info: dict) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(data_info=json_safe(data_info)))
-
-    def set_diagnosis(self, job_id: str, diagnosis: dict) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(diagnosis=json_safe(diagnosis)))
-
-    def finish(self, job_id: str, status: str, *, summary: dict | None = None, error: dict | None = None,
-               diagnosis: dict | None = None, artifacts: dict | None = None, setup_s: float | None = None,
-               train_s: float | None = None) -> bool:
-        job = self.get(job_id, owner=None)
-        if job is None:
-            return False
-        now = utcnow()
-        timings = {
-            "queued_s": (job["started_at"] - job["created_at"]).total_seconds() if job["started_at"] else None,
-            "setup_s": setup_s, "train_s": train_s,
-            "total_s": (now - job["started_at"]).total_seconds() if job["started_at"] else None,
-        }
-        values: dict[str, Any] = {"status": status, "finished_at": now, "timings": json_safe(timings),
-                                  "error": json_safe(error)}
-        if summary is not None:
-            values["summary"] = json_safe(summary)
-        if diagnosis is not None:
-            values["diagnosis"] = json_safe(diagnosis)
-        if artifacts is not None:
-            values["artifacts"] = json_safe(artifacts)
-        return self._transition(job_id, [RUNNING], **values)
-
-    def requeue(self, job_id: str) -> bool:
-        """running -> queued, forgetting partial results (a worker is shutting down)."""
-        with self.engine.begin() as conn:
-            conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id))
-        return self._transition(job_id, [RUNNING], status=QUEUED, started_at=None, heartbeat_at=None,
-                                worker=None, progress_epoch=0, summary=None, steps=None, initial_probes=None,
-                                diagnosis=None)
-
-    def log(self, job_id: str, line: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(insert(job_logs).values(job_id=job_id, at=utcnow(), line=json_safe(line)))
-

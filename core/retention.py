@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from core.artifacts import LocalArtifactStore
 from core.jobstore import JobStore, utcnow
-from core.uploads import UploadStore
+from core.uploads import DELETED, UploadStore
 
 log = logging.getLogger("trainrx.retention")
 SWEEP_BATCH = 500
@@ -44,7 +44,7 @@ def sweep(store: JobStore, uploads: UploadStore, artifacts: LocalArtifactStore, 
             result.jobs.append(job_id)
     in_use = {used for _, used in store.active_upload_uses()}
     for dataset_id in uploads.unused_since(cutoff, SWEEP_BATCH):
-        if dataset_id not in in_use and uploads.delete(dataset_id, owner=None):
+        if dataset_id not in in_use and uploads.delete(dataset_id, owner=None) == DELETED:
             result.datasets.append(dataset_id)
     if result.jobs or result.datasets:
         log.info("retention (%d days): deleted %d jobs and %d uploads", days, len(result.jobs),

@@ -17,6 +17,16 @@ def _int_env(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may ask for. Every value is operator-configurable."""
@@ -79,6 +89,12 @@ class Settings:
     retention_interval_s: int = 3600
     secret_key: str = ""  # signs session cookies; empty: one is made once under data_dir
     export_timeout_s: int = 120  # the .pt2 and ONNX exports together, after training; not in max_runtime_s
+    # Recovery (core/job_runs.py, workers/recovery.py): a running job whose heartbeat is older than
+    # the grace lost its worker; the sweep looks every interval; checkpoints every N epochs or T seconds.
+    heartbeat_grace_s: float = 60.0
+    recovery_interval_s: float = 10.0
+    checkpoint_every_epochs: int = 10
+    checkpoint_every_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -97,6 +113,10 @@ class Settings:
             retention_interval_s=max(1, _int_env("TRAINRX_RETENTION_INTERVAL_S", cls.retention_interval_s)),
             secret_key=os.environ.get("TRAINRX_SECRET_KEY", ""),
             export_timeout_s=max(1, _int_env("TRAINRX_EXPORT_TIMEOUT_S", cls.export_timeout_s)),
+            heartbeat_grace_s=max(1.0, _float_env("TRAINRX_HEARTBEAT_GRACE_S", cls.heartbeat_grace_s)),
+            recovery_interval_s=max(0.2, _float_env("TRAINRX_RECOVERY_INTERVAL_S", cls.recovery_interval_s)),
+            checkpoint_every_epochs=max(0, _int_env("TRAINRX_CHECKPOINT_EVERY_EPOCHS", cls.checkpoint_every_epochs)),
+            checkpoint_every_s=max(0.0, _float_env("TRAINRX_CHECKPOINT_EVERY_S", cls.checkpoint_every_s)),
         )
 
     @property

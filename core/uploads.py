@@ -16,16 +16,17 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from core.datasets import DatasetArrays, DatasetShape
-from core.db import datasets
-from core.jobstore import as_utc, utcnow
+from core.db import datasets, jobs
+from core.jobstore import QUEUED, RUNNING, as_utc, utcnow
 from core.jsonsafe import json_safe
 from core.upload_parsing import ParsedDataset
 
 _ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+DELETED, IN_USE, MISSING = "deleted", "in_use", "missing"
 X_FILE, Y_FILE = "x.npy", "y.npy"
 
 
@@ -78,18 +79,29 @@ class UploadStore:
         with self.engine.begin() as conn:
             conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(last_used_at=utcnow()))
 
-    def delete(self, dataset_id: str, *, owner: str | None) -> bool:
-        """Remove an upload's record and arrays; False when it is not there (for ``owner``)."""
+    def delete(self, dataset_id: str, *, owner: str | None, force: bool = False) -> str:
+        """Remove an upload's record and arrays unless a queued or running job trains on it.
+        Returns DELETED, IN_USE, or MISSING (not there, for ``owner``).
+
+        The in-use check and the delete are one statement, after the upload's row is locked
+        (FOR UPDATE on PostgreSQL; SQLite serialises writers), and ``JobStore.create`` locks
+        the row it names FOR SHARE: a job and the deletion of its upload cannot both win.
+        ``force`` skips the check (tests simulating a vanished upload)."""
         if not isinstance(dataset_id, str) or not _ID_PATTERN.match(dataset_id):
-            return False
+            return MISSING
         condition = [datasets.c.id == dataset_id]
         if owner is not None:
             condition.append(datasets.c.owner == owner)
         with self.engine.begin() as conn:
-            deleted = conn.execute(delete(datasets).where(*condition)).rowcount == 1
-        if deleted:
-            shutil.rmtree(self.root / dataset_id, ignore_errors=True)
-        return deleted
+            if conn.execute(select(datasets.c.id).where(*condition).with_for_update()).first() is None:
+                return MISSING
+            if not force:
+                condition.append(~exists().where(jobs.c.dataset_id == dataset_id,
+                                                 jobs.c.status.in_([QUEUED, RUNNING])))
+            if conn.execute(delete(datasets).where(*condition)).rowcount != 1:
+                return IN_USE
+        shutil.rmtree(self.root / dataset_id, ignore_errors=True)
+        return DELETED
 
     # --- reading ------------------------------------------------------------
 

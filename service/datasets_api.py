@@ -13,7 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from core.datasets import BUILTIN_DATASETS, describe_builtin
 from core.upload_parsing import UploadInvalid
 from core.upload_sandbox import ParsersBusy, parse_in_child
-from core.uploads import UploadStore
+from core.uploads import IN_USE, MISSING, UploadStore
 from service.auth import current_principal
 from service.extensions import parts
 from service.schemas import DatasetListSchema
@@ -123,11 +123,12 @@ class Dataset(MethodView):
     def delete(self, dataset_id: str):
         """Delete an uploaded dataset (finished jobs keep their results)."""
         _load(dataset_id)
-        using = [job_id for job_id, _ in parts().store.active_upload_uses(dataset_id)]
-        if using:
+        outcome = uploads().delete(dataset_id, owner=current_principal().scope)  # checks use atomically
+        if outcome == IN_USE:
+            using = [job_id for job_id, _ in parts().store.active_upload_uses(dataset_id)]
             shown = ", ".join(using[:5]) + (", ..." if len(using) > 5 else "")
             abort(409, message=f"{len(using)} queued or running job(s) train on this dataset ({shown}); cancel "
                                "them or wait until they finish.")
-        if not uploads().delete(dataset_id, owner=current_principal().scope):
+        if outcome == MISSING:
             _load(dataset_id)  # 404: another request deleted it meanwhile
         return None

@@ -74,7 +74,7 @@ class _Stream:
         if event.type == events.STATUS and event.data["status"] in FINISHED:
             job = self.store.get(self.job_id, owner=None)  # the caller's, checked at connect
             if job is not None:
-                end = events.JobEvent(events.end_event_id(event.data["attempt"]), events.END,
+                end = events.JobEvent(events.end_event_id(event.id), events.END,
                                        JobSchema().dump(job))
                 self.last = end.id
                 yield end.sse()

@@ -10,15 +10,15 @@ from werkzeug.exceptions import BadRequest
 
 from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY
 from core.events import publish_status
-from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor
+from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor, UploadGone
 from core.queueing import TRAIN_TASK, queue_for
 from core.retention import delete_finished_job
 from core.spec import JobRequestSchema, merge_patch, normalise
 from service.auth import current_principal, listed_owner
 from service.datasets_api import uploads
 from service.extensions import parts
-from service.schemas import (CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema, JobSchema,
-                             ResubmitSchema)
+from service.schemas import (CurvesArgsSchema, CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema,
+                             JobSchema, ResubmitSchema)
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
 
@@ -68,6 +68,8 @@ def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: s
                                       idempotency_key=idempotency_key, parent_id=parent_id)
     except IdempotencyConflict as exc:
         abort(409, message=str(exc))
+    except UploadGone as exc:
+        abort(422, message="The request is invalid.", errors={"dataset": {"id": [str(exc)]}})
     if created:
         try:
             p.celery.send_task(TRAIN_TASK, args=[job["id"]], queue=queue, retry=False)
@@ -176,16 +178,37 @@ class Resubmit(MethodView):
 
 @blp.route("/<job_id>/curves")
 class Curves(MethodView):
+    @blp.arguments(CurvesArgsSchema, location="query")
     @blp.response(200, CurvesSchema)
-    def get(self, job_id: str):
-        """Per-epoch learning curves and probe values (partial while the job runs)."""
+    def get(self, args: dict, job_id: str):
+        """Per-epoch learning curves and probe values (partial while the job runs).
+
+        `after_epoch` returns only later epochs (poll a running job for what is new);
+        `max_points` thins a long run to about that many evenly spaced epochs (and sampled
+        steps), always keeping the last."""
         job = load_job(job_id)
-        curves = pivot_curves(parts().store.epochs(job_id))
-        if job["steps"] is not None:
-            curves["steps"] = job["steps"]
-        if job["initial_probes"] is not None:
+        after, most = args["after_epoch"], args.get("max_points")
+        curves = pivot_curves(evenly(parts().store.epochs(job_id, after=after), most))
+        steps = parts().store.sampled_steps(job_id, after=after)
+        if steps is None and job["steps"] is not None:  # a job recorded before steps were kept per epoch
+            steps = {k: [v for v, e in zip(values, job["steps"]["epoch"]) if e > after]
+                     for k, values in job["steps"].items()}
+        if steps is not None:
+            keep = evenly(list(range(len(steps.get("step", [])))), most)
+            curves["steps"] = {k: [values[i] for i in keep] for k, values in steps.items()}
+        if job["initial_probes"] is not None and after == 0:
             curves["initial"] = job["initial_probes"]
         return {"job_id": job_id, "status": job["status"], **curves}
+
+
+def evenly(items: list, most: int | None) -> list:
+    """At most ``most`` evenly spaced items, the first and the last among them."""
+    if most is None or len(items) <= most:
+        return items
+    if most == 1:
+        return items[-1:]
+    last = len(items) - 1
+    return [items[round(i * last / (most - 1))] for i in range(most)]
 
 
 @blp.route("/<job_id>/diagnosis")

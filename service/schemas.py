@@ -64,7 +64,8 @@ class TimingsSchema(Schema):
 
 
 class JobErrorSchema(Schema):
-    type = fields.String(metadata={"description": "time_limit, device_unavailable, internal_error, ..."})
+    type = fields.String(metadata={"description": "time_limit, worker_lost, dataset_unavailable, "
+                                                  "device_unavailable, internal_error"})
     message = fields.String()
 
 
@@ -119,6 +120,9 @@ class JobSchema(Schema):
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
+    attempts = fields.Integer(metadata={"description": "Workers lost while running this job so far (killed, out "
+                                                       "of memory, host gone); it resumes from its last "
+                                                       "checkpoint once, then ends failed (worker_lost)."})
     progress = Derived(ProgressSchema, _whole_row)
     summary = fields.Nested(SummarySchema, allow_none=True)
     timings = fields.Nested(TimingsSchema, allow_none=True)
@@ -143,6 +147,14 @@ class ResubmitSchema(Schema):
 class JobListSchema(Schema):
     items = fields.List(fields.Nested(JobSchema))
     next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as cursor for the next page."})
+
+
+class CurvesArgsSchema(Schema):
+    after_epoch = fields.Integer(load_default=0, validate=validate.Range(min=0),
+                                 metadata={"description": "Only epochs after this one (and their sampled steps)."})
+    max_points = fields.Integer(validate=validate.Range(min=2, max=100_000),
+                                metadata={"description": "Thin the curves to about this many evenly spaced "
+                                                         "epochs, first and last kept (long runs)."})
 
 
 class JobListArgsSchema(Schema):

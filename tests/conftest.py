@@ -63,9 +63,15 @@ def settings(tmp_path_factory, redis_url) -> Settings:
                     limits=Limits())
 
 
+# Recovery on a test's time scale: lost workers are noticed after 10 s (heartbeats come every 2 s,
+# even on a loaded 2-core machine), the sweep runs every second, checkpoints after every epoch.
+RECOVERY_ENV = {"TRAINRX_HEARTBEAT_GRACE_S": "10", "TRAINRX_RECOVERY_INTERVAL_S": "1",
+                "TRAINRX_CHECKPOINT_EVERY_EPOCHS": "1"}
+
+
 def worker_env(settings: Settings, **extra: str) -> dict:
     env = dict(os.environ, TRAINRX_DATA_DIR=str(settings.data_dir), DATABASE_URL=settings.database_url,
-               REDIS_URL=settings.redis_url, TRAINRX_DEFAULT_QUEUE="cpu", PYTHONPATH=str(ROOT))
+               REDIS_URL=settings.redis_url, TRAINRX_DEFAULT_QUEUE="cpu", PYTHONPATH=str(ROOT), **RECOVERY_ENV)
     env.update(extra)
     return env
 

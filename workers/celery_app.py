@@ -17,6 +17,7 @@ from core.migrate import SchemaNotCurrent, require_current
 from core.queueing import WORKER_KEY_PREFIX, make_celery
 from core.redis_urls import redis_py_url
 from core.settings import Settings
+from workers.recovery import start_recovery_sweeper
 from workers.retention import start_retention_sweeper
 
 settings = Settings.from_env()
@@ -59,6 +60,7 @@ def _on_ready(sender=None, **kwargs) -> None:
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
     threading.Thread(target=_announce, args=(hostname,), name="trainrx-presence", daemon=True).start()
     start_retention_sweeper(settings, shutting_down, hostname)  # only when TRAINRX_RETENTION_DAYS is set
+    start_recovery_sweeper(settings, app, shutting_down, hostname)  # reaps lost workers, re-publishes lost messages
 
 
 @worker_shutting_down.connect

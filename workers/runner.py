@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-from functools import lru_cache, partial
+from functools import lru_cache
 
 import torch
 
@@ -19,20 +18,19 @@ from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY, LocalArtifactStore
 from core.dataset_sources import open_dataset
 from core.db import make_engine
 from core.events import JobEvents
-from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore
+from core.job_runs import finish_durably
+from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore, Superseded
+from core.log_redaction import describe_exception, worker_label
 from core.migrate import require_current
-from core.log_redaction import describe_exception, redact, worker_label
 from core.settings import Settings
-from core.uploads import UploadMissing, UploadStore
-from workers.celery_app import shutting_down
-from workers.diagnosis import diagnose
-from workers.engine import loop
+from core.uploads import UploadMissing
+from workers.engine import checkpoint, loop
 from workers.engine.data import prepare
 from workers.engine.weights import weights_bytes
+from workers.job_hooks import JobHooks
 from workers.model_export import save_exports
 
 log = logging.getLogger("trainrx.worker")
-HEARTBEAT_EVERY_S = 2.0
 
 
 @lru_cache(maxsize=1)
@@ -60,124 +58,105 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-class JobHooks:
-    """Connects the engine to the job store: progress, logs, cancel and shutdown."""
-
-    def __init__(self, store: JobStore, job: dict, settings: Settings) -> None:
-        self.store, self.job_id, self.request = store, job["id"], job["request"]
-        # The diagnosis checks its suggested patches as the API will check the owner's resubmit.
-        self.limits = settings.limits
-        uploads = UploadStore(store.engine, settings.uploads_dir)
-        self.resolver = lru_cache(maxsize=4)(partial(uploads.shape, owner=job["owner"]))
-        self.rows: list[dict] = []
-        self.data_info: dict | None = None
-        self.events: JobEvents | None = None  # live events (core/events.py); set once the job runs
-        self.cancelled = threading.Event()
-        self._stop_beat = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.job_id}", daemon=True)
-
-    def __enter__(self) -> "JobHooks":
-        self._beat.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop_beat.set()
-        self._beat.join(timeout=5)
-
-    def _heartbeat(self) -> None:
-        while not self._stop_beat.wait(HEARTBEAT_EVERY_S):
-            try:
-                if self.store.heartbeat(self.job_id):
-                    self.cancelled.set()
-            except Exception:  # the database may blip; the next beat tries again
-                log.exception("heartbeat for job %s failed", self.job_id)
-
-    def stop_reason(self) -> str | None:
-        if self.cancelled.is_set():
-            return stop_reasons.CANCELLED
-        if shutting_down.is_set():
-            return stop_reasons.SHUTDOWN
-        return None
-
-    def on_epoch(self, row: dict, summary: dict, probes) -> None:
-        self.rows.append(row)
-        steps, initial = (probes.steps, probes.initial) if probes else (None, None)
-        so_far = self.diagnose(self.rows, summary, None, steps=steps, initial=initial, final=False)
-        self.store.record_epoch(self.job_id, row, summary, steps=steps,
-                                initial_probes=initial if len(self.rows) == 1 else None, diagnosis=so_far)
-        if self.events is not None:
-            self.events.epoch(row)
-
-    def diagnose(self, rows: list[dict], summary: dict | None, stop_reason: str | None, **kwargs) -> dict:
-        return diagnose(self.request, rows, summary, stop_reason, self.data_info, limits=self.limits,
-                        resolver=self.resolver, **kwargs)
-
-    def log(self, line: str) -> None:
-        """To the operator's log as is; to the job's own log (its user reads it) redacted."""
-        log.info("job %s: %s", self.job_id, line)
-        self.store.log(self.job_id, redact(line))
-
-
 def execute_job(job_id: str, worker: str) -> str | None:
     """Train one job. Returns the queue to publish the job to again when the
     worker is shutting down mid-run, else None."""
     settings, store, artifacts = _context()
     job = store.start(job_id, worker)
     if job is None:
-        log.info("job %s is not queued any more (cancelled or taken); skipping", job_id)
+        log.info("job %s is not queued any more (running elsewhere, cancelled or finished); skipping", job_id)
         return None
-    request = job["request"]
     began = time.monotonic()  # setup (loading, splitting, scaling) counts against max_runtime_s too
-    hooks = JobHooks(store, job, settings)
+    hooks = JobHooks(store, artifacts, job, settings)
     hooks.events = JobEvents.started(settings.redis_url, job)
     try:
         with hooks:
-            device = resolve_device(request["device"])
-            hooks.log(f"worker {worker_label(worker)} starts the job on {device}")
-            source = open_dataset(request["dataset"], settings, store.engine, owner=job["owner"])
-            data = prepare(source.arrays, request["dataset"], source.classes, device)
-            data_info = {**source.info, "device": str(device), **data.info}
-            store.set_data_info(job_id, data_info)
-            hooks.data_info = data_info
-            hooks.log(f"dataset {source.label}: {data.info['train_samples']} training, "
-                      f"{data.info['validation_samples']} validation, {data.info['test_samples']} test samples")
-            setup_s = time.monotonic() - began
-            result = loop.run(request, data, hooks, deadline=began + request["max_runtime_s"])
-        if result.stop_reason == stop_reasons.SHUTDOWN:
-            hooks.log("the worker is shutting down; the job goes back to the queue")
-            return job["queue"] if store.requeue(job_id) else None
-        saved = {}
-        if result.rows:
-            artifacts.write_bytes(job_id, WEIGHTS_FILE, weights_bytes(
-                result.model, request, data.info["preprocessing"], data.features, data.classes))
-            saved[WEIGHTS_KEY] = WEIGHTS_FILE
-            # After training and outside max_runtime_s, under a limit of their own.
-            saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
-                                      hooks.log, timeout_s=settings.export_timeout_s))
-        probes = result.probes
-        diagnosis = hooks.diagnose(result.rows, result.summary, result.stop_reason,
-                                   steps=probes.steps if probes else None,
-                                   initial=probes.initial if probes else None)
-        status, error = SUCCEEDED, None
-        if result.stop_reason == stop_reasons.CANCELLED:
-            status = CANCELLED
-        elif result.stop_reason == stop_reasons.TIME_LIMIT:
-            status, error = FAILED, {"type": "time_limit",
-                                     "message": f"The job ran past max_runtime_s={request['max_runtime_s']}; "
-                                                "it stopped and kept what it had learned."}
-        store.finish(job_id, status, summary=result.summary, error=error, diagnosis=diagnosis,
-                     artifacts=saved, setup_s=setup_s, train_s=result.train_s)
-        hooks.log(f"job {status}")
+            return _run(job, worker, hooks, settings, store, artifacts, began)
+    except Superseded:
+        log.warning("job %s: run %d was superseded (its worker was presumed lost); this run stops and "
+                    "writes nothing more", job_id, job["run"])
     except UploadMissing as exc:
-        hooks.log(str(exc))
-        store.finish(job_id, FAILED, error={"type": "dataset_unavailable", "message": str(exc)})
+        _fail(hooks, store, job, "dataset_unavailable", str(exc))
     except DeviceUnavailable as exc:
-        hooks.log(str(exc))
-        store.finish(job_id, FAILED, error={"type": "device_unavailable", "message": str(exc)})
+        _fail(hooks, store, job, "device_unavailable", str(exc))
     except Exception as exc:  # a crash must never leave the job running
         log.exception("job %s failed", job_id)  # the traceback is for the operator only
-        hooks.log(f"the job failed: {describe_exception(exc)}")
-        store.finish(job_id, FAILED, error={"type": "internal_error", "message": describe_exception(exc)})
+        _fail(hooks, store, job, "internal_error", describe_exception(exc), log_prefix="the job failed: ")
     finally:
         hooks.events.settled(store)
     return None
+
+
+def _run(job: dict, worker: str, hooks: JobHooks, settings: Settings, store: JobStore,
+         artifacts: LocalArtifactStore, began: float) -> str | None:
+    job_id, run, request = job["id"], int(job["run"]), job["request"]
+    device = resolve_device(request["device"])
+    hooks.log(f"worker {worker_label(worker)} starts the job on {device}"
+              + (f" (attempt {job['attempts'] + 1}: a worker was lost before)" if job["attempts"] else ""))
+    source = open_dataset(request["dataset"], settings, store.engine, owner=job["owner"])
+    data = prepare(source.arrays, request["dataset"], source.classes, device)
+    data_info = {**source.info, "device": str(device), **data.info}
+    store.set_data_info(job_id, run, data_info)
+    hooks.data_info = data_info
+    hooks.log(f"dataset {source.label}: {data.info['train_samples']} training, "
+              f"{data.info['validation_samples']} validation, {data.info['test_samples']} test samples")
+    setup_s = time.monotonic() - began
+    # max_runtime_s counts every run's time: what earlier runs used is taken off this one's budget.
+    deadline = began + request["max_runtime_s"] - float(job["runtime_used_s"] or 0.0)
+    result = _train(job, hooks, store, data, deadline)
+    if result.stop_reason == stop_reasons.SHUTDOWN:
+        hooks.log("the worker is shutting down; the job goes back to the queue")
+        store.hand_back(job_id, run)
+        return job["queue"]
+    saved = {}
+    if result.rows:
+        if not store.heartbeat(job_id, run).current:  # never overwrite the files of a run that replaced this one
+            raise Superseded(f"job {job_id}: run {run} was superseded")
+        artifacts.write_bytes(job_id, WEIGHTS_FILE, weights_bytes(
+            result.model, request, data.info["preprocessing"], data.features, data.classes))
+        saved[WEIGHTS_KEY] = WEIGHTS_FILE
+        # After training and outside max_runtime_s, under a limit of their own.
+        saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
+                                  hooks.log, timeout_s=settings.export_timeout_s))
+    probes = result.probes
+    diagnosis = hooks.diagnose(result.rows, result.summary, result.stop_reason,
+                               steps=probes.steps if probes else None, initial=probes.initial if probes else None)
+    status, error = SUCCEEDED, None
+    if result.stop_reason == stop_reasons.CANCELLED:
+        status = CANCELLED
+    elif result.stop_reason == stop_reasons.TIME_LIMIT:
+        status, error = FAILED, {"type": "time_limit",
+                                 "message": f"The job ran past max_runtime_s={request['max_runtime_s']} (counting "
+                                            "every attempt); it stopped and kept what it had learned."}
+    finish_durably(store, job_id, run, status, summary=result.summary, error=error, diagnosis=diagnosis,
+                   artifacts=saved, setup_s=setup_s, train_s=result.train_s)
+    hooks.drop_checkpoint()
+    hooks.log(f"job {status}")
+    return None
+
+
+def _train(job: dict, hooks: JobHooks, store: JobStore, data, deadline: float) -> loop.RunResult:
+    """Train from the last checkpoint when there is a usable one, else from the start."""
+    job_id, run, request = job["id"], int(job["run"]), job["request"]
+    saved = hooks.saved_checkpoint()
+    if saved is not None:
+        epoch, blob = saved
+        store.rewind(job_id, run, epoch)
+        hooks.resumed(store.epochs(job_id))
+        hooks.log(f"resuming from the checkpoint after epoch {epoch}: epochs {epoch + 1} and on are trained "
+                  "again")
+        try:
+            return loop.run(request, data, hooks, deadline=deadline, resume=blob)
+        except checkpoint.CheckpointError as exc:
+            hooks.log(f"the checkpoint after epoch {epoch} cannot be used ({exc}); training from the start")
+    store.rewind(job_id, run, 0)
+    hooks.resumed([])
+    return loop.run(request, data, hooks, deadline=deadline)
+
+
+def _fail(hooks: JobHooks, store: JobStore, job: dict, kind: str, message: str, log_prefix: str = "") -> None:
+    hooks.log(log_prefix + message)
+    try:
+        finish_durably(store, job["id"], int(job["run"]), FAILED, error={"type": kind, "message": message})
+    except Superseded:
+        log.warning("job %s: run %d was superseded before it could record its failure", job["id"], job["run"])

@@ -173,9 +173,9 @@ def test_a_cuda_job_on_a_cpu_worker_waits_on_the_gpu_queue(live):
     live.post(f"/v1/jobs/{job['id']}/cancel")
 
 
-def test_a_redelivered_job_whose_worker_died_is_taken_over(live, app):
-    """A job left `running` by a worker that died (no heartbeat for a minute) is trained
-    again from the start when its message is delivered again."""
+def test_a_job_whose_worker_died_is_reaped_and_run_again(live, app):
+    """A job left `running` by a worker that died (its heartbeat stopped) is re-queued by
+    the workers' recovery sweep and trained again (from the start: it has no checkpoint)."""
     from datetime import timedelta
 
     from sqlalchemy import update
@@ -188,15 +188,16 @@ def test_a_redelivered_job_whose_worker_died_is_taken_over(live, app):
     store = app.extensions["trainrx"].store
     request = normalise(TINY, limits=app.extensions["trainrx"].settings.limits, resolver=None)
     job, _ = store.create(request, "cpu", owner=OWNER)  # stored, not yet published
-    store.record_epoch(job["id"], {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)  # its partial work
+    assert store.start(job["id"], "dead-worker")["run"] == 1  # no message was ever published
+    store.record_epoch(job["id"], 1, {"epoch": 1, "train_loss": 9.0, "grad_norm": {}}, None)  # its partial work
     stale = utcnow() - timedelta(minutes=5)
     with store.engine.begin() as conn:
-        conn.execute(update(jobs).where(jobs.c.id == job["id"]).values(
-            status="running", started_at=stale, heartbeat_at=stale, worker="dead-worker", attempts=1))
-    app.extensions["trainrx"].celery.send_task("trainrx.train_job", args=[job["id"]], queue="cpu")
+        conn.execute(update(jobs).where(jobs.c.id == job["id"]).values(started_at=stale, heartbeat_at=stale))
     done = wait_for(live, job["id"], 120)
-    assert done["status"] == "succeeded" and done["summary"]["epochs_run"] == 2
-    assert store.get(job["id"], owner=None)["attempts"] == 2 and store.get(job["id"], owner=None)["worker"] != "dead-worker"
+    assert done["status"] == "succeeded" and done["summary"]["epochs_run"] == 2 and done["attempts"] == 1
+    row = store.get(job["id"], owner=None)
+    assert row["run"] == 2 and row["worker"] != "dead-worker"
     assert curves(live, job["id"])["train_loss"][0] != 9.0
-    # A job that is running and alive is not taken over.
+    assert "stopped answering" in live.get(f"/v1/jobs/{job['id']}/logs").get_data(as_text=True)
+    # A late message for it does nothing.
     assert store.start(job["id"], "intruder") is None

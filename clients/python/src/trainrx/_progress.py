@@ -29,8 +29,6 @@ class ProgressDisplay:
     def on_event(self, event: Any) -> None:
         if isinstance(event, StatusEvent):
             self.status = event.status
-            if event.status == "running" and event.attempt > 1:
-                self.epoch, self.loss, self.val_accuracy = 0, None, None  # a requeued job starts over
             self._draw(force=True)
         elif isinstance(event, EpochEvent):
             self.epoch, self.loss, self.val_accuracy = event.epoch, event.train_loss, event.val_accuracy

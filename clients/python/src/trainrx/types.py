@@ -111,6 +111,7 @@ class Job:
     id: str
     status: str
     owner: str | None = None
+    attempts: int = 0
     name: str | None = None
     queue: str | None = None
     request: dict = field(default_factory=dict)
@@ -247,7 +248,7 @@ class StatusEvent:
     id: int
     status: str
     job_id: str | None = None
-    attempt: int = 0
+    attempts: int = 0  # workers lost so far
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
