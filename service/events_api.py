@@ -27,7 +27,7 @@ from core import events
 from core.jobstore import FINISHED
 from service.extensions import parts
 from service.jobs_api import job_resource, load_job
-from service.schemas import JobSchema
+from service.schemas import JobEventSchema, JobSchema
 
 log = logging.getLogger("trainrx.events")
 
@@ -140,7 +140,7 @@ class Events(MethodView):
         {"in": "query", "name": "last_event_id", "required": False, "schema": {"type": "integer", "minimum": 0},
          "description": "The same, for clients that cannot set headers."},
     ])
-    @blp.response(200, {"type": "string"}, content_type="text/event-stream",
+    @blp.response(200, JobEventSchema, content_type="text/event-stream",
                   description="`status` events (status and timestamps), one `epoch` event per finished epoch "
                               "(that epoch's curves row) and a final `end` event (the finished job). Ids "
                               "increase within the job; a comment line every 15 s keeps the stream alive.")
