@@ -118,7 +118,8 @@ class OpenApiExtras(BasePlugin):
         """Link each creating operation to the operations that take what it created."""
         job_id = {"job_id": "$response.body#/id"}
         job_ops = self._operations_under("/v1/jobs/{job_id}")
-        for source in (("/v1/jobs", "post", (202, 200)), ("/v1/jobs/{job_id}/resubmit", "post", (202, 200))):
+        for source in (("/v1/jobs", "post", (202, 200)), ("/v1/jobs/{job_id}/resubmit", "post", (202, 200)),
+                       ("/v1/jobs/{job_id}/cancel", "post", (202,))):  # the cancelled job: now it can be deleted
             self._link(*source, {_link_name(*t): {"operationRef": _ref(*t), "parameters": job_id} for t in job_ops})
         dataset_links = {_link_name(*t): {"operationRef": _ref(*t), "parameters": {"dataset_id": "$response.body#/id"}}
                          for t in self._operations_under("/v1/datasets/{dataset_id}")}
