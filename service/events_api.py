@@ -44,13 +44,18 @@ def keepalive_seconds() -> float:
 
 
 def last_event_id() -> int:
-    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    """The header wins over the query parameter, but each one given must be an event id."""
+    given = [_event_id(raw) for raw in (request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))]
+    return next((value for value in given if value is not None), -1)
+
+
+def _event_id(raw: str | None) -> int | None:
     if raw is None or raw.strip() == "":
-        return -1
+        return None
     try:
         value = int(raw.strip())
     except ValueError:
-        value = -2
+        value = -1
     if value < 0:
         abort(400, message="Last-Event-ID must be the id of an event this stream sent (an integer >= 0).")
     return value
