@@ -49,7 +49,7 @@ STATEFUL_SCENARIOS = 40
 STATEFUL_STEPS = 10
 FUZZ_SETTINGS = dict(derandomize=True, deadline=None, database=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                            HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+                                            HealthCheck.data_too_large])
 
 
 @pytest.fixture(scope="module")
