@@ -36,7 +36,7 @@ RESPONSES = {
         "description": "No credential, or a wrong, revoked or expired one.",
         "headers": {"WWW-Authenticate": {"description": "`Bearer`, with `error=\"invalid_token\"` when a token "
                                                         "was sent but is not valid.",
-                                         "schema": {"type": "string"}}},
+                                         "required": True, "schema": {"type": "string"}}},
         "content": ERROR_CONTENT,
     },
     NOT_FOUND: {
@@ -45,7 +45,7 @@ RESPONSES = {
     },
     TOO_MANY_REQUESTS: {
         "description": "Over the caller's rate limit or quota; retry after `Retry-After` seconds.",
-        "headers": {"Retry-After": {"description": "Seconds to wait before retrying.",
+        "headers": {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True,
                                     "schema": {"type": "integer", "minimum": 0}}},
         "content": ERROR_CONTENT,
     },
