@@ -207,6 +207,13 @@ SCALES = ("none", "standard", "minmax")
 
 
 class DatasetSpec(_Strict):
+    class Meta(_Strict.Meta):
+        # For the OpenAPI document (service/openapi_extras.py): what _one_source checks.
+        openapi = {"oneOf": [
+            {"required": ["name"], "not": {"anyOf": [{"required": ["id"]}, {"required": ["scale"]}]}},
+            {"required": ["id"], "not": {"required": ["name"]}},
+        ]}
+
     name = fields.String(validate=validate.OneOf(list(BUILTIN_DATASETS)),
                          metadata={"description": "A built-in dataset (see GET /v1/datasets); give name or id."})
     id = fields.String(metadata={"description": "An uploaded dataset (POST /v1/datasets); give name or id."})
@@ -242,7 +249,7 @@ class DatasetSpec(_Strict):
 
 class ArchitectureSpec(_Strict):
     hidden_layers = fields.List(
-        _int(), required=True,
+        _int(metadata={"minimum": 1, "maximum": _DEFAULT_LIMITS.max_width}), required=True,
         metadata={"description": "Widths of the hidden layers, input to output. "
                                  f"1-{_DEFAULT_LIMITS.max_hidden_layers} layers of width "
                                  f"1-{_DEFAULT_LIMITS.max_width} (operator limits); total parameters at most "
@@ -286,6 +293,18 @@ class TargetsSpec(_Strict):
 
 class JobRequestSchema(_Strict):
     """A training request (POST /v1/jobs)."""
+
+    class Meta(_Strict.Meta):
+        # For the OpenAPI document (service/openapi_extras.py): the rules across fields of _check_limits.
+        openapi = {"allOf": [
+            {"anyOf": [{"required": ["patience"], "properties": {"patience": {"type": "integer"}}},
+                       {"not": {"required": ["early_stopping"]}},
+                       {"properties": {"early_stopping": {"type": "object", "nullable": True, "enum": [None]}}}],
+             "description": "early_stopping only with patience set."},
+            {"anyOf": [{"properties": {"batch_size": {"minimum": 2}}},
+                       {"properties": {"architecture": {"properties": {"batch_norm": {"enum": [False]}}}}}],
+             "description": "Batch norm needs batches of at least 2 samples."},
+        ]}
 
     name = fields.String(load_default=None, allow_none=True,
                          validate=[validate.Length(max=100),

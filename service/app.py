@@ -17,6 +17,7 @@ from service.auth import Auth, load_or_create_secret
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
 from service import json_bodies
+from service.openapi_extras import OpenApiExtras
 
 MAX_JSON_BYTES = 1 * 1024 * 1024
 
@@ -42,7 +43,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["trainrx"] = Parts.connect(settings)
 
     app.json.sort_keys = False
-    api = TrainrxApi(app, spec_kwargs={"info": {"description": "Training as a service with a doctor inside."}})
+    extras = OpenApiExtras()
+    api = TrainrxApi(app, spec_kwargs={"info": {"description": "Training as a service with a doctor inside."},
+                                       "extra_plugins": [extras]})
     app.extensions["trainrx_api"] = api
     for variants in (ACTIVATIONS, OPTIMIZERS):
         for schema in variants.values():
@@ -53,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(health_api.blp)
     api.register_blueprint(events_api.blp)
     api.register_blueprint(tokens_api.blp)
+    extras.add_links()
     _document_security(api)
     register_error_handlers(app)
     request_ids.init_app(app)

@@ -78,7 +78,8 @@ class Datasets(MethodView):
             unknown = (set(request.files) | set(request.form)) - UPLOAD_FIELDS
         except RequestEntityTooLarge:
             abort(413, message=_too_large(limit))
-        errors = {field: ["Unknown field."] for field in sorted(unknown)}
+        # A part whose name werkzeug cannot read (an unterminated quote) comes back under None.
+        errors = {field or "(a part without a readable name)": ["Unknown field."] for field in sorted(unknown, key=str)}
         if upload is None:
             errors["file"] = ["Missing data for required field."]
         if name is not None and not 1 <= len(name) <= 100:

@@ -27,7 +27,7 @@ from core import events
 from core.jobstore import FINISHED
 from service.extensions import parts
 from service.jobs_api import load_job
-from service.schemas import JobSchema
+from service.schemas import JobEventSchema, JobSchema
 
 log = logging.getLogger("trainrx.events")
 
@@ -44,13 +44,18 @@ def keepalive_seconds() -> float:
 
 
 def last_event_id() -> int:
-    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    """The header wins over the query parameter, but each one given must be an event id."""
+    given = [_event_id(raw) for raw in (request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))]
+    return next((value for value in given if value is not None), -1)
+
+
+def _event_id(raw: str | None) -> int | None:
     if raw is None or raw.strip() == "":
-        return -1
+        return None
     try:
         value = int(raw.strip())
     except ValueError:
-        value = -2
+        value = -1
     if value < 0:
         abort(400, message="Last-Event-ID must be the id of an event this stream sent (an integer >= 0).")
     return value
@@ -140,7 +145,7 @@ class Events(MethodView):
         {"in": "query", "name": "last_event_id", "required": False, "schema": {"type": "integer", "minimum": 0},
          "description": "The same, for clients that cannot set headers."},
     ])
-    @blp.response(200, {"type": "string"}, content_type="text/event-stream",
+    @blp.response(200, JobEventSchema, content_type="text/event-stream",
                   description="`status` events (status and timestamps), one `epoch` event per finished epoch "
                               "(that epoch's curves row) and a final `end` event (the finished job). Ids "
                               "increase within the job; a comment line every 15 s keeps the stream alive.")

@@ -23,6 +23,10 @@ from service.schemas import (CurvesArgsSchema, CurvesSchema, DiagnosisSchema, Jo
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_PARAMETER = {"in": "header", "name": IDEMPOTENCY_HEADER, "required": False,
+                         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                         "description": "Makes the POST safe to retry: the same key with the same body answers "
+                                        "200 with the job the first POST made."}
 
 
 def load_job(job_id: str) -> dict:
@@ -83,7 +87,8 @@ def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: s
 @blp.route("")
 class Jobs(MethodView):
     # Validated in the view, with the limits and uploads in force; the schema documents the body.
-    @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": JobRequestSchema}}})
+    @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": JobRequestSchema}}},
+             parameters=[IDEMPOTENCY_PARAMETER])
     @blp.alt_response(422, "UNPROCESSABLE_ENTITY")
     @blp.response(202, JobSchema, description="Accepted and queued.",
                   headers={"Location": {"description": "The job's URL", "schema": {"type": "string"}}})
@@ -164,8 +169,12 @@ def pivot_curves(rows: list[dict]) -> dict:
 @blp.route("/<job_id>/resubmit")
 class Resubmit(MethodView):
     @blp.arguments(ResubmitSchema)
+    @blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
     @blp.response(202, JobSchema, description="A new job running the patched request; `links.parent` names "
                                               "this one.")
+    @blp.alt_response(200, schema=JobSchema, description="An earlier resubmit with the same Idempotency-Key and "
+                                                         "patch.")
+    @blp.alt_response(409, description="The Idempotency-Key was used with a different request.")
     @blp.alt_response(422, description="The patched request is invalid; `errors` names its bad fields.")
     def post(self, args: dict, job_id: str):
         """Run the job again with a JSON merge patch (RFC 7396) applied to its normalised request.

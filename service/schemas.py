@@ -14,6 +14,7 @@ from flask import url_for
 from marshmallow import RAISE, Schema, fields, post_dump, validate
 from marshmallow.utils import missing
 
+from core import events
 from core.jobstore import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from core.queueing import QUEUES
 from core.tokens import OWNER_PATTERN, OWNER_RULE
@@ -138,6 +139,7 @@ class JobSchema(Schema):
 class ResubmitSchema(Schema):
     class Meta:
         unknown = RAISE
+        openapi_merge_patches = {"patch": "JobRequest"}  # documented by service/openapi_extras.py
 
     patch = fields.Dict(required=True, metadata={
         "description": "A JSON merge patch on the parent's normalised request, e.g. a diagnosis suggestion's "
@@ -249,3 +251,15 @@ class HealthSchema(Schema):
 class OwnerArgsSchema(Schema):
     owner = fields.String(validate=validate.Regexp(OWNER_PATTERN, error=f"Must be {OWNER_RULE}."),
                           metadata={"description": "Admins only: another owner's resources (default: your own)."})
+
+
+class JobEventSchema(Schema):
+    """One server-sent event of GET /v1/jobs/{id}/events, as an EventSource client sees it."""
+
+    event = fields.String(required=True, validate=validate.OneOf([events.STATUS, events.EPOCH, events.END]))
+    id = fields.String(validate=validate.Regexp(r"^[0-9]+$"),
+                       metadata={"description": "Increases within the job; send it back as Last-Event-ID."})
+    data = fields.String(required=True, metadata={
+        "description": "JSON: the job's status and timestamps (`status`), that epoch's curves row (`epoch`), "
+                       "or the finished job (`end`)."})
+    retry = fields.Integer(metadata={"description": "The reconnect delay in milliseconds."})

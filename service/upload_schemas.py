@@ -44,7 +44,8 @@ UPLOAD_REQUEST_BODY = {
             "file": {"type": "string", "format": "binary",
                      "description": ".npz with arrays X (rows x features) and y (integer labels 0..k-1), or .csv "
                                     "with a header and a `label` column; see docs/datasets.md."},
-            "name": {"type": "string", "maxLength": 100, "description": "Defaults to the file name."},
+            "name": {"type": "string", "minLength": 1, "maxLength": 100, "description": "Defaults to the file name."},
         },
+        "additionalProperties": False,
     }}},
 }
