@@ -117,9 +117,20 @@ def _summary(row: dict, best_epoch: int | None, epochs_run: int, stopped_early: 
     }
 
 
-def _best_by_val_loss(rows: list[dict]) -> int | None:
-    finite = [r for r in rows if r["val_loss"] is not None]
-    return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
+class _BestByValLoss:
+    """The epoch with the lowest validation loss (the first, on ties), kept up to date as rows
+    arrive: asked after every epoch, so it must not rescan the whole history each time."""
+
+    def __init__(self) -> None:
+        self.seen, self.epoch, self.loss = 0, None, None
+
+    def update(self, rows: list[dict]) -> int | None:
+        for row in rows[self.seen:]:
+            value = row["val_loss"]
+            if value is not None and (self.loss is None or value < self.loss):
+                self.epoch, self.loss = row["epoch"], value
+        self.seen = len(rows)
+        return self.epoch
 
 
 def _start(request: dict, data: DeviceData) -> TrainingState:
@@ -209,7 +220,11 @@ def _epoch_row(request: dict, data: DeviceData, state: TrainingState, epoch: int
 
 
 def _best_epoch(state: TrainingState) -> int | None:
-    return state.stopper.best_epoch if state.stopper else _best_by_val_loss(state.rows)
+    if state.stopper:
+        return state.stopper.best_epoch
+    if not hasattr(state, "best_by_val_loss"):  # derived from the rows: not part of a checkpoint
+        state.best_by_val_loss = _BestByValLoss()
+    return state.best_by_val_loss.update(state.rows)
 
 
 def _final_summary(data: DeviceData, state: TrainingState, reason: str | None) -> dict | None:
