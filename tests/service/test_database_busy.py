@@ -9,9 +9,10 @@ import sqlite3
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from core import migrate
-from core.db import make_engine
+from core.db import is_transient, make_engine
 from core.settings import Limits, Settings
 from core.tokens import USER, TokenStore
 
@@ -71,3 +72,11 @@ def test_a_locked_postgresql_table_answers_503_with_retry_after(client, settings
                 holder.execute(text("ROLLBACK"))
     finally:
         engine.dispose()
+
+
+def test_a_fault_in_the_query_is_not_mistaken_for_a_busy_database():
+    engine = make_engine("sqlite://")
+    with pytest.raises(OperationalError) as raised, engine.connect() as conn:
+        conn.execute(text("SELECT * FROM no_such_table"))
+    assert not is_transient(raised.value)  # a 500 of ours, not a 503 to retry
+    engine.dispose()
