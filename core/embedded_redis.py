@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 RDB_FILE, AOF_FILE = "redis.rdb", "appendonly.aof"
 # Snapshot after 60 s if at least one key changed (one argv word per value: "60 1" as a
@@ -39,6 +41,13 @@ def redis_server_binary() -> str:
 def _aof_rewriting(client: redis.Redis) -> bool:
     info = client.info("persistence")
     return bool(info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled"))
+
+
+def _probe(socket: Path) -> redis.Redis:
+    """A client that asks once: redis-py retries a refused connection with a backoff of
+    seconds by default, which start() would wait through on every poll."""
+    return redis.Redis(unix_socket_path=str(socket), socket_timeout=1, socket_connect_timeout=1,
+                       retry=Retry(NoBackoff(), 0))
 
 
 class EmbeddedRedis:
@@ -75,11 +84,14 @@ class EmbeddedRedis:
         snapshot and then turns the AOF on, which writes the AOF from the data set.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self._answers():  # two servers appending to one AOF would corrupt it
+            raise RuntimeError(f"a Redis already answers on {self.socket}: is another `make run` using "
+                               f"{self.directory.parent}? Stop it first")
         self.socket.unlink(missing_ok=True)
         has_aof = (self.directory / AOF_FILE).exists()
         self.process = subprocess.Popen(self._args(appendonly=has_aof), stdin=subprocess.DEVNULL, **popen)
         deadline = time.monotonic() + timeout
-        client = redis.Redis(unix_socket_path=str(self.socket))
+        client = _probe(self.socket)
         try:
             while True:
                 if self.process.poll() is not None:
@@ -103,6 +115,17 @@ class EmbeddedRedis:
         finally:
             client.close()
         return self.url
+
+    def _answers(self) -> bool:
+        if not self.socket.exists():
+            return False
+        client = _probe(self.socket)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False  # left behind by a server that was killed
+        finally:
+            client.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

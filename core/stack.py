@@ -168,6 +168,8 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _on_signal)
+    # A closed terminal: Redis and the API run in sessions of their own and would not hear it.
+    signal.signal(signal.SIGHUP, _on_signal)
     try:
         stack.start()
         if not stack.wait_ready():

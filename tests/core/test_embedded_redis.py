@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from core.embedded_redis import RDB_FILE, EmbeddedRedis
@@ -92,3 +93,15 @@ def test_a_snapshot_made_before_the_aof_existed_is_loaded_and_kept(tmp_path):
         assert sorted(_queued(again)) == MESSAGES
     finally:
         again.stop()
+
+
+def test_a_second_server_on_a_running_ones_directory_is_refused(tmp_path):
+    first = EmbeddedRedis(tmp_path)
+    first.start()
+    try:
+        with pytest.raises(RuntimeError, match="already answers"):
+            EmbeddedRedis(tmp_path).start()
+        _push(first)  # the first one is untouched
+        assert sorted(_queued(first)) == MESSAGES
+    finally:
+        first.stop()
