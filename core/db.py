@@ -7,7 +7,9 @@ the two equal. Every schema change ships a migration.
 
 from __future__ import annotations
 
+import math
 
+import sqlalchemy.exc
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, create_engine, event)
 from sqlalchemy.engine import Engine
@@ -114,21 +116,63 @@ tokens = Table(
 )
 
 
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # noqa: ARG001
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+# How long a statement waits for another writer's lock before it fails. Workers wait
+# long (a job's write should rather wait than fail); the API passes a short one
+# (service/extensions.py): SQLite waits inside C, which freezes a whole gevent process.
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+# SQLite's messages for a lock another connection holds.
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+# PostgreSQL SQLSTATEs worth a retry: connection exceptions (class 08), lock_timeout
+# (55P03), statement_timeout or a cancel (57014), a server shutting down or starting
+# (57P01-57P03), serialization failures and deadlocks (40001, 40P01).
+_PG_TRANSIENT = ("08", "55P03", "57014", "57P01", "57P02", "57P03", "40001", "40P01")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL mode and a busy timeout (API and worker both write)."""
+def make_engine(url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Engine:
+    """An engine for ``url``. SQLite gets WAL mode (API and worker both write) and waits
+    ``busy_timeout_s`` for a lock; PostgreSQL gets the same bound as ``lock_timeout``,
+    and as its connect timeout."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
     else:
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        connect_args = {}
+        if url.startswith("postgresql"):
+            connect_args = {"connect_timeout": max(2, math.ceil(busy_timeout_s)),  # libpq: whole seconds, 2 at least
+                            "options": f"-c lock_timeout={int(busy_timeout_s * 1000)}"}
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args)
     return engine
+
+
+def _sqlite_pragmas(busy_timeout_s: float):
+    def on_connect(dbapi_connection, connection_record) -> None:  # noqa: ARG001
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database being busy or out of reach, which a retry may
+    get past (the API answers 503 with ``Retry-After``), rather than a fault in the query."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # the pool had no connection to lend in time
+        return True
+    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # psycopg
+    if sqlstate:
+        return sqlstate.startswith(_PG_TRANSIENT)
+    if not isinstance(exc, sqlalchemy.exc.OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        message = str(exc.orig).lower()
+        return any(busy in message for busy in _SQLITE_BUSY)
+    return True  # psycopg without an SQLSTATE: the server could not be reached

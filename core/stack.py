@@ -4,7 +4,13 @@ Migrates the database, makes sure an admin token exists (``TRAINRX_BOOTSTRAP_TOK
 else one generated once into ``$TRAINRX_DATA_DIR/dev-token``), starts an embedded
 Redis when ``REDIS_URL`` is unset (it lives as long as this process), one Celery
 worker and the API under gunicorn; prints a curl command that submits a first
-job with that token; stops everything it started on Ctrl-C.
+job with that token; stops everything it started on Ctrl-C or SIGTERM.
+
+Once the stack is up, a child that dies is restarted (``core/supervision.py``)
+and the others keep running: the API keeps answering while a worker or the
+embedded Redis comes back, and a restarted Redis listens on the same socket, so
+the API and the worker reconnect by themselves. A child that dies before the
+stack is up stops it: that is a configuration to fix, which no restart would.
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ from core import migrate
 from core.db import make_engine
 from core.embedded_redis import EmbeddedRedis
 from core.settings import Settings
+from core.supervision import Child, GaveUp, Supervisor
 from core.tokens import BOOTSTRAP_ENV, TokenStore, bootstrap_admin_token
 
 # gevent workers: live event streams must not pin a thread each (see the file).
 GUNICORN_CONF = str(Path(__file__).resolve().parents[1] / "service" / "gunicorn_conf.py")
+
+REDIS = "redis"  # the embedded Redis's name among the children: stopped last
 
 FIRST_JOB = {
     "name": "digits-relu",
@@ -45,13 +54,22 @@ class Stack:
         self.port = int(os.environ.get("PORT") or 8000)
         self.host = os.environ.get("TRAINRX_HOST") or "127.0.0.1"
         self.redis: EmbeddedRedis | None = None
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.supervisor = Supervisor()
         self.stopping = False
         self.token = ""
         self.token_source = ""
 
-    def _spawn(self, name: str, args: list[str], env: dict, **popen) -> None:
-        self.children.append((name, subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, **popen)))
+    def _spawn(self, name: str, args: list[str], env: dict, *, own_process_group: bool = False) -> None:
+        def launch() -> subprocess.Popen:
+            return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=own_process_group)
+
+        self.supervisor.start(Child(name, launch, own_process_group=own_process_group))
+
+    def _launch_redis(self) -> subprocess.Popen:
+        # Its own session: Ctrl-C must not stop Redis before the worker has handed its
+        # running job back to the queue; stop() stops it last.
+        self.redis.start(start_new_session=True)
+        return self.redis.process
 
     def prepare_database(self) -> None:
         """Migrate the schema and make sure the bootstrap admin token exists."""
@@ -73,7 +91,8 @@ class Stack:
         env = dict(os.environ, TRAINRX_DATA_DIR=str(self.settings.data_dir))
         if not self.settings.redis_url:
             self.redis = EmbeddedRedis(self.settings.data_dir / "redis")
-            env["REDIS_URL"] = self.redis.start()
+            self.supervisor.start(Child(REDIS, self._launch_redis, own_process_group=True))
+            env["REDIS_URL"] = self.redis.url
             print(f"trainrx: embedded Redis on {self.redis.socket}", flush=True)
         if not os.environ.get("DATABASE_URL"):
             print(f"trainrx: SQLite at {self.settings.data_dir / 'trainrx.db'}", flush=True)
@@ -86,7 +105,7 @@ class Stack:
                             "--access-logfile", "-", "service.wsgi:app"], env,
                     # Ctrl-C reaches the whole process group; gevent workers quit noisily on SIGINT.
                     # gunicorn stops gracefully on the SIGTERM that stop() sends it instead.
-                    start_new_session=True)
+                    own_process_group=True)
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -104,23 +123,28 @@ class Stack:
         return False
 
     def _dead_child(self) -> str | None:
-        for name, proc in self.children:
-            if proc.poll() is not None:
-                return name
-        return None
+        dead = self.supervisor.first_dead()
+        return dead.name if dead else None
+
+    def supervise(self) -> None:
+        """Restart children that die, until Ctrl-C or SIGTERM (KeyboardInterrupt) or GaveUp."""
+        while True:
+            self.supervisor.check()
+            time.sleep(0.5)
 
     def stop(self) -> None:
+        """The API first, then the worker (warm: a running job goes back to the queue), Redis last."""
         self.stopping = True
-        for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # gunicorn: graceful; celery: warm (running jobs requeue)
-        for name, proc in reversed(self.children):
+        children = [child for child in reversed(self.supervisor.children) if child.name != REDIS and child.alive]
+        for child in children:
+            child.proc.send_signal(signal.SIGTERM)  # gunicorn: graceful; celery: warm (running jobs requeue)
+        for child in children:
             try:
-                proc.wait(timeout=30)
+                child.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                print(f"trainrx: {name} did not stop in time; killing it", flush=True)
-                proc.kill()
-                proc.wait()
+                print(f"trainrx: {child.name} did not stop in time; killing it", flush=True)
+                child.proc.kill()
+                child.proc.wait()
         if self.redis is not None:
             self.redis.stop()
         print("trainrx: stopped", flush=True)
@@ -144,6 +168,8 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _on_signal)
+    # A closed terminal: Redis and the API run in sessions of their own and would not hear it.
+    signal.signal(signal.SIGHUP, _on_signal)
     try:
         stack.start()
         if not stack.wait_ready():
@@ -151,12 +177,10 @@ def main() -> int:
             print(f"trainrx: the stack did not come up ({dead or 'timeout'}); stopping", file=sys.stderr)
             return 1
         print(stack.first_job_hint(), flush=True)
-        while True:
-            dead = stack._dead_child()
-            if dead:
-                print(f"trainrx: {dead} exited unexpectedly; stopping the stack", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
+        stack.supervise()
+    except GaveUp as exc:
+        print(f"trainrx: {exc}; stopping the stack", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         print("\ntrainrx: stopping...", flush=True)
         return 0

@@ -9,8 +9,11 @@ import logging
 from flask import Flask, Response, jsonify
 from flask_smorest import Api
 from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
+
+from core.db import is_transient
 
 log = logging.getLogger("trainrx.api")
 
@@ -42,6 +45,11 @@ def _flatten_locations(errors: dict) -> dict:
         if location in ("json", "query", "headers", "form", "files") and isinstance(inner, dict):
             return inner
     return errors
+
+
+# Seconds a client waits before retrying a request the database was too busy for:
+# about the API's lock wait (service/extensions.py), after which a lock is usually gone.
+DB_BUSY_RETRY_AFTER_S = 2
 
 
 def internal_error() -> Response:
@@ -85,6 +93,23 @@ def register_error_handlers(app: Flask) -> None:
             return jsonify(error_body(422, HTTP_STATUS_CODES[422], None, exc.messages)), 422
         except Exception:  # noqa: BLE001
             log.exception("could not answer a validation error")
+            return internal_error()
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeoutError)
+    def _database(exc: Exception):
+        """A database that is locked or out of reach is a 503 the client may retry; any other
+        database error is a fault of ours (500)."""
+        try:
+            if not is_transient(exc):
+                log.error("database error", exc_info=exc)
+                return internal_error()
+            log.warning("database busy or unavailable: %s", type(getattr(exc, "orig", exc)).__name__)
+            body = error_body(503, HTTP_STATUS_CODES[503], "The database is busy or unavailable; retry in "
+                              f"{DB_BUSY_RETRY_AFTER_S} seconds.")
+            return jsonify(body), 503, {"Retry-After": str(DB_BUSY_RETRY_AFTER_S)}
+        except Exception:  # noqa: BLE001 — an error handler must answer, never raise
+            log.exception("could not answer a database error")
             return internal_error()
 
     @app.errorhandler(Exception)

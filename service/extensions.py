@@ -16,6 +16,11 @@ from core.queueing import make_celery
 from core.redis_urls import redis_py_url
 from core.settings import Settings
 
+# A request waits at most this long for another writer's database lock, then answers
+# 503 with Retry-After (service/errors.py). SQLite waits inside C, freezing the whole
+# gevent process meanwhile; a long wait would also run into gunicorn's 30 s worker timeout.
+API_DB_BUSY_TIMEOUT_S = 2.0
+
 
 @dataclass
 class Parts:
@@ -27,7 +32,7 @@ class Parts:
 
     @classmethod
     def connect(cls, settings: Settings) -> "Parts":
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, busy_timeout_s=API_DB_BUSY_TIMEOUT_S)
         require_current(engine)  # an unmigrated database stops the API here, saying what to run
         return cls(settings=settings, store=JobStore(engine), artifacts=LocalArtifactStore(settings.artifacts_dir),
                    celery=make_celery(settings),

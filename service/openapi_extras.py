@@ -1,9 +1,10 @@
 """What the OpenAPI document says about many operations at once, written once here
 rather than on every view.
 
-- Every ``/v1`` operation can answer 401 (no credential, or a bad one) and 429 (the
-  per-owner rate limit); every operation that takes an id can answer 404 (no such
-  resource, or another owner's). Each error response carries the standard body.
+- Every ``/v1`` operation can answer 401 (no credential, or a bad one), 429 (the
+  per-owner rate limit) and 503 (the database is busy or away; retry); every
+  operation that takes an id can answer 404 (no such resource, or another owner's).
+  Each error response carries the standard body.
 - A schema says what its validators check, where apispec leaves it out: exclusive
   bounds, a nullable nested object that is null or that object (not any object), and
   rules across fields, which a schema states in ``Meta.openapi`` (core/spec.py).
@@ -31,6 +32,7 @@ ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/E
 
 # Not flask-smorest's names (UNAUTHORIZED, ...): it registers those itself, without the headers.
 UNAUTHORIZED, NOT_FOUND, TOO_MANY_REQUESTS = "AUTHENTICATION_REQUIRED", "NO_SUCH_RESOURCE", "RATE_LIMITED"
+UNAVAILABLE = "TRY_AGAIN_LATER"
 RESPONSES = {
     UNAUTHORIZED: {
         "description": "No credential, or a wrong, revoked or expired one.",
@@ -46,6 +48,13 @@ RESPONSES = {
     TOO_MANY_REQUESTS: {
         "description": "Over the caller's rate limit or quota; retry after `Retry-After` seconds.",
         "headers": {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True,
+                                    "schema": {"type": "integer", "minimum": 0}}},
+        "content": ERROR_CONTENT,
+    },
+    UNAVAILABLE: {
+        "description": "A part this API depends on is busy or away (the database is locked, the queue is "
+                       "unreachable); nothing was changed. Retry after `Retry-After` seconds when it is sent.",
+        "headers": {"Retry-After": {"description": "Seconds to wait before retrying.",
                                     "schema": {"type": "integer", "minimum": 0}}},
         "content": ERROR_CONTENT,
     },
@@ -110,6 +119,7 @@ class OpenApiExtras(BasePlugin):
             if path.startswith(PROTECTED_PREFIX):
                 _add_response(responses, 401, UNAUTHORIZED)
                 _add_response(responses, 429, TOO_MANY_REQUESTS)
+                _add_response(responses, 503, UNAVAILABLE)
                 if "{" in path:
                     _add_response(responses, 404, NOT_FOUND)
             self.operations[(path, method)] = operation
