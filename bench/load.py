@@ -133,13 +133,16 @@ def client_thread(stack: Stack, tokens: dict[str, str], work: list[str], results
                     break
 
 
-def faults(stack: Stack, report: dict, admin: httpx.Client, stop: threading.Event) -> None:
+def faults(stack: Stack, report: dict, admin: httpx.Client, owners: list[str], stop: threading.Event) -> None:
     """SIGKILL the worker while it runs a job, later SIGKILL Redis; time how long each takes to heal."""
     def running_job() -> str | None:
-        page = admin.get("/v1/jobs", params={"status": "running", "limit": 100}).json()
-        return page["items"][0]["id"] if page.get("items") else None
+        for owner in owners:  # an admin lists another owner's jobs with ?owner=
+            page = admin.get("/v1/jobs", params={"status": "running", "limit": 100, "owner": owner}).json()
+            if page.get("items"):
+                return page["items"][0]["id"]
+        return None
 
-    time.sleep(10)
+    time.sleep(3)
     job_id = None
     while not stop.is_set() and job_id is None:
         try:
@@ -153,31 +156,36 @@ def faults(stack: Stack, report: dict, admin: httpx.Client, stop: threading.Even
     killed = time.monotonic()
     worker.kill()
     report["worker_killed_job"] = job_id
-    while not stop.is_set():
-        try:
-            job = admin.get(f"/v1/jobs/{job_id}").json()
-            if job["status"] in TERMINAL:
-                report["worker_kill_recovery_s"] = round(time.monotonic() - killed, 1)
-                report["worker_killed_job_status"] = job["status"]
-                report["worker_killed_job_attempts"] = job.get("attempts")
-                break
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
+
+    def watch_killed_job() -> None:
+        while not stop.is_set():
+            try:
+                job = admin.get(f"/v1/jobs/{job_id}").json()
+                if job["status"] in TERMINAL:
+                    report["worker_kill_recovery_s"] = round(time.monotonic() - killed, 1)
+                    report["worker_killed_job_status"] = job["status"]
+                    report["worker_killed_job_attempts"] = job.get("attempts")
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch_killed_job, daemon=True)
+    watcher.start()
     time.sleep(5)
     redis_server = stack.child(r"redis-server")
-    if redis_server is None:
-        return
-    killed = time.monotonic()
-    redis_server.kill()
-    while not stop.is_set():
-        try:
-            if admin.get("/healthz").status_code == 200 and admin.get("/v1/jobs?limit=1").status_code == 200:
-                report["redis_kill_api_back_s"] = round(time.monotonic() - killed, 1)
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
+    if redis_server is not None:
+        redis_killed = time.monotonic()
+        redis_server.kill()
+        while not stop.is_set():
+            try:
+                if admin.get("/healthz").status_code == 200 and admin.get("/v1/jobs?limit=1").status_code == 200:
+                    report["redis_kill_api_back_s"] = round(time.monotonic() - redis_killed, 1)
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+    watcher.join()
 
 
 def main() -> int:
@@ -201,7 +209,8 @@ def main() -> int:
         keys = [uuid.uuid4().hex for _ in range(args.jobs)]
         results = Results()
         stop = threading.Event()
-        fault_thread = threading.Thread(target=faults, args=(stack, report, admin, stop), daemon=True)
+        fault_thread = threading.Thread(target=faults, args=(stack, report, admin, list(tokens), stop),
+                                        daemon=True)
         threads = [threading.Thread(target=client_thread, args=(stack, tokens, keys[i::args.clients], results, i))
                    for i in range(args.clients)]
         began = time.monotonic()

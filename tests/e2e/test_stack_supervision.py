@@ -61,12 +61,12 @@ def _train(http: httpx.Client, base: str) -> dict:
     return _until(finished, f"job {job_id} to end", timeout=120, every=0.5)
 
 
-def test_killed_children_are_restarted_while_the_api_answers(tmp_path):
+def test_killed_children_are_restarted_and_a_graceful_restart_loses_no_job(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     token = "trx_" + "supervision-test-" + os.urandom(16).hex()
     env.update(PORT=str(port), TRAINRX_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1",
-               TRAINRX_BOOTSTRAP_TOKEN=token)
+               TRAINRX_BOOTSTRAP_TOKEN=token, TRAINRX_CHECKPOINT_EVERY_EPOCHS="3")
     out, err = tmp_path / "stack.out", tmp_path / "stack.err"
     # Files, not pipes: the access log goes to stdout, and a full pipe would stall the API.
     with open(out, "w") as stdout, open(err, "w") as stderr:
@@ -112,6 +112,27 @@ def test_killed_children_are_restarted_while_the_api_answers(tmp_path):
 
         _until(api_back, "a new API")
         assert f"api (pid {api.pid}) was killed by SIGKILL; restarting it" in err.read_text()
+
+        # A graceful stop with one job running and two queued, then a restart: none is lost.
+        long_job = http.post(f"{base}/v1/jobs", json={**JOB, "dataset": {"name": "moons", "train_samples": 200},
+                                                        "epochs": 150, "batch_size": 8}).json()["id"]
+        queued = [http.post(f"{base}/v1/jobs", json={**JOB, "seed": s}).json()["id"] for s in (1, 2)]
+        _until(lambda: http.get(f"{base}/v1/jobs/{long_job}").json()["progress"]["epoch"] >= 6, "epochs to pass")
+        children = psutil.Process(stack.pid).children(recursive=True)
+        stack.send_signal(signal.SIGINT)
+        assert stack.wait(timeout=60) == 0
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"left running: {alive}"
+        with open(out, "a") as stdout, open(err, "a") as stderr:
+            stack = subprocess.Popen([sys.executable, "-m", "core.stack"], cwd=ROOT, env=env, stdout=stdout,
+                                     stderr=stderr)
+        _until(lambda: out.read_text().count("curl -sS -X POST") == 2 or stack.poll() is not None, "a restart", 180)
+        for job_id in (long_job, *queued):
+            done = _until(lambda: (j := http.get(f"{base}/v1/jobs/{job_id}").json())["status"] in
+                          ("succeeded", "failed", "cancelled") and j, f"job {job_id}", timeout=180, every=0.5)
+            assert done["status"] == "succeeded" and done["attempts"] == 0  # handed back, not lost
+        log = http.get(f"{base}/v1/jobs/{long_job}/logs").text
+        assert "goes back to the queue" in log and "resuming from the checkpoint after epoch" in log
 
         children = psutil.Process(stack.pid).children(recursive=True)
         stack.send_signal(signal.SIGINT)
