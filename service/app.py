@@ -59,6 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Auth(app, TokenStore(app.extensions["trainrx"].store.engine),
          settings.secret_key or load_or_create_secret(settings.data_dir))
     quotas.init_app(app, settings)  # after Auth: the rate limit is per owner
+    events_api.init_app(app, settings)
 
     @app.before_request
     def _per_request() -> None:
