@@ -156,3 +156,45 @@ def test_a_small_file_that_stores_large_is_refused_after_parsing(settings):
     store = UploadStore(app.extensions["trainrx"].store.engine, settings.uploads_dir)
     assert store.bytes_used(owner) == 0, "nothing of the refused upload is kept"
     assert uploaded(client, as_npz(*blobs()))["rows"] == 180
+
+
+# --- open event streams ---------------------------------------------------------------------------------------
+
+def test_streams_over_the_owner_or_process_cap_are_429_at_once(settings):
+    """Streams opened and not read (the test client does not iterate them) hold their slots until closed
+    (last opened, first closed: each holds a request context in this one thread)."""
+    app = make_app(settings, max_streams_per_owner=2, max_streams=3)
+    client, _ = fresh_owner(app, "streams")
+    job = client.post("/v1/jobs", json=WAITING).get_json()
+    url = f"/v1/jobs/{job['id']}/events"
+    first, second = client.get(url, buffered=False), client.get(url, buffered=False)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert_429(client.get(url), "TRAINRX_MAX_STREAMS_PER_OWNER")
+    assert client.get(f"/v1/jobs/{job['id']}").status_code == 200  # everything else still answers
+    second.close()
+    third = client.get(url, buffered=False)
+    assert third.status_code == 200
+
+    other, _ = fresh_owner(app, "streams")
+    theirs = other.post("/v1/jobs", json=WAITING).get_json()
+    held = other.get(f"/v1/jobs/{theirs['id']}/events", buffered=False)
+    assert held.status_code == 200  # this process now holds 3
+    assert_429(other.get(f"/v1/jobs/{theirs['id']}/events"), "TRAINRX_MAX_STREAMS")
+    for resp in (held, third, first):
+        resp.close()
+    assert app.extensions["trainrx_streams"].slots.open_here == 0
+
+
+def test_a_slot_left_by_a_crashed_process_expires_with_its_lease(settings):
+    """A slot is a lease in the owner's sorted set; one whose lease ran out no longer counts."""
+    import time
+
+    from service.stream_slots import KEY_PREFIX
+
+    app = make_app(settings, max_streams_per_owner=1)
+    client, owner = fresh_owner(app, "streams")
+    app.extensions["trainrx"].redis.zadd(KEY_PREFIX + owner, {"crashed-process-stream": time.time() - 1})
+    job = client.post("/v1/jobs", json=WAITING).get_json()
+    resp = client.get(f"/v1/jobs/{job['id']}/events", buffered=False)
+    assert resp.status_code == 200
+    resp.close()
