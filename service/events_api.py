@@ -51,6 +51,7 @@ KEEPALIVE_S = 15.0  # a comment line this often keeps proxies and clients from t
 POLL_S = 2.0  # how often a stream reads the database when Redis does not answer
 RETRY_MS = 2000  # the reconnect delay advertised to EventSource clients
 LIFETIME_RETRY_MS = 250  # ... and the one sent when a stream reaches its maximum lifetime: come back soon
+SLOT_CONNECTIONS = 20  # Redis connections for taking and giving back stream slots, per API process
 LIFETIME_JITTER = 0.1  # a stream lives max_s * (1 - up to this fraction)
 
 
@@ -66,7 +67,11 @@ class Streams:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    app.extensions["trainrx_streams"] = Streams(settings, app.extensions["trainrx"].redis)
+    # A burst of streams opening at once waits for one of a few connections, rather than failing
+    # (redis-py's default pool raises when it runs out) or opening hundreds.
+    pool = redis.BlockingConnectionPool.from_url(redis_py_url(settings.redis_url), max_connections=SLOT_CONNECTIONS,
+                                                 timeout=2, socket_timeout=2, socket_connect_timeout=2)
+    app.extensions["trainrx_streams"] = Streams(settings, redis.Redis(connection_pool=pool))
 
 
 def streams() -> Streams:

@@ -20,13 +20,15 @@ import logging
 import math
 import time
 
+import redis
+
 from flask import Flask, g, jsonify, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_smorest import abort
 from limits import parse_many
 from werkzeug.http import HTTP_STATUS_CODES
 
-from core.redis_urls import limits_storage_url
+from core.redis_urls import limits_storage_url, redis_py_url
 from core.settings import Settings
 from service.errors import error_body, internal_error
 
@@ -34,12 +36,21 @@ log = logging.getLogger("trainrx.quotas")
 
 RATE_LIMIT_KEY_PREFIX = "trainrx:ratelimit"
 EXEMPT_PATHS = ("/healthz", "/openapi.json")
+STORAGE_CONNECTIONS = 50  # per API process
 STORAGE_TIMEOUT_S = 0.5  # a Redis that hangs delays a request by at most this, then the fallback counts
 
 
 def too_many(message: str, retry_after_s: float) -> None:
     """Refuse with 429, the standard body and Retry-After (whole seconds, at least 1)."""
     abort(429, message=message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+
+
+def _pool(redis_url: str) -> redis.BlockingConnectionPool:
+    """A burst of requests waits briefly for one of a few connections (redis-py's default pool
+    raises when it runs out, which would send every request of the burst to the fallback)."""
+    return redis.BlockingConnectionPool.from_url(redis_py_url(redis_url), max_connections=STORAGE_CONNECTIONS,
+                                                 timeout=STORAGE_TIMEOUT_S, socket_timeout=STORAGE_TIMEOUT_S,
+                                                 socket_connect_timeout=STORAGE_TIMEOUT_S)
 
 
 def rate_limit_key() -> str:
@@ -60,8 +71,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter | None:
         rate_limit_key,
         application_limits=[rate],
         storage_uri=limits_storage_url(settings.redis_url),
-        storage_options={"key_prefix": RATE_LIMIT_KEY_PREFIX, "socket_timeout": STORAGE_TIMEOUT_S,
-                         "socket_connect_timeout": STORAGE_TIMEOUT_S},
+        storage_options={"key_prefix": RATE_LIMIT_KEY_PREFIX, "connection_pool": _pool(settings.redis_url)},
         strategy="sliding-window-counter",
         in_memory_fallback_enabled=True,  # Redis down: count in memory, never a 500
         swallow_errors=True,
