@@ -71,6 +71,60 @@ class Limits:
         )
 
 
+RATE_LIMIT_OFF = ("", "off", "none", "0")
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """What one owner may hold or do at a time; past each, a 429 with ``Retry-After``
+    (service/quotas.py, docs/events.md). Every value is operator-configurable."""
+
+    # Queued + running jobs: a team's CI fanning out a few dozen checks fits; a loop submitting
+    # without waiting stops at 20 instead of filling the queue for everyone else.
+    max_active_jobs_per_owner: int = 20
+    # Requests per owner across every /v1 endpoint ("N/second|minute|hour", ";" joins several; None: off).
+    # 600/minute is 10 a second sustained: ten SDK waits polling at their 1 s default, or a dashboard
+    # refreshing a few panels, fit with room to spare; a runaway loop is cut to that rate.
+    rate_limit: str | None = "600/minute"
+    # What an owner's uploads may take on disk (as stored: float32 features, int64 labels):
+    # ten uploads at the 100 MiB upload limit.
+    max_upload_mb_per_owner: int = 1024
+    # Open event streams per owner, counted across API processes in Redis: one per job followed
+    # is plenty for a person or a CI run; the 2,000 streams of one client in the audit are not.
+    max_streams_per_owner: int = 20
+    # Open event streams per API process: half of gunicorn's worker_connections (1000), so ordinary
+    # requests and /healthz always find a connection.
+    max_streams: int = 500
+    # A stream ends after this long (minus up to 10 % jitter); clients reconnect with Last-Event-ID.
+    # Bounds how long a slot held by a crashed API process stays counted.
+    stream_max_s: int = 300
+
+    @classmethod
+    def from_env(cls) -> "Quotas":
+        raw_rate = os.environ.get("TRAINRX_RATE_LIMIT")
+        rate = cls.rate_limit if raw_rate is None else raw_rate.strip()
+        quotas = cls(
+            max_active_jobs_per_owner=_int_env("TRAINRX_MAX_ACTIVE_JOBS_PER_OWNER", cls.max_active_jobs_per_owner),
+            rate_limit=None if rate is None or rate.lower() in RATE_LIMIT_OFF else rate,
+            max_upload_mb_per_owner=_int_env("TRAINRX_MAX_UPLOAD_MB_PER_OWNER", cls.max_upload_mb_per_owner),
+            max_streams_per_owner=_int_env("TRAINRX_MAX_STREAMS_PER_OWNER", cls.max_streams_per_owner),
+            max_streams=_int_env("TRAINRX_MAX_STREAMS", cls.max_streams),
+            stream_max_s=_int_env("TRAINRX_STREAM_MAX_S", cls.stream_max_s),
+        )
+        for name, value in (("TRAINRX_MAX_ACTIVE_JOBS_PER_OWNER", quotas.max_active_jobs_per_owner),
+                            ("TRAINRX_MAX_UPLOAD_MB_PER_OWNER", quotas.max_upload_mb_per_owner),
+                            ("TRAINRX_MAX_STREAMS_PER_OWNER", quotas.max_streams_per_owner),
+                            ("TRAINRX_MAX_STREAMS", quotas.max_streams),
+                            ("TRAINRX_STREAM_MAX_S", quotas.stream_max_s)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        return quotas
+
+    @property
+    def max_upload_bytes_per_owner(self) -> int:
+        return self.max_upload_mb_per_owner * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the service keeps its state and how it reaches its parts.
@@ -85,6 +139,7 @@ class Settings:
     redis_url: str
     default_queue: str = "cpu"
     limits: Limits = field(default_factory=Limits)
+    quotas: Quotas = field(default_factory=Quotas)
     retention_days: int | None = None  # None: finished jobs and uploads are kept until deleted
     retention_interval_s: int = 3600
     secret_key: str = ""  # signs session cookies; empty: one is made once under data_dir
@@ -109,6 +164,7 @@ class Settings:
             redis_url=os.environ.get("REDIS_URL", ""),
             default_queue=queue,
             limits=Limits.from_env(),
+            quotas=Quotas.from_env(),
             retention_days=_retention_days(),
             retention_interval_s=max(1, _int_env("TRAINRX_RETENTION_INTERVAL_S", cls.retention_interval_s)),
             secret_key=os.environ.get("TRAINRX_SECRET_KEY", ""),

@@ -16,7 +16,7 @@ from service import events_api, request_ids, tokens_api
 from service.auth import Auth, load_or_create_secret
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
-from service import json_bodies
+from service import json_bodies, quotas
 from service.openapi_extras import OpenApiExtras
 
 MAX_JSON_BYTES = 1 * 1024 * 1024
@@ -62,6 +62,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     request_ids.init_app(app)
     Auth(app, TokenStore(app.extensions["trainrx"].store.engine),
          settings.secret_key or load_or_create_secret(settings.data_dir))
+    quotas.init_app(app, settings)  # after Auth: the rate limit is per owner
+    events_api.init_app(app, settings)
 
     @app.before_request
     def _per_request() -> None:

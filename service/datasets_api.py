@@ -16,12 +16,14 @@ from core.upload_sandbox import ParsersBusy, parse_in_child
 from core.uploads import IN_USE, MISSING, UploadStore
 from service.auth import current_principal
 from service.extensions import parts
+from service.quotas import too_many
 from service.schemas import DatasetListSchema
 from service.upload_schemas import UPLOAD_REQUEST_BODY, UploadedDatasetSchema
 
 blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Datasets")
 
 UPLOAD_FIELDS = {"file", "name"}
+STORAGE_RETRY_AFTER_S = 3600  # room comes back only when the owner deletes uploads (or retention does)
 
 
 @lru_cache(maxsize=None)
@@ -45,6 +47,15 @@ def dataset_resource(row: dict) -> dict:
             "size_bytes": row["stored_bytes"], "links": {"self": url_for("datasets.Dataset", dataset_id=row["id"])}}
 
 
+def _check_storage(owner: str, used: int, adding: int) -> None:
+    """429 when the owner's uploads would take more than TRAINRX_MAX_UPLOAD_MB_PER_OWNER."""
+    quotas = parts().settings.quotas
+    if used + adding > quotas.max_upload_bytes_per_owner:
+        too_many(f"Your uploads take {used / 2**20:,.1f} MiB; with this one ({adding / 2**20:,.1f} MiB) they would "
+                 f"exceed the {quotas.max_upload_mb_per_owner:,} MiB each owner may store "
+                 "(TRAINRX_MAX_UPLOAD_MB_PER_OWNER). Delete uploads you no longer need.", STORAGE_RETRY_AFTER_S)
+
+
 def _too_large(limit: int) -> str:
     return f"The upload is larger than the {limit:,}-byte limit (TRAINRX_MAX_UPLOAD_BYTES)."
 
@@ -64,6 +75,8 @@ class Datasets(MethodView):
     @blp.alt_response(415, description="Not multipart/form-data.")
     @blp.alt_response(503, description="The API is reading other uploads; retry after `Retry-After` seconds.")
     @blp.alt_response(422, description="Not a usable dataset; `message` names the problem.")
+    @blp.alt_response(429, description="The owner's uploads would exceed TRAINRX_MAX_UPLOAD_MB_PER_OWNER (or the "
+                                       "rate limit is reached); `Retry-After` says when to try again.")
     def post(self):
         """Upload a dataset (.npz or .csv) to train on with `dataset: {"id": ...}`."""
         limit = parts().settings.limits.max_upload_bytes
@@ -72,6 +85,9 @@ class Datasets(MethodView):
                                "(curl -F file=@data.npz).")
         if request.content_length is not None and request.content_length > limit:
             abort(413, message=_too_large(limit))
+        owner = current_principal().owner
+        # Before reading the body: an upload needs room for its declared size.
+        _check_storage(owner, uploads().bytes_used(owner), request.content_length or 0)
         request.max_content_length = limit
         try:
             upload, name = request.files.get("file"), request.form.get("name")
@@ -90,6 +106,7 @@ class Datasets(MethodView):
         stream.seek(0, 2)
         size = stream.tell()
         stream.seek(0)
+        _check_storage(owner, uploads().bytes_used(owner), size)  # before parsing: room for the file itself
         try:  # in a child process: never on this process's event loop (core/upload_sandbox.py)
             parsed = parse_in_child(stream, upload.filename, parts().settings.limits, parts().settings.uploads_dir)
         except UploadInvalid as exc:
@@ -97,8 +114,13 @@ class Datasets(MethodView):
         except ParsersBusy:
             abort(503, message="The API is reading other uploads at the moment; retry in a few seconds.",
                   headers={"Retry-After": "5"})
-        row = uploads().create(parsed, owner=current_principal().owner, name=name, filename=upload.filename,
-                               upload_bytes=size)
+        row = uploads().create(parsed, owner=owner, name=name, filename=upload.filename, upload_bytes=size)
+        # After storing: what it takes on disk counts (float32 features may be larger than a compressed
+        # .npz or smaller than CSV text), and two uploads racing for the last room cannot both keep it.
+        used = uploads().bytes_used(owner)
+        if used > parts().settings.quotas.max_upload_bytes_per_owner:
+            uploads().delete(row["id"], owner=owner)
+            _check_storage(owner, used - row["stored_bytes"], row["stored_bytes"])
         return dataset_resource(row), 201, {"Location": url_for("datasets.Dataset", dataset_id=row["id"])}
 
 

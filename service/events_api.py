@@ -9,25 +9,39 @@ before it is published, so it is either in the read or heard on the channel
 
 A stream holds no database connection between its short reads, and under
 gunicorn's gevent worker (service/gunicorn_conf.py) it is a greenlet waiting
-on a socket, not a thread.
+on a queue, not a thread. The API process has one Redis pub/sub connection,
+shared by all its streams (service/event_hub.py).
+
+Streams are capped per owner and per process (service/stream_slots.py; over a
+cap: 429 at once) and live at most ``TRAINRX_STREAM_MAX_S`` (less up to 10 %,
+so that streams opened together do not all reconnect together); then the
+server ends the stream and the client reconnects with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from typing import Iterator
 
-from flask import Response, current_app, request, stream_with_context
+import redis
+from flask import Flask, Response, current_app, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from core import events
 from core.jobstore import FINISHED
+from core.redis_urls import redis_py_url
+from core.settings import Settings
+from service.auth import current_principal
+from service.event_hub import LOST, EventHub
 from service.extensions import parts
 from service.jobs_api import load_job
+from service.quotas import too_many
 from service.schemas import JobEventSchema, JobSchema
+from service.stream_slots import StreamSlots, StreamsFull
 
 log = logging.getLogger("trainrx.events")
 
@@ -36,6 +50,32 @@ blp = Blueprint("events", __name__, url_prefix="/v1/jobs", description="Live job
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies and clients from timing out
 POLL_S = 2.0  # how often a stream reads the database when Redis does not answer
 RETRY_MS = 2000  # the reconnect delay advertised to EventSource clients
+LIFETIME_RETRY_MS = 250  # ... and the one sent when a stream reaches its maximum lifetime: come back soon
+SLOT_CONNECTIONS = 20  # Redis connections for taking and giving back stream slots, per API process
+LIFETIME_JITTER = 0.1  # a stream lives max_s * (1 - up to this fraction)
+
+
+class Streams:
+    """What the streams of one app share: the pub/sub hub and the slots."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        quotas = settings.quotas
+        self.max_s = quotas.stream_max_s
+        self.hub = EventHub.for_url(redis_py_url(settings.redis_url))
+        self.slots = StreamSlots(client, per_owner=quotas.max_streams_per_owner, per_process=quotas.max_streams,
+                                 max_lifetime_s=quotas.stream_max_s)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    # A burst of streams opening at once waits for one of a few connections, rather than failing
+    # (redis-py's default pool raises when it runs out) or opening hundreds.
+    pool = redis.BlockingConnectionPool.from_url(redis_py_url(settings.redis_url), max_connections=SLOT_CONNECTIONS,
+                                                 timeout=2, socket_timeout=2, socket_connect_timeout=2)
+    app.extensions["trainrx_streams"] = Streams(settings, redis.Redis(connection_pool=pool))
+
+
+def streams() -> Streams:
+    return current_app.extensions["trainrx_streams"]
 
 
 def keepalive_seconds() -> float:
@@ -65,11 +105,12 @@ class _Stream:
     """One client's stream: what it has sent so far and how to send the rest."""
 
     def __init__(self, job_id: str, after_id: int) -> None:
-        p = parts()
-        self.job_id, self.store, self.redis = job_id, p.store, p.redis
+        p, shared = parts(), streams()
+        self.job_id, self.store, self.hub = job_id, p.store, shared.hub
         self.last = after_id
         self.ended = False
         self.keepalive = keepalive_seconds()
+        self.lifetime = shared.max_s * (1 - LIFETIME_JITTER * random.random())
 
     def _emit(self, event: events.JobEvent) -> Iterator[str]:
         if event.id <= self.last or self.ended:
@@ -94,36 +135,36 @@ class _Stream:
             yield from self._emit(event)
 
     def _subscribe(self):
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(events.channel(self.job_id))
-            return pubsub
-        except Exception:  # noqa: BLE001 — fall back to reading the database
+        subscription = self.hub.subscribe(events.channel(self.job_id))  # confirmed by Redis, or None
+        if subscription is None:  # fall back to reading the database
             log.warning("events of job %s: Redis does not answer; polling the database", self.job_id)
-            pubsub.close()
-            return None
+        return subscription
 
     def __iter__(self) -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
-        pubsub = self._subscribe()
+        started = time.monotonic()
+        subscription = self._subscribe()
         try:
             yield from self._resync()
-            next_beat = time.monotonic() + self.keepalive
+            next_beat = started + self.keepalive
+            end_by = started + self.lifetime
             while not self.ended:
-                wait = max(next_beat - time.monotonic(), 0.0)
-                message = None
-                if pubsub is not None:
-                    try:
-                        message = pubsub.get_message(timeout=wait)
-                    except Exception:  # noqa: BLE001
+                now = time.monotonic()
+                if now >= end_by:  # the client reconnects with Last-Event-ID, soon
+                    yield f": this stream reached its maximum lifetime; reconnect\nretry: {LIFETIME_RETRY_MS}\n\n"
+                    return
+                wait = max(min(next_beat, end_by) - now, 0.0)
+                data = None
+                if subscription is not None:
+                    data = subscription.get(timeout=wait)
+                    if data is LOST:
                         log.warning("events of job %s: lost Redis; polling the database", self.job_id)
-                        pubsub.close()
-                        pubsub = None
+                        subscription, data = None, None
                 else:
                     time.sleep(min(wait, POLL_S))
                     yield from self._resync()
-                if message is not None and message.get("type") == "message":
-                    event = events.JobEvent.from_message(message["data"])
+                if data is not None:
+                    event = events.JobEvent.from_message(data)
                     if event.id > self.last + 1:  # something in between may have been missed: read it first
                         yield from self._resync()
                     yield from self._emit(event)
@@ -133,8 +174,8 @@ class _Stream:
                         yield ": keep-alive\n\n"
                     next_beat = time.monotonic() + self.keepalive
         finally:
-            if pubsub is not None:
-                pubsub.close()
+            if subscription is not None:
+                subscription.close()
 
 
 @blp.route("/<job_id>/events")
@@ -151,9 +192,25 @@ class Events(MethodView):
                               "increase within the job; a comment line every 15 s keeps the stream alive.")
     @blp.alt_response(400, description="Last-Event-ID is not an event id.")
     @blp.alt_response(404, description="No such job.")
+    @blp.alt_response(429, description="The owner has TRAINRX_MAX_STREAMS_PER_OWNER streams open, or this API "
+                                       "process TRAINRX_MAX_STREAMS (or the rate limit is reached); retry after "
+                                       "`Retry-After` seconds.")
     def get(self, job_id: str):
-        """Follow a job live (server-sent events)."""
+        """Follow a job live (server-sent events).
+
+        A stream ends after the server's maximum lifetime; reconnect with `Last-Event-ID`."""
         load_job(job_id)
-        stream = _Stream(job_id, last_event_id())
-        return Response(stream_with_context(iter(stream)), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        after = last_event_id()
+        try:
+            slot = streams().slots.acquire(current_principal().owner)
+        except StreamsFull as exc:
+            # A slot held by a client that went away frees at the stream's next write: a keep-alive at most.
+            too_many(str(exc), keepalive_seconds())
+        try:
+            response = Response(stream_with_context(iter(_Stream(job_id, after))), mimetype="text/event-stream",
+                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            response.call_on_close(slot.release)  # however the response ends, started or not
+        except BaseException:
+            slot.release()
+            raise
+        return response

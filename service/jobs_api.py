@@ -17,6 +17,7 @@ from core.spec import JobRequestSchema, merge_patch, normalise
 from service.auth import current_principal, listed_owner
 from service.datasets_api import uploads
 from service.extensions import parts
+from service.quotas import too_many
 from service.schemas import (CurvesArgsSchema, CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema,
                              JobSchema, ResubmitSchema)
 
@@ -27,6 +28,7 @@ IDEMPOTENCY_PARAMETER = {"in": "header", "name": IDEMPOTENCY_HEADER, "required":
                          "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                          "description": "Makes the POST safe to retry: the same key with the same body answers "
                                         "200 with the job the first POST made."}
+ACTIVE_JOBS_RETRY_AFTER_S = 30  # a slot frees when one of the owner's jobs finishes: seconds to minutes
 
 
 def load_job(job_id: str) -> dict:
@@ -75,6 +77,7 @@ def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: s
     except UploadGone as exc:
         abort(422, message="The request is invalid.", errors={"dataset": {"id": [str(exc)]}})
     if created:
+        _within_active_jobs_cap(job)
         try:
             p.celery.send_task(TRAIN_TASK, args=[job["id"]], queue=queue, retry=False)
         except Exception:
@@ -82,6 +85,19 @@ def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: s
             abort(503, message="The job queue is unavailable; nothing was queued. Retry later.")
     headers = {"Location": url_for("jobs.Job", job_id=job["id"])}
     return job, (202 if created else 200), headers
+
+
+def _within_active_jobs_cap(job: dict) -> None:
+    """Counted after the insert, so that two submits racing for the last slot cannot both
+    take it (both may be refused; a retry gets it); an idempotent replay creates nothing
+    and is never refused."""
+    p = parts()
+    cap = p.settings.quotas.max_active_jobs_per_owner
+    if p.store.count_active(job["owner"]) > cap:
+        p.store.discard(job["id"])
+        too_many(f"You have {cap} queued or running jobs, the most one owner may have "
+                 f"(TRAINRX_MAX_ACTIVE_JOBS_PER_OWNER); wait for one to finish or cancel one.",
+                 ACTIVE_JOBS_RETRY_AFTER_S)
 
 
 @blp.route("")
@@ -95,6 +111,8 @@ class Jobs(MethodView):
     @blp.alt_response(200, schema=JobSchema, description="An earlier POST with the same Idempotency-Key and body.")
     @blp.alt_response(409, description="The Idempotency-Key was used with a different body.")
     @blp.alt_response(415, description="The body is not JSON.")
+    @blp.alt_response(429, description="The owner has TRAINRX_MAX_ACTIVE_JOBS_PER_OWNER queued or running jobs "
+                                       "(or is over the rate limit); retry after `Retry-After` seconds.")
     def post(self):
         """Submit a training job.
 
@@ -176,6 +194,8 @@ class Resubmit(MethodView):
                                                          "patch.")
     @blp.alt_response(409, description="The Idempotency-Key was used with a different request.")
     @blp.alt_response(422, description="The patched request is invalid; `errors` names its bad fields.")
+    @blp.alt_response(429, description="The owner has TRAINRX_MAX_ACTIVE_JOBS_PER_OWNER queued or running jobs "
+                                       "(or is over the rate limit); retry after `Retry-After` seconds.")
     def post(self, args: dict, job_id: str):
         """Run the job again with a JSON merge patch (RFC 7396) applied to its normalised request.
 

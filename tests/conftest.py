@@ -20,7 +20,7 @@ from core.db import make_engine, metadata
 from core.embedded_redis import EmbeddedRedis
 from core.queueing import WORKER_KEY_PREFIX
 from core.redis_urls import redis_py_url
-from core.settings import Limits, Settings
+from core.settings import Limits, Quotas, Settings
 from core.tokens import ADMIN, USER, TokenStore, new_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +29,13 @@ FINISHED = ("succeeded", "failed", "cancelled")
 OWNER, OTHER_OWNER, ADMIN_OWNER = "tester", "mallory", "root"
 # Tokens made once per session (random, like real ones): one per owner above.
 TOKENS = {OWNER: new_token(), OTHER_OWNER: new_token(), ADMIN_OWNER: new_token()}
+# The suite's owners submit, poll and stream far more than a person would: quotas stay out of its way
+# (tests/service/test_quotas.py builds apps with tight ones). The same for the API and worker processes.
+GENEROUS = Quotas(max_active_jobs_per_owner=1_000_000, rate_limit=None, max_upload_mb_per_owner=1_000_000,
+                  max_streams_per_owner=1000, max_streams=900, stream_max_s=3600)
+GENEROUS_ENV = {"TRAINRX_MAX_ACTIVE_JOBS_PER_OWNER": "1000000", "TRAINRX_RATE_LIMIT": "off",
+                "TRAINRX_MAX_UPLOAD_MB_PER_OWNER": "1000000", "TRAINRX_MAX_STREAMS_PER_OWNER": "1000",
+                "TRAINRX_MAX_STREAMS": "900", "TRAINRX_STREAM_MAX_S": "3600"}
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +67,7 @@ def settings(tmp_path_factory, redis_url) -> Settings:
         store.create(owner, ADMIN if owner == ADMIN_OWNER else USER, label="tests", token=token)
     engine.dispose()
     return Settings(data_dir=data_dir, database_url=database_url, redis_url=redis_url, default_queue="cpu",
-                    limits=Limits())
+                    limits=Limits(), quotas=GENEROUS)
 
 
 # Recovery on a test's time scale: lost workers are noticed after 10 s (heartbeats come every 2 s,
@@ -71,7 +78,8 @@ RECOVERY_ENV = {"TRAINRX_HEARTBEAT_GRACE_S": "10", "TRAINRX_RECOVERY_INTERVAL_S"
 
 def worker_env(settings: Settings, **extra: str) -> dict:
     env = dict(os.environ, TRAINRX_DATA_DIR=str(settings.data_dir), DATABASE_URL=settings.database_url,
-               REDIS_URL=settings.redis_url, TRAINRX_DEFAULT_QUEUE="cpu", PYTHONPATH=str(ROOT), **RECOVERY_ENV)
+               REDIS_URL=settings.redis_url, TRAINRX_DEFAULT_QUEUE="cpu", PYTHONPATH=str(ROOT), **RECOVERY_ENV,
+               **GENEROUS_ENV)
     env.update(extra)
     return env
 

@@ -30,15 +30,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def api_url(settings, tmp_path_factory) -> str:
+def start_api(settings, log_path: Path, **env: str):
+    """gunicorn with the production config on a free port; yields its URL, stops it after."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("api") / "gunicorn.log"
     log = open(log_path, "ab")
-    env = worker_env(settings, TRAINRX_EVENTS_KEEPALIVE_S="1")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn_conf.py"),
                              "--bind", f"127.0.0.1:{port}", "service.wsgi:app"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=worker_env(settings, **env), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -51,8 +49,15 @@ def api_url(settings, tmp_path_factory) -> str:
             proc.kill()
             raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.2)
-    yield url
-    stop_process(proc)
+    try:
+        yield url
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def api_url(settings, tmp_path_factory) -> str:
+    yield from start_api(settings, tmp_path_factory.mktemp("api") / "gunicorn.log", TRAINRX_EVENTS_KEEPALIVE_S="1")
 
 
 @pytest.fixture()

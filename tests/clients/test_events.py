@@ -12,8 +12,11 @@ from tests.clients.conftest import SMALL, WAITING
 from tests.conftest import OWNER, TOKENS
 
 AUTH = {"Authorization": f"Bearer {TOKENS[OWNER]}"}
-from trainrx import EndEvent, EpochEvent, StatusEvent
+from trainrx import Client, EndEvent, EpochEvent, RateLimitError, StatusEvent
 from trainrx._sse import iter_sse
+
+from core.events import channel
+from tests.clients.conftest import start_api
 
 # Long enough (a few seconds) that a stream reads part of it live.
 LONG = {"name": "events-long", "dataset": {"name": "moons"}, "architecture": {"hidden_layers": [64, 64]},
@@ -100,7 +103,7 @@ def test_a_queued_job_streams_keep_alives_then_its_cancellation(sdk, api_url):
     assert '"cancelled"' in events[1].data and '"cancelled"' in events[2].data
 
 
-def test_many_open_streams_do_not_block_the_api(sdk, api_url):
+def test_many_open_streams_do_not_block_the_api(sdk, api_url, app):
     """More open streams than gthread's 2 x 8 threads (or the database pool) would allow."""
     job = sdk.jobs.create(WAITING)
     opened, ended, results = threading.Barrier(41), [], []
@@ -118,6 +121,8 @@ def test_many_open_streams_do_not_block_the_api(sdk, api_url):
     for t in threads:
         t.start()
     opened.wait(timeout=60)  # 40 streams are open now
+    subscribers = app.extensions["trainrx"].redis.pubsub_numsub(channel(job.id))[0][1]
+    assert 1 <= subscribers <= 2, "one shared pub/sub connection per API process, not one per stream"
     assert httpx.get(f"{api_url}/healthz", timeout=10).status_code == 200
     other = sdk.with_options(timeout=10, max_retries=0).jobs.create(WAITING)
     assert sdk.jobs.get(other.id).status == "queued"
@@ -168,3 +173,54 @@ def test_a_job_whose_worker_was_lost_streams_on_without_repeats(sdk, app):
     assert rest[-1].job.attempts == 1
     ids = [e.id for e in first + rest]
     assert ids == sorted(set(ids))
+
+
+@pytest.fixture(scope="module")
+def short_streams_api(settings, worker, tmp_path_factory):
+    """An API whose streams live about a second, and whose owners may hold 3 at a time."""
+    yield from start_api(settings, tmp_path_factory.mktemp("api-short") / "gunicorn.log",
+                         TRAINRX_EVENTS_KEEPALIVE_S="1", TRAINRX_STREAM_MAX_S="1", TRAINRX_MAX_STREAMS_PER_OWNER="3")
+
+
+def test_streams_past_their_lifetime_reconnect_and_deliver_every_event_once(short_streams_api):
+    connects = []
+    http = httpx.Client(base_url=short_streams_api, headers={"Authorization": f"Bearer {TOKENS[OWNER]}"},
+                        event_hooks={"request": [lambda r: connects.append(r.url.path)]})
+    with Client(base_url=short_streams_api, http_client=http) as sdk:
+        job = sdk.jobs.create({**SMALL, "epochs": 20})  # a few seconds from queued to the end
+        events = list(sdk.jobs.stream(job.id))
+        ids = [e.id for e in events]
+        assert ids == sorted(set(ids)), "no event repeated"
+        assert [e.epoch for e in events if isinstance(e, EpochEvent)] == list(range(1, 21)), "none skipped"
+        assert isinstance(events[-1], EndEvent) and events[-1].job.status == "succeeded"
+    http.close()
+    assert connects.count(f"/v1/jobs/{job.id}/events") >= 3, "the server ended the stream; the SDK came back"
+
+
+def test_a_stream_over_the_owner_cap_is_429_at_once_across_processes(short_streams_api):
+    """Three streams held (on either gunicorn process), the fourth is refused; one closes, one opens."""
+    headers = {"Authorization": f"Bearer {TOKENS[OWNER]}"}
+    with Client(base_url=short_streams_api, token=TOKENS[OWNER]) as sdk:
+        job = sdk.jobs.create(WAITING)
+    url = f"{short_streams_api}/v1/jobs/{job.id}/events"
+    clients = [httpx.Client(timeout=10, headers=headers) for _ in range(4)]
+    try:
+        held = [c.stream("GET", url) for c in clients[:3]]
+        opened = [h.__enter__() for h in held]
+        assert [r.status_code for r in opened] == [200, 200, 200]
+        refused = clients[3].get(url)
+        assert refused.status_code == 429 and "TRAINRX_MAX_STREAMS_PER_OWNER" in refused.json()["message"]
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert clients[3].get(f"{short_streams_api}/healthz").status_code == 200
+        with Client(base_url=short_streams_api, token=TOKENS[OWNER], max_retries=0) as sdk:
+            with pytest.raises(RateLimitError):
+                next(iter(sdk.jobs.stream(job.id)))
+    finally:
+        for c in clients:
+            c.close()
+    import time
+
+    deadline = time.monotonic() + 10  # closed streams give their slots back (at their next write at the latest)
+    while (resp := httpx.get(url, headers=headers, timeout=10)).status_code == 429 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert resp.status_code == 200
