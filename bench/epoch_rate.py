@@ -25,7 +25,7 @@ from core.db import make_engine  # noqa: E402
 from core.embedded_redis import EmbeddedRedis  # noqa: E402
 from core.jobstore import JobStore  # noqa: E402
 from core.migrate import upgrade  # noqa: E402
-from core.queueing import TRAIN_TASK, make_celery  # noqa: E402
+from core.queueing import make_celery, publish_job  # noqa: E402
 from core.settings import Limits, Settings  # noqa: E402
 from core.spec import normalise  # noqa: E402
 
@@ -64,7 +64,7 @@ def main() -> int:
                              "epochs": args.epochs, "batch_size": 64, "diagnose": args.diagnose},
                             limits=settings.limits, resolver=None)
         job, _ = store.create(request, "cpu", owner="bench")
-        make_celery(settings).send_task(TRAIN_TASK, args=[job["id"]], queue="cpu")
+        publish_job(make_celery(settings), job["id"], "cpu")
         samples: list[tuple[float, int]] = []
         while True:
             row = store.get(job["id"], owner=None)

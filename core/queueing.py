@@ -15,6 +15,19 @@ CPU_QUEUE, GPU_QUEUE = "cpu", "gpu"
 QUEUES = (CPU_QUEUE, GPU_QUEUE)
 
 
+# Kombu's Redis transport keeps one list per priority step and always takes from the
+# lowest step first. New jobs are published at NEW_JOB_PRIORITY; a job that goes back to
+# the queue (its worker was lost, or shut down mid-run) at RETURNING_PRIORITY, so that it
+# resumes before the backlog instead of behind it.
+RETURNING_PRIORITY, NEW_JOB_PRIORITY = 0, 3
+
+
+def publish_job(celery: Celery, job_id: str, queue: str, *, returning: bool = False, retry: bool = True) -> None:
+    """Publish a job's id on its queue (the message carries nothing else)."""
+    celery.send_task(TRAIN_TASK, args=[job_id], queue=queue, retry=retry,
+                     priority=RETURNING_PRIORITY if returning else NEW_JOB_PRIORITY)
+
+
 def queue_for(device: str, default_queue: str) -> str:
     """``cuda`` jobs wait for a GPU worker; ``auto`` and ``cpu`` go to the operator's default queue."""
     return GPU_QUEUE if device == "cuda" else default_queue

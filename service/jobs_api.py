@@ -11,7 +11,7 @@ from werkzeug.exceptions import BadRequest
 from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY
 from core.events import publish_status
 from core.jobstore import FINISHED, IdempotencyConflict, InvalidCursor, UploadGone
-from core.queueing import TRAIN_TASK, queue_for
+from core.queueing import publish_job, queue_for
 from core.retention import delete_finished_job
 from core.spec import JobRequestSchema, merge_patch, normalise
 from service.auth import current_principal, listed_owner
@@ -79,7 +79,7 @@ def submit(normalised: dict, *, idempotency_key: str | None = None, parent_id: s
     if created:
         _within_active_jobs_cap(job)
         try:
-            p.celery.send_task(TRAIN_TASK, args=[job["id"]], queue=queue, retry=False)
+            publish_job(p.celery, job["id"], queue, retry=False)
         except Exception:
             p.store.discard(job["id"])
             abort(503, message="The job queue is unavailable; nothing was queued. Retry later.")

@@ -44,7 +44,8 @@ def redis_url(tmp_path_factory):
     if url:
         client = redis.Redis.from_url(redis_py_url(url))
         # Leftover queue messages from an earlier run would name jobs this run never made.
-        for key in ["cpu", "gpu", "unacked", "unacked_index", *client.keys("_kombu.*"), *client.keys("trainrx:*")]:
+        for key in ["unacked", "unacked_index", *client.keys("cpu*"), *client.keys("gpu*"), *client.keys("_kombu.*"),
+                    *client.keys("trainrx:*")]:
             client.delete(key)
         yield url
         return

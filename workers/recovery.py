@@ -32,7 +32,7 @@ from celery import Celery
 from core.db import make_engine
 from core.events import EventPublisher
 from core.jobstore import JobStore, utcnow
-from core.queueing import QUEUES, TRAIN_TASK
+from core.queueing import QUEUES, TRAIN_TASK, publish_job
 from core.redis_urls import redis_py_url
 from core.settings import Settings
 
@@ -100,7 +100,7 @@ class RecoverySweep:
         return done
 
     def _publish(self, job_id: str, queue: str) -> None:
-        self.celery.send_task(TRAIN_TASK, args=[job_id], queue=queue)
+        publish_job(self.celery, job_id, queue, returning=True)
 
 
 def start_recovery_sweeper(settings: Settings, celery: Celery, stop: threading.Event,

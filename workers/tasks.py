@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.queueing import TRAIN_TASK
+from core.queueing import TRAIN_TASK, publish_job
 from workers.celery_app import app
 
 
@@ -12,4 +12,4 @@ def train_job(self, job_id: str) -> None:
 
     queue = execute_job(job_id, worker=self.request.hostname or "worker")
     if queue is not None:  # the worker is shutting down: hand the job to the next one
-        self.app.send_task(TRAIN_TASK, args=[job_id], queue=queue)
+        publish_job(self.app, job_id, queue, returning=True)

@@ -18,7 +18,7 @@ from core.db import make_engine
 from core.embedded_redis import EmbeddedRedis
 from core.jobstore import FAILED, SUCCEEDED, JobStore
 from core.migrate import upgrade
-from core.queueing import make_celery
+from core.queueing import make_celery, publish_job
 from core.redis_urls import redis_py_url
 from core.settings import Settings
 from core.spec import normalise
@@ -56,7 +56,7 @@ class Stack:
         job, _ = self.store.create(normalise(request, limits=self.settings.limits, resolver=None), "cpu",
                                    owner=OWNER)
         if publish:
-            self.celery.send_task("trainrx.train_job", args=[job["id"]], queue="cpu")
+            publish_job(self.celery, job["id"], "cpu")
         return job["id"]
 
     def wait(self, job_id: str, statuses=FINISHED, timeout: float = 180, until=None) -> dict:
