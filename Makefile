@@ -36,8 +36,11 @@ worker: install ## One worker for an existing Redis (run `make migrate` first): 
 api: install ## Only the API, for an existing Redis (run `make migrate` first)
 	$(PY) -m gunicorn -c service/gunicorn_conf.py --bind 127.0.0.1:$${PORT:-8000} service.wsgi:app
 
-bench: install-dev
-	$(PY) bench/run.py
+bench: install-dev ## The benchmarks, one after another (minutes; each prints its own table)
+	$(PY) bench/probe_overhead.py
+	$(PY) bench/epoch_rate.py
+	$(PY) bench/streams.py
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

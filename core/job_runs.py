@@ -53,7 +53,7 @@ class Reaped:
     queue: str
 
 
-def _status_change(**values: Any) -> dict:
+def status_change(**values: Any) -> dict:
     """The values of a status change: its sequence number and the progress it happened at."""
     return {**values, "status_seq": jobs.c.status_seq + 1, "status_high": _high()}
 
@@ -85,7 +85,7 @@ class JobRunStore:
         now = self._now()
         with self.engine.begin() as conn:
             started = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == QUEUED).values(
-                **_status_change(status=RUNNING, run=jobs.c.run + 1, started_at=now, heartbeat_at=now,
+                **status_change(status=RUNNING, run=jobs.c.run + 1, started_at=now, heartbeat_at=now,
                                  worker=worker, run_status_seq=jobs.c.status_seq + 1,
                                  run_status_high=_high()))).rowcount == 1
         return self.get(job_id, owner=None) if started else None  # type: ignore[attr-defined]
@@ -168,7 +168,7 @@ class JobRunStore:
         if artifacts is not None:
             values["artifacts"] = json_safe(artifacts)
         with self.engine.begin() as conn:
-            self._fenced_update(conn, job_id, run, **_status_change(status=status, **values))
+            self._fenced_update(conn, job_id, run, **status_change(status=status, **values))
 
     def hand_back(self, job_id: str, run: int) -> None:
         """running -> queued without counting a lost worker (the worker is shutting down);
@@ -177,7 +177,7 @@ class JobRunStore:
         if job is None or job["run"] != run or job["status"] != RUNNING:
             raise Superseded(f"job {job_id}: run {run} is no longer current")
         with self.engine.begin() as conn:
-            self._fenced_update(conn, job_id, run, **_status_change(
+            self._fenced_update(conn, job_id, run, **status_change(
                 status=QUEUED, heartbeat_at=None, worker=None, runtime_used_s=self._used(job, self._now())))
 
     @staticmethod
@@ -220,7 +220,7 @@ class JobRunStore:
             with self.engine.begin() as conn:
                 done = conn.execute(update(jobs).where(
                     jobs.c.id == job["id"], jobs.c.run == job["run"], jobs.c.status == RUNNING,
-                    jobs.c.heartbeat_at < cutoff).values(**_status_change(**values))).rowcount == 1
+                    jobs.c.heartbeat_at < cutoff).values(**status_change(**values))).rowcount == 1
             if done:
                 reaped.append(Reaped(job["id"], outcome, job["queue"]))
         return reaped

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from core.db import datasets, job_epochs, job_logs, jobs
-from core.job_runs import JobRunStore, Superseded  # noqa: F401  (part of this store's interface)
+from core.job_runs import JobRunStore, Superseded, status_change  # noqa: F401  (Superseded: part of the interface)
 # Statuses and helpers are re-exported: most of the code imports them from here.
 from core.job_status import (CANCELLED, FAILED, FINISHED, ID_PATTERN, QUEUED, RUNNING, SUCCEEDED,  # noqa: F401
                              as_utc, utcnow)
@@ -171,13 +171,11 @@ class JobStore(JobRunStore):
             parts = conn.execute(select(job_epochs.c.steps).where(
                 job_epochs.c.job_id == job_id, job_epochs.c.epoch > after, job_epochs.c.steps.is_not(None))
                 .order_by(job_epochs.c.epoch)).scalars().all()
-        if not parts:
-            return None
         merged: dict[str, list] = {}
-        for part in parts:
+        for part in parts:  # JSON null (an epoch without probes) reads back as None
             for key, values in (part or {}).items():
                 merged.setdefault(key, []).extend(values)
-        return merged
+        return merged or None
 
     def logs(self, job_id: str) -> list[tuple[datetime, str]]:
         with self.engine.connect() as conn:
@@ -247,8 +245,8 @@ class JobStore(JobRunStore):
     def request_cancel(self, job_id: str, *, owner: str | None) -> str | None:
         """Cancel a queued job at once; ask a running one to stop. Returns the
         status the job had, or None when it had already finished (or is not there)."""
-        if self._transition(job_id, [QUEUED], owner=owner, status=CANCELLED, finished_at=utcnow(),
-                            cancel_requested=True):
+        if self._transition(job_id, [QUEUED], owner=owner, **status_change(
+                status=CANCELLED, finished_at=utcnow(), cancel_requested=True)):
             return QUEUED
         if self._transition(job_id, [RUNNING], owner=owner, cancel_requested=True):
             return RUNNING

@@ -128,10 +128,10 @@ def _run(job: dict, worker: str, hooks: JobHooks, settings: Settings, store: Job
         status, error = FAILED, {"type": "time_limit",
                                  "message": f"The job ran past max_runtime_s={request['max_runtime_s']} (counting "
                                             "every attempt); it stopped and kept what it had learned."}
+    hooks.log(f"job {status}")  # before the final write: once it lands, this run can write no more
     finish_durably(store, job_id, run, status, summary=result.summary, error=error, diagnosis=diagnosis,
                    artifacts=saved, setup_s=setup_s, train_s=result.train_s)
     hooks.drop_checkpoint()
-    hooks.log(f"job {status}")
     return None
 
 

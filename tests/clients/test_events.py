@@ -99,7 +99,7 @@ def test_a_queued_job_streams_keep_alives_then_its_cancellation(sdk, api_url):
                 break
             seen.append(sse)
     events = [s for s in seen if s is not None and s.event in ("status", "end")]
-    assert [(s.id, s.event) for s in events] == [("0", "status"), ("999999998", "status"), ("999999999", "end")]
+    assert [(s.id, s.event) for s in events] == [("0", "status"), ("1", "status"), ("2", "end")]
     assert '"cancelled"' in events[1].data and '"cancelled"' in events[2].data
 
 
@@ -187,11 +187,12 @@ def test_streams_past_their_lifetime_reconnect_and_deliver_every_event_once(shor
     http = httpx.Client(base_url=short_streams_api, headers={"Authorization": f"Bearer {TOKENS[OWNER]}"},
                         event_hooks={"request": [lambda r: connects.append(r.url.path)]})
     with Client(base_url=short_streams_api, http_client=http) as sdk:
-        job = sdk.jobs.create({**SMALL, "epochs": 20})  # a few seconds from queued to the end
+        # About 100 steps an epoch: several seconds from queued to the end, several 1-s streams.
+        job = sdk.jobs.create({**SMALL, "epochs": 40, "batch_size": 8})
         events = list(sdk.jobs.stream(job.id))
         ids = [e.id for e in events]
         assert ids == sorted(set(ids)), "no event repeated"
-        assert [e.epoch for e in events if isinstance(e, EpochEvent)] == list(range(1, 21)), "none skipped"
+        assert [e.epoch for e in events if isinstance(e, EpochEvent)] == list(range(1, 41)), "none skipped"
         assert isinstance(events[-1], EndEvent) and events[-1].job.status == "succeeded"
     http.close()
     assert connects.count(f"/v1/jobs/{job.id}/events") >= 3, "the server ended the stream; the SDK came back"

@@ -5,23 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import update
 
-from core import migrate
-from core.db import jobs, make_engine
+from core.db import jobs
 from core.events import EVENT_ID_STRIDE, replay
-from core.jobstore import JobStore, utcnow
+from core.jobstore import utcnow
 
 REQUEST = {"epochs": 5, "dataset": {"name": "moons"}}
-
-
-@pytest.fixture()
-def store():
-    engine = make_engine("sqlite://")
-    migrate.upgrade(engine)
-    yield JobStore(engine)
-    engine.dispose()
 
 
 def ids(store, job_id, after=-1):
@@ -62,3 +52,9 @@ def test_a_requeue_without_progress_still_gets_higher_ids(store):
         store.hand_back(job["id"], run)
         last = max(i for i, _, _ in ids(store, job["id"]))
         assert last > current
+
+
+def test_cancelling_a_queued_job_is_a_new_event(store):
+    job, _ = store.create(REQUEST, "cpu", owner="ann")
+    store.request_cancel(job["id"], owner="ann")
+    assert ids(store, job["id"], after=0) == [(1, "status", "cancelled")]

@@ -3,29 +3,18 @@ Milliseconds each; the end-to-end tests cover the same store under real workers.
 
 from __future__ import annotations
 
-import pytest
-
-from core import migrate
-from core.db import make_engine
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import insert, update
 
 from core.db import datasets, jobs
 from core.job_runs import Beat
 from core.jobstore import (CANCELLED, FAILED, IDEMPOTENCY_TTL, QUEUED, RUNNING, SUCCEEDED, IdempotencyConflict,
-                           InvalidCursor, JobStore, Superseded, UploadGone, utcnow)
+                           InvalidCursor, Superseded, UploadGone, utcnow)
 from core.uploads import DELETED, IN_USE, MISSING, UploadStore
 
 REQUEST = {"name": "x", "epochs": 1, "dataset": {"name": "moons"}}
-
-
-@pytest.fixture()
-def store():
-    engine = make_engine("sqlite://")
-    migrate.upgrade(engine)
-    yield JobStore(engine)
-    engine.dispose()
 
 
 def test_a_job_belongs_to_its_owner(store):
