@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, insert, literal, select, update
+from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -139,10 +139,10 @@ class JobRunStore:
             if run is None:
                 conn.execute(insert(job_logs).values(job_id=job_id, at=at, line=text))
                 return
-            current = select(literal(job_id), literal(at), literal(text)).where(
-                exists().where(*self._current(job_id, run)))
-            if conn.execute(insert(job_logs).from_select(["job_id", "at", "line"], current)).rowcount != 1:
-                raise Superseded(f"job {job_id}: run {run} is no longer current")
+            # The fence is an UPDATE (its row count is reliable on every database, unlike an
+            # INSERT ... SELECT's); a log line is a sign of life, so it stamps the heartbeat.
+            self._fenced_update(conn, job_id, run, heartbeat_at=at)
+            conn.execute(insert(job_logs).values(job_id=job_id, at=at, line=text))
 
     # --- ending a run -------------------------------------------------------
 

@@ -72,9 +72,9 @@ def execute_job(job_id: str, worker: str) -> str | None:
     try:
         with hooks:
             return _run(job, worker, hooks, settings, store, artifacts, began)
-    except Superseded:
+    except Superseded as exc:
         log.warning("job %s: run %d was superseded (its worker was presumed lost); this run stops and "
-                    "writes nothing more", job_id, job["run"])
+                    "writes nothing more (%s)", job_id, job["run"], exc, exc_info=True)
     except UploadMissing as exc:
         _fail(hooks, store, job, "dataset_unavailable", str(exc))
     except DeviceUnavailable as exc:
