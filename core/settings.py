@@ -7,24 +7,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _int_env(name: str, default: int) -> int:
+def _env(name: str, default, parse, what: str):
+    """``name`` from the environment parsed by ``parse``; unset or empty gives ``default``."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from exc
+
+
+def _int_env(name: str, default: int) -> int:
+    return _env(name, default, int, "an integer")
 
 
 def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+    return _env(name, default, float, "a number")
 
 
 @dataclass(frozen=True)
