@@ -17,8 +17,7 @@ from PIL import Image
 from core.plots import spec as P
 from core.spec import merge_patch
 from service.report_api import REPORT_SIZE
-from tests.conftest import OWNER, TOKENS
-from tests.service.conftest import HOSTILE_NAME
+from tests.conftest import HOSTILE_NAME, OWNER, TOKENS
 from tests.service.test_api import assert_error_shape
 
 
