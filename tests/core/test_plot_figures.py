@@ -176,3 +176,16 @@ def test_a_png_decodes_at_the_size_asked_for(size):
     assert image.format == "PNG" and image.size == (size.width, size.height)
     image = Image.open(io.BytesIO(compare_plot([data()], "val_loss", size)))
     assert image.size == (size.width, size.height)
+
+
+def test_a_running_jobs_curves_grow_into_the_epochs_requested():
+    running = data(status="running", rows=rows(3), summary=None, epochs_requested=20)
+    loss_ax, score_ax = training.curves(running, SIZE).axes
+    assert loss_ax.get_xlim() == (0.5, 20.5) and score_ax.get_xlim() == (0.5, 20.5)
+    assert "(running)" in training.curves(running, SIZE).get_suptitle()
+
+
+def test_zero_gradients_are_named_not_silently_dropped_from_a_log_scale():
+    dead = [{**r, "grad_norm": {name: 0.0 for name in LAYERS}} for r in rows(3)]
+    time_ax, _ = probes.gradients(data(rows=dead), SIZE).axes
+    assert any("= 0 at some points" in text for text in legend_texts(time_ax))
