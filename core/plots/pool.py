@@ -155,9 +155,7 @@ class RenderPool:
         if not self._slots.acquire(timeout=SLOT_WAIT_S):
             raise RenderersBusy(f"every plot renderer stayed busy for {SLOT_WAIT_S} s")
         try:
-            with self._lock:
-                child = self._idle.pop() if self._idle else None
-            child = child or _Child()
+            child = self._idle_child() or _Child()
             try:
                 answer = child.call(request)
             except (RenderFailed, OSError, ValueError) as exc:
@@ -173,6 +171,16 @@ class RenderPool:
         if not answer.get("ok"):
             raise RenderFailed(answer.get("error") or "the renderer failed")
         return [base64.b64decode(item) for item in answer["png"]]
+
+    def _idle_child(self) -> _Child | None:
+        """A started child that is still alive (one that died while idle is let go)."""
+        while True:
+            with self._lock:
+                child = self._idle.pop() if self._idle else None
+            if child is None or child.proc.poll() is None:
+                return child
+            log.warning("renderer %s had exited (status %s); starting another", child.proc.pid, child.proc.poll())
+            child.close()
 
     def close(self) -> None:
         with self._lock:
