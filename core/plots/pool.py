@@ -52,6 +52,8 @@ SLOT_WAIT_S = 30  # past this, a request waiting for a free child gets Renderers
 RENDER_TIMEOUT_S = 60  # one request's plots (a report renders four); matplotlib's import comes on top
 START_TIMEOUT_S = 60
 RENDERS_PER_CHILD = 500
+# On a busy host the API's own requests come first: a plot can wait a little, /healthz should not.
+RENDERER_NICENESS = 5
 _LENGTH_BYTES = 8
 _CHUNK = 1 << 16
 
@@ -236,6 +238,7 @@ def _read_exactly(stream, count: int) -> bytes | None:
 
 
 def main() -> None:
+    os.nice(RENDERER_NICENESS)
     from core.plots import render  # noqa: F401  (matplotlib's import, once, before the first request)
 
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
