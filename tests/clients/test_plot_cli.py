@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from tests.clients.conftest import run_cli
+from tests.clients.conftest import WAITING, run_cli
 from tests.conftest import HOSTILE_NAME
 
 
@@ -27,14 +27,14 @@ def test_plot_defaults_to_the_curves_named_after_the_job(api_url, plotted_job, t
 
 
 def test_compare_saves_the_overlay(api_url, plotted_job, sdk, tmp_path):
-    other = sdk.jobs.create({"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [4]}, "epochs": 1})
-    sdk.jobs.wait(other.id, timeout=120)
+    other = sdk.jobs.create(WAITING)  # stays queued: a line with no points yet
     out = tmp_path / "compare.png"
     done = run_cli("compare", plotted_job["id"], other.id, "--metric", "val_loss", "-o", str(out), url=api_url)
     assert done.returncode == 0, done.stderr
     with Image.open(out) as image:
         assert image.size == (1200, 600)
     assert sdk.plots.compare([plotted_job["id"], other.id]).startswith(b"\x89PNG")
+    sdk.jobs.cancel(other.id)
 
 
 def test_report_saves_the_page(api_url, plotted_job, tmp_path):
