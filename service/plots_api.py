@@ -39,7 +39,7 @@ PNG = {"format": "binary", "type": "string"}
 def job_data(job: dict) -> P.JobData:
     """What the plots of ``job`` read, from the job store (epochs thinned to MAX_POINTS)."""
     store = parts().store
-    return P.JobData(title=job.get("name") or job["id"], status=job["status"],
+    return P.JobData(title=job.get("name") or f"job {job['id'][:8]}", status=job["status"],
                      rows=evenly(store.epochs(job["id"]), P.MAX_POINTS), steps=sampled_steps(job),
                      initial=job.get("initial_probes"), summary=job.get("summary"), diagnosis=job.get("diagnosis"),
                      epochs_requested=(job.get("request") or {}).get("epochs"))
@@ -115,7 +115,7 @@ class JobPlot(MethodView):
 class Compare(MethodView):
     @blp.arguments(CompareArgsSchema, location="query")
     @blp.response(200, PNG, content_type="image/png",
-                  description=f"One line per job (up to {P.MAX_COMPARE_JOBS}), its best epoch starred.")
+                  description=f"One line per job (up to {P.MAX_COMPARE_JOBS}), its best value of the metric starred.")
     @blp.alt_response(404, description="A named job does not exist (or is another owner's); the message names it.")
     @blp.alt_response(422, description="Too many or no jobs, an unknown metric, or a size out of range.")
     def get(self, args: dict):
