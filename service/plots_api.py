@@ -49,9 +49,11 @@ def _cache_name(name: str, size: P.Size) -> str:
     return f"{CACHE_PREFIX}{name}-{size.key}.png"
 
 
-def _room_in_cache(job_id: str) -> bool:
+def _storable(job_id: str) -> bool:
+    """Stored only beside the job's own files (a job deleted meanwhile has none, and a
+    PNG written there would outlive it), and only up to MAX_CACHED_PER_JOB sizes."""
     folder = parts().artifacts.path(job_id, "")
-    return not folder.is_dir() or sum(1 for _ in folder.glob(f"{CACHE_PREFIX}*.png")) < MAX_CACHED_PER_JOB
+    return folder.is_dir() and sum(1 for _ in folder.glob(f"{CACHE_PREFIX}*.png")) < MAX_CACHED_PER_JOB
 
 
 def job_plots(job: dict, names: list[str], size: P.Size) -> list[bytes]:
@@ -63,7 +65,7 @@ def job_plots(job: dict, names: list[str], size: P.Size) -> list[bytes]:
     if missing:
         for name, png in zip(missing, _render(lambda: render_job_plots(missing, job_data(job), size))):
             found[name] = png
-            if finished and _room_in_cache(job["id"]):
+            if finished and _storable(job["id"]):
                 artifacts.write_bytes(job["id"], _cache_name(name, size), png)
     return [found[name] for name in names]
 
