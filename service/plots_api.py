@@ -19,7 +19,7 @@ from core.jobstore import FINISHED
 from core.plots import spec as P
 from core.plots.pool import RenderersBusy, RenderFailed, render_compare, render_job_plots
 from service.extensions import parts
-from service.jobs_api import evenly, load_job, sampled_steps
+from service.jobs_api import evenly, load_job, sampled_steps, thin_steps
 from service.plot_schemas import CompareArgsSchema, PlotArgsSchema, job_ids
 
 log = logging.getLogger("trainrx.plots")
@@ -37,10 +37,13 @@ PNG = {"format": "binary", "type": "string"}
 
 
 def job_data(job: dict) -> P.JobData:
-    """What the plots of ``job`` read, from the job store (epochs thinned to MAX_POINTS)."""
+    """What the plots of ``job`` read, from the job store (a long run thinned to
+    MAX_POINTS epochs and MAX_STEP_POINTS sampled steps)."""
     store = parts().store
+    steps = sampled_steps(job)
     return P.JobData(title=job.get("name") or f"job {job['id'][:8]}", status=job["status"],
-                     rows=evenly(store.epochs(job["id"]), P.MAX_POINTS), steps=sampled_steps(job),
+                     rows=evenly(store.epochs(job["id"]), P.MAX_POINTS),
+                     steps=thin_steps(steps, P.MAX_STEP_POINTS) if steps is not None else None,
                      initial=job.get("initial_probes"), summary=job.get("summary"), diagnosis=job.get("diagnosis"),
                      epochs_requested=(job.get("request") or {}).get("epochs"))
 

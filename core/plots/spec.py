@@ -29,8 +29,10 @@ COMPARE_METRICS = ("val_accuracy", "train_accuracy", "val_loss", "train_loss", "
                    "learning_rate")
 DEFAULT_COMPARE_METRIC = "val_accuracy"
 
-# Epochs a plot draws at most: a 10,000-epoch run is thinned to this many evenly spaced ones.
+# Epochs a plot draws at most: a 10,000-epoch run is thinned to this many evenly spaced ones;
+# and sampled steps (about ten an epoch), likewise.
 MAX_POINTS = 2000
+MAX_STEP_POINTS = 5000
 
 
 @dataclass(frozen=True)
