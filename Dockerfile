@@ -54,7 +54,7 @@ VOLUME ["/data"]
 
 FROM app AS api
 COPY --from=api-deps /opt/venv /opt/venv
-USER trainrx
+USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=5 \
     CMD ["python", "-m", "core.healthcheck", "api", "--url", "http://127.0.0.1:8000/healthz"]
@@ -63,7 +63,7 @@ CMD ["gunicorn", "-c", "service/gunicorn_conf.py", "--bind", "0.0.0.0:8000", "se
 
 FROM app AS worker-cpu
 COPY --from=worker-cpu-deps /opt/venv /opt/venv
-USER trainrx
+USER 10001:10001
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \
     CMD ["python", "-m", "core.healthcheck", "worker"]
 CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "cpu", "--pool", "threads", "--concurrency", "1", \
@@ -71,7 +71,7 @@ CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "cpu", "--pool", "thr
 
 FROM app AS worker-gpu
 COPY --from=worker-gpu-deps /opt/venv /opt/venv
-USER trainrx
+USER 10001:10001
 ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \
     CMD ["python", "-m", "core.healthcheck", "worker"]
