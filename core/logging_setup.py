@@ -31,6 +31,10 @@ from typing import Callable
 LOG_FORMAT_ENV = "TRAINRX_LOG_FORMAT"
 TEXT, JSON = "text", "json"
 COMPONENT_ENV = "TRAINRX_LOG_COMPONENT"
+# Loggers whose INFO lines are events worth a line: ours, Celery's (task received, succeeded)
+# and gunicorn's own (start, worker boot and exit). gunicorn's access log is left out:
+# service/logs.py writes one richer line per request.
+OWN_LOGGERS = ("trainrx", "celery", "gunicorn.error")
 
 # A LogRecord's own attributes; every other attribute came from ``extra=`` or a filter.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime",
@@ -120,8 +124,9 @@ def configure(component: str, level: int | str = logging.INFO) -> bool:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter(component=component))
         root.addHandler(handler)
-    root.setLevel(level)
-    logging.getLogger("trainrx").setLevel(level)
+    root.setLevel(logging.WARNING)  # libraries' chatter (alembic, onnx) only when it matters
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     return True
 
 
@@ -135,7 +140,7 @@ def gunicorn_logconfig() -> dict | None:
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "core.logging_setup.JsonFormatter", "component": "api"}},
         "handlers": {"json": handler},
-        "root": {"level": "INFO", "handlers": ["json"]},
+        "root": {"level": "WARNING", "handlers": ["json"]},
         "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False},
-                    "gunicorn.access": {"level": "INFO", "handlers": ["json"], "propagate": False}},
+                    "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False}},
     }
