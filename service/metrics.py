@@ -109,10 +109,12 @@ class ClusterCollector:
             epochs.add_metric([queue], cluster_metrics.epochs_total(client, queue))
             rate.add_metric([queue], cluster_metrics.epochs_per_second(client, queue))
         yield from (depth, epochs, rate)
+        live = cluster_metrics.live_workers(client)
+        drained = set(cluster_metrics.draining_workers(client)) & set(live)
         yield GaugeMetricFamily("trainrx_workers_live", "Workers whose presence key in Redis is fresh (every host).",
-                                value=len(cluster_metrics.live_workers(client)))
-        yield GaugeMetricFamily("trainrx_workers_draining", "Workers drained: taking no new job (workers/drain.py).",
-                                value=len(cluster_metrics.draining_workers(client)))
+                                value=len(live))
+        yield GaugeMetricFamily("trainrx_workers_draining", "Live workers drained: taking no new job "
+                                "(workers/drain.py).", value=len(drained))
         for name, what in ((cluster_metrics.JOB_DURATION, "A run's time from its start to its end, by queue."),
                            (cluster_metrics.QUEUE_WAIT, "A job's wait from submission to its first start, by queue.")):
             family = HistogramMetricFamily(f"trainrx_{name}", what, labels=["queue"])
