@@ -192,7 +192,7 @@ def test_metrics_are_scraped_from_gunicorn_and_parsed(stack, api, first_job):
     assert value("trainrx_queue_depth", queue="cpu") == 0
     assert value("trainrx_workers_live") >= 1
     assert value("trainrx_epochs_total", queue="cpu") >= TINY["epochs"] * succeeded
-    assert value("trainrx_epochs_per_second", queue="cpu") >= 0
+    assert ("trainrx_epochs_per_second", frozenset({"queue": "cpu"}.items())) in got  # its windows: test_cluster_metrics
     assert value("trainrx_job_duration_seconds_count", queue="cpu") == succeeded
     assert value("trainrx_job_duration_seconds_bucket", queue="cpu", le="+Inf") == succeeded
     assert value("trainrx_job_queue_wait_seconds_count", queue="cpu") == succeeded
