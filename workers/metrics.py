@@ -1,7 +1,7 @@
 """What a worker adds to the cluster's figures in Redis (core/cluster_metrics.py):
 epochs as they finish, a job's queue wait when it first starts, a run's duration
-when it ends. ``GET /metrics`` on any API host reads them back. A Redis that does
-not answer costs a figure, never a job."""
+when it ends. ``GET /metrics`` on any API host reads them back. A Redis (or a
+database) that does not answer costs a figure, never a job."""
 
 from __future__ import annotations
 
@@ -46,7 +46,11 @@ def job_started(redis_url: str, job: dict) -> None:
 
 def run_settled(redis_url: str, store: JobStore, job: dict) -> None:
     """The duration of a run that ended the job (not one superseded, nor one handed back)."""
-    row = store.get(job["id"], owner=None)
+    try:
+        row = store.get(job["id"], owner=None)
+    except Exception as exc:  # the database blipped after the job's own writes: only the figure is lost
+        log.warning("metrics: the duration of job %s not recorded (%s)", job["id"], type(exc).__name__)
+        return
     if row is None or row["status"] not in FINISHED or int(row["run"]) != int(job["run"]):
         return
     if row.get("started_at") is None or row.get("finished_at") is None:
