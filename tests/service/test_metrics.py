@@ -48,6 +48,9 @@ def test_metrics_count_requests_by_rule_and_jobs_by_status(metrics_app, settings
     before = samples(scrape.get("/metrics", headers=headers).get_data(as_text=True))
     missing = api.get("/v1/jobs/" + "0" * 32)
     assert missing.status_code == 404
+    waits = api.post("/v1/jobs", json={"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [4]},
+                                       "epochs": 1, "device": "cuda"})
+    assert waits.status_code == 202
     resp = scrape.get("/metrics", headers=headers)
     assert resp.status_code == 200 and resp.mimetype == "text/plain"
     after = samples(resp.get_data(as_text=True))
@@ -55,9 +58,11 @@ def test_metrics_count_requests_by_rule_and_jobs_by_status(metrics_app, settings
     rule = frozenset({"endpoint": "/v1/jobs/<job_id>", "method": "GET", "status": "404"}.items())
     assert after[("trainrx_http_requests_total", rule)] == before.get(("trainrx_http_requests_total", rule), 0) + 1
     assert after[("trainrx_http_request_duration_seconds_count", rule)] >= 1
+    # Jobs waiting for a GPU stay queued (the suite runs no GPU worker), so the count cannot move meanwhile.
     with metrics_app.extensions["trainrx"].store.engine.connect() as conn:
-        queued_cpu = conn.execute(jobs.select().where(jobs.c.status == "queued", jobs.c.queue == "cpu")).all()
-    assert after[("trainrx_jobs", frozenset({"status": "queued", "queue": "cpu"}.items()))] == len(queued_cpu)
+        waiting = conn.execute(jobs.select().where(jobs.c.status == "queued", jobs.c.queue == "gpu")).all()
+    assert after[("trainrx_jobs", frozenset({"status": "queued", "queue": "gpu"}.items()))] == len(waiting) >= 1
+    assert after[("trainrx_queue_depth", frozenset({"queue": "gpu"}.items()))] >= 1  # its message waits too
     assert after[("trainrx_part_up", frozenset({"part": "database"}.items()))] == 1
     assert after[("trainrx_part_up", frozenset({"part": "redis"}.items()))] == 1
     for queue in ("cpu", "gpu"):
