@@ -16,7 +16,7 @@ from service import events_api, request_ids, tokens_api
 from service.auth import Auth, load_or_create_secret
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
-from service import json_bodies, plots_api, quotas, report_api
+from service import json_bodies, logs, metrics, plots_api, quotas, report_api
 from service.openapi_extras import OpenApiExtras
 
 MAX_JSON_BYTES = 1 * 1024 * 1024
@@ -26,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the API. ``config`` may carry ``SETTINGS`` (a core.settings.Settings) to
     override what the environment says."""
     app = Flask(__name__)
+    metrics.init_app(app)  # first: its timer starts before every other hook; serves /metrics
     json_bodies.init_app(app)  # strict JSON bodies
     app.config.update(
         API_TITLE="trainrx",
@@ -62,6 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _document_security(api)
     register_error_handlers(app)
     request_ids.init_app(app)
+    logs.init_app(app)  # json logs: every line names its request id and owner
     Auth(app, TokenStore(app.extensions["trainrx"].store.engine),
          settings.secret_key or load_or_create_secret(settings.data_dir))
     quotas.init_app(app, settings)  # after Auth: the rate limit is per owner

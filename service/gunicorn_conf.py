@@ -18,3 +18,40 @@ worker_class = "gevent"
 workers = 2
 worker_connections = 1000  # open connections (streams included) per worker process
 graceful_timeout = 10  # streams end at the stop; clients reconnect with Last-Event-ID
+
+
+# --- metrics and logs ----------------------------------------------------------------
+# GET /metrics sums the request counters of every gunicorn process (prometheus-client's
+# multiprocess mode): each process writes its values to files in PROMETHEUS_MULTIPROC_DIR.
+# The directory must be set before a worker imports prometheus_client, i.e. here, in the
+# master, before the fork; it is emptied at start so that a previous run's counts do not
+# add up with this one's. Unset, a private temporary directory is made and removed at exit.
+import os as _os
+import shutil as _shutil
+import tempfile as _tempfile
+
+from core.logging_setup import gunicorn_logconfig as _gunicorn_logconfig
+
+_own_metrics_dir = not _os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    _os.environ["PROMETHEUS_MULTIPROC_DIR"] = _tempfile.mkdtemp(prefix="trainrx-metrics-")
+_metrics_dir = _os.environ["PROMETHEUS_MULTIPROC_DIR"]
+_os.makedirs(_metrics_dir, exist_ok=True)
+for _name in _os.listdir(_metrics_dir):
+    if _name.endswith(".db"):
+        _os.remove(_os.path.join(_metrics_dir, _name))
+
+# TRAINRX_LOG_FORMAT=json: gunicorn's own lines are JSON too (core/logging_setup.py).
+logconfig_dict = _gunicorn_logconfig() or {}
+
+
+def child_exit(server, worker):
+    """A dead process's gauges must not be reported any more (its counters stay summed)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        _shutil.rmtree(_metrics_dir, ignore_errors=True)

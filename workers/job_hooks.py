@@ -18,6 +18,7 @@ from core.log_redaction import redact
 from core.settings import Settings
 from core.uploads import UploadStore
 from workers.celery_app import shutting_down
+from workers import metrics
 from workers.diagnosis import diagnose
 
 log = logging.getLogger("trainrx.worker")
@@ -41,6 +42,7 @@ class JobHooks:
     def __init__(self, store: JobStore, artifacts: LocalArtifactStore, job: dict, settings: Settings) -> None:
         self.store, self.artifacts = store, artifacts
         self.job_id, self.run, self.request = job["id"], int(job["run"]), job["request"]
+        self.queue, self.redis_url = job["queue"], settings.redis_url  # for the cluster's epoch counts
         # The diagnosis checks its suggested patches as the API will check the owner's resubmit.
         self.limits = settings.limits
         uploads = UploadStore(store.engine, settings.uploads_dir)
@@ -107,6 +109,7 @@ class JobHooks:
                                 initial_probes=initial if len(self.rows) == 1 else None, diagnosis=so_far)
         if self.events is not None:
             self.events.epoch(row)
+        metrics.epoch_finished(self.redis_url, self.queue)
 
     def checkpoint_due(self, epoch: int) -> bool:
         last_epoch, last_time = self._last_checkpoint

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import torch
 
-from core import stop_reasons
+from core import logging_setup, stop_reasons
 from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY, LocalArtifactStore
 from core.dataset_sources import open_dataset
 from core.db import make_engine
@@ -27,6 +27,7 @@ from core.uploads import UploadMissing
 from workers.engine import checkpoint, loop
 from workers.engine.data import prepare
 from workers.engine.weights import weights_bytes
+from workers import metrics
 from workers.job_hooks import JobHooks
 from workers.model_export import save_exports
 
@@ -66,6 +67,8 @@ def execute_job(job_id: str, worker: str) -> str | None:
     if job is None:
         log.info("job %s is not queued any more (running elsewhere, cancelled or finished); skipping", job_id)
         return None
+    logging_setup.bind_job(job_id, job["owner"])  # json logs name the job's owner too
+    metrics.job_started(settings.redis_url, job)
     began = time.monotonic()  # setup (loading, splitting, scaling) counts against max_runtime_s too
     hooks = JobHooks(store, artifacts, job, settings)
     hooks.events = JobEvents.started(settings.redis_url, job)
@@ -84,6 +87,7 @@ def execute_job(job_id: str, worker: str) -> str | None:
         _fail(hooks, store, job, "internal_error", describe_exception(exc), log_prefix="the job failed: ")
     finally:
         hooks.events.settled(store)
+        metrics.run_settled(settings.redis_url, store, job)
     return None
 
 

@@ -4,13 +4,20 @@ database made before migrations, and nothing starts on an unmigrated database.""
 from __future__ import annotations
 
 import importlib.util
+import os
+import secrets
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, select
+from sqlalchemy import create_engine, inspect, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from core import migrate
 from core.db import LEGACY_OWNER, jobs, make_engine, metadata
@@ -18,6 +25,7 @@ from core.settings import Limits, Settings
 from core.tokens import ADMIN, DEV_TOKEN_FILE, TokenStore, bootstrap_admin_token
 
 FIRST_SCHEMA = Path(__file__).with_name("schema_0001.py")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def diff(engine) -> list:
@@ -77,3 +85,66 @@ def test_the_bootstrap_token_is_made_once_and_kept_private(tmp_path):
     with pytest.raises(ValueError, match="at least 32"):
         bootstrap_admin_token(store, tmp_path, "short")
     engine.dispose()
+
+
+def _up_down_up(engine) -> None:
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision() and diff(engine) == []
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "base")
+    assert migrate.current_revision(engine) is None
+    with engine.connect() as conn:
+        assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision() and diff(engine) == []
+
+
+def test_migrations_go_up_down_and_up_again_on_sqlite(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'updown.db'}")
+    _up_down_up(engine)
+    engine.dispose()
+
+
+PG_SERVER = os.environ.get("TRAINRX_MIGRATION_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture()
+def throwaway_postgres():
+    """A database of its own on the machine's PostgreSQL, dropped at the end (never the suite's ``test``)."""
+    server = create_engine(PG_SERVER.replace("postgresql://", "postgresql+psycopg://", 1),
+                           isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with server.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        server.dispose()
+        pytest.skip(f"no PostgreSQL at {PG_SERVER} ({type(exc).__name__}); the SQLite half ran")
+    name = f"trx_mig_{secrets.token_hex(6)}"
+    with server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_SERVER).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+def test_migrations_go_up_down_and_up_again_on_postgresql(throwaway_postgres):
+    engine = make_engine(throwaway_postgres)
+    _up_down_up(engine)
+    engine.dispose()
+
+
+def test_make_migrate_brings_a_fresh_database_to_the_current_schema(tmp_path):
+    """What the compose migrate service runs (python -m core.migrate), on an empty database."""
+    env = dict(os.environ, TRAINRX_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-m", "core.migrate"], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"empty -> {migrate.head_revision()}" in result.stdout
+    check = subprocess.run([sys.executable, "-m", "core.migrate", "--check"], env=env, cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
