@@ -218,16 +218,22 @@ class Curves(MethodView):
         job = load_job(job_id)
         after, most = args["after_epoch"], args.get("max_points")
         curves = pivot_curves(evenly(parts().store.epochs(job_id, after=after), most))
-        steps = parts().store.sampled_steps(job_id, after=after)
-        if steps is None and job["steps"] is not None:  # a job recorded before steps were kept per epoch
-            steps = {k: [v for v, e in zip(values, job["steps"]["epoch"]) if e > after]
-                     for k, values in job["steps"].items()}
+        steps = sampled_steps(job, after)
         if steps is not None:
             keep = evenly(list(range(len(steps.get("step", [])))), most)
             curves["steps"] = {k: [values[i] for i in keep] for k, values in steps.items()}
         if job["initial_probes"] is not None and after == 0:
             curves["initial"] = job["initial_probes"]
         return {"job_id": job_id, "status": job["status"], **curves}
+
+
+def sampled_steps(job: dict, after: int = 0) -> dict | None:
+    """The job's sampled training steps in the epochs after ``after`` (None: none recorded)."""
+    steps = parts().store.sampled_steps(job["id"], after=after)
+    if steps is None and job["steps"] is not None:  # a job recorded before steps were kept per epoch
+        steps = {k: [v for v, e in zip(values, job["steps"]["epoch"]) if e > after]
+                 for k, values in job["steps"].items()}
+    return steps
 
 
 def evenly(items: list, most: int | None) -> list:
