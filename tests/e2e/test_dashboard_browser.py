@@ -38,6 +38,7 @@ if not (CHROMIUM.exists() and DRIVER.exists()):
 webdriver = pytest.importorskip("selenium.webdriver", reason="browser tests: selenium is not installed "
                                                              "(pip install -r requirements-dev.txt)")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -111,7 +112,10 @@ def jobs(api, token):
 
 
 def wait(driver, condition, what: str, timeout: float = WAIT_S):
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+    """Until ``condition`` holds; an element replaced by a live update meanwhile is looked up again."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(lambda d: condition(d), message=what)
 
 
 def images_loaded(driver, selector: str) -> list[dict]:
@@ -180,21 +184,25 @@ def test_submit_from_the_form_and_watch_it_finish_live(api, browser, jobs, shots
     assert browser.find_element(By.CSS_SELECTOR, "#job-status .badge").text == "succeeded"
 
 
-def test_the_finished_job_shows_its_plots_and_report(api, browser, jobs, shots):
-    browser.find_element(By.ID, "show-report").click()
-    wait(browser, lambda d: d.find_element(By.ID, "job").get_attribute("data-finished") == "true", "the reload")
-    wait(browser, lambda d: all(i["complete"] for i in images_loaded(d, "img[data-plot]")), "the plots")
-    plots = images_loaded(browser, "img[data-plot]")
-    assert len(plots) >= 3 and all(p["width"] > 100 and p["height"] > 100 for p in plots), plots
-    browser.execute_script("document.querySelector('.plots').scrollIntoView()")
-    shots(browser, "job-finished", height=1500)
+def report_plots(driver) -> list[dict]:
+    """The plots of the report framed in the job page, once it has loaded."""
+    wait(driver, lambda d: d.find_element(By.ID, "job").get_attribute("data-report") == "loaded", "the report")
+    driver.switch_to.frame(driver.find_element(By.ID, "report-frame"))
+    try:
+        return images_loaded(driver, "img")
+    finally:
+        driver.switch_to.default_content()
 
-    browser.get(f"{api}/v1/jobs/{jobs['form']}/report")
-    wait(browser, lambda d: d.execute_script("return document.readyState") == "complete", "the report")
-    report = images_loaded(browser, "img")
-    assert report and all(i["src"].startswith("data:image/png") for i in report), report
-    assert all(i["width"] > 100 and i["height"] > 100 for i in report), report
-    shots(browser, "report", height=1500)
+
+def test_the_finished_job_shows_its_report_with_its_plots_loaded(api, browser, jobs, shots):
+    for _ in ("framed when the stream ended", "framed by the page rendered for the finished job"):
+        plots = report_plots(browser)
+        assert len(plots) >= 4 and all(p["src"].startswith("data:image/png") for p in plots), plots
+        assert all(p["complete"] and p["width"] > 300 and p["height"] > 200 for p in plots), plots
+        browser.refresh()
+    report_plots(browser)
+    assert browser.find_element(By.ID, "delete").is_displayed()
+    shots(browser, "job-finished", height=1800)
 
 
 def test_an_invalid_request_shows_the_servers_field_error(api, browser, shots):

@@ -27,19 +27,9 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   };
 
-  if (root.dataset.finished === "true") {
-    trainrx.api("GET", `/v1/jobs/${jobId}/curves`).then(({status, body}) => {
-      if (status !== 200) return;
-      for (const chart of charts) {
-        for (const key of chart.keys) {
-          chart.set(key.replace("_", " "), (body[key] || []).map((y, i) => [body.epoch[i], y]));
-        }
-        chart.render();
-      }
-    });
-  } else {
-    follow();
-  }
+  if (root.dataset.finished !== "true") follow();
+  const frame = document.getElementById("report-frame");
+  if (frame) fitReport(frame);
 
   function showStatus(status) {
     const badge = document.createElement("span");
@@ -48,6 +38,31 @@ document.addEventListener("DOMContentLoaded", () => {
     badge.textContent = status;
     document.getElementById("job-status").replaceChildren(badge);
     root.dataset.status = status;
+  }
+
+  // The job's report (GET /v1/jobs/{id}/report: plots, findings, their patches with resubmit buttons),
+  // framed at its full height; a resubmit made inside it opens the new job here.
+  function fitReport(frame) {
+    const fit = () => {
+      const doc = frame.contentDocument;
+      if (!doc || doc.URL === "about:blank" || root.dataset.report === "loaded") return;
+      frame.style.height = `${doc.documentElement.scrollHeight + 24}px`;
+      doc.addEventListener("trainrx:resubmitted", (event) => window.location.assign(`/jobs/${event.detail.id}`));
+      root.dataset.report = "loaded";
+    };
+    frame.addEventListener("load", fit);
+    if (frame.contentDocument && frame.contentDocument.readyState === "complete") fit();  // loaded before this ran
+  }
+
+  function showReport() {
+    const section = document.getElementById("report");
+    const frame = document.createElement("iframe");
+    frame.id = "report-frame";
+    frame.title = `Report of job ${jobId.slice(0, 8)}`;
+    fitReport(frame);
+    frame.src = `/v1/jobs/${jobId}/report`;
+    section.replaceChildren(frame);
+    section.hidden = false;
   }
 
   function follow() {
@@ -82,15 +97,8 @@ document.addEventListener("DOMContentLoaded", () => {
       live.textContent = "finished";
       live.classList.remove("on");
       document.getElementById("cancel")?.remove();
-      const note = document.getElementById("curves-note");
-      note.replaceChildren(`The job ${job.status}. `);
-      const reload = document.createElement("button");
-      reload.type = "button";
-      reload.id = "show-report";
-      reload.className = "primary";
-      reload.textContent = "Show plots, findings and actions";
-      reload.addEventListener("click", () => window.location.reload());
-      note.append(reload);
+      document.getElementById("curves-note").textContent = `The job ${job.status}. Its report:`;
+      showReport();
     });
     window.addEventListener("pagehide", () => source.close());
   }
@@ -137,10 +145,4 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     resubmit(patch);
   });
-  for (const button of document.querySelectorAll(".use-patch")) {
-    button.addEventListener("click", () => {
-      document.getElementById("patch").value = JSON.stringify(JSON.parse(button.dataset.patch), null, 2);
-      resubmit(JSON.parse(button.dataset.patch));
-    });
-  }
 });
