@@ -48,6 +48,9 @@ FORM_JOB = {"name": "from-the-form", "dataset": {"name": "moons"}, "architecture
             "epochs": 8}
 OTHER_JOB = {"name": "moons-tanh", "dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8]},
              "activation": "tanh", "epochs": 4}
+# A learning rate far too large: the diagnosis finds the explosion and suggests a smaller one.
+EXPLODING = {"name": "huge-learning-rate", "dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]},
+             "optimizer": {"name": "sgd", "learning_rate": 50.0}, "epochs": 3}
 BLOCKER = {"name": "blocker", "dataset": {"name": "moons"}, "architecture": {"hidden_layers": [64, 64]},
            "epochs": 1000}
 WAIT_S = 180
@@ -104,10 +107,13 @@ def jobs(api, token):
     """The API side of the story, as the same owner: another small job, then the blocker."""
     http = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     other = http.post("/v1/jobs", json=OTHER_JOB).json()
+    exploding = http.post("/v1/jobs", json=EXPLODING).json()
     blocker = http.post("/v1/jobs", json=BLOCKER).json()
-    state = {"http": http, "other": other["id"], "blocker": blocker["id"]}
+    state = {"http": http, "other": other["id"], "exploding": exploding["id"], "blocker": blocker["id"]}
     yield state
-    http.post(f"/v1/jobs/{blocker['id']}/cancel")
+    for job_id in (blocker["id"], state.get("resubmitted")):
+        if job_id:
+            http.post(f"/v1/jobs/{job_id}/cancel")
     http.close()
 
 
@@ -167,15 +173,18 @@ def test_submit_from_the_form_and_watch_it_finish_live(api, browser, jobs, shots
     assert browser.find_element(By.CSS_SELECTOR, row).text == "queued"
 
     assert http.post(f"/v1/jobs/{jobs['blocker']}/cancel").status_code == 202  # the form's job runs now
-    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, row).text == "succeeded", "the list to show it done")
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, row).text in ("running", "succeeded"), "it to start")
     shots(browser, "jobs")
-    browser.close()
+    list_tab = browser.current_window_handle
     browser.switch_to.window(form_tab)
-
     live_events = lambda d: d.execute_script("return window.trainrxLive.events")  # noqa: E731
     wait(browser, lambda d: any(e["type"] == "epoch" and e["epoch"] >= 3 for e in live_events(d)), "epochs")
     shots(browser, "job-live")
     wait(browser, lambda d: d.find_element(By.ID, "job").get_attribute("data-ended") == "true", "the end")
+    browser.switch_to.window(list_tab)
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, row).text == "succeeded", "the list to show it done")
+    browser.close()
+    browser.switch_to.window(form_tab)
     seen = live_events(browser)
     assert [e["status"] for e in seen if e["type"] == "status"] == ["queued", "running", "succeeded"]
     assert [e["epoch"] for e in seen if e["type"] == "epoch"] == list(range(1, FORM_JOB["epochs"] + 1))
@@ -203,6 +212,24 @@ def test_the_finished_job_shows_its_report_with_its_plots_loaded(api, browser, j
     report_plots(browser)
     assert browser.find_element(By.ID, "delete").is_displayed()
     shots(browser, "job-finished", height=1800)
+
+
+def test_a_findings_resubmit_button_in_the_report_starts_the_patched_job(api, browser, jobs):
+    browser.get(f"{api}/jobs/{jobs['exploding']}")
+    wait(browser, lambda d: d.find_element(By.ID, "job").get_attribute("data-finished") == "true", "its end",
+         timeout=5)
+    report_plots(browser)
+    browser.switch_to.frame(browser.find_element(By.ID, "report-frame"))
+    buttons = [b for b in browser.find_elements(By.CSS_SELECTOR, "button.resubmit") if b.is_displayed()]
+    assert buttons, "the report offers no resubmit button"
+    buttons[0].click()
+    browser.switch_to.default_content()
+    wait(browser, lambda d: d.find_element(By.ID, "job").get_attribute("data-job-id") != jobs["exploding"],
+         "the new job's page")
+    jobs["resubmitted"] = browser.find_element(By.ID, "job").get_attribute("data-job-id")
+    child = jobs["http"].get(f"/v1/jobs/{jobs['resubmitted']}").json()
+    assert child["links"]["parent"].endswith(jobs["exploding"])
+    assert child["request"]["optimizer"]["learning_rate"] < EXPLODING["optimizer"]["learning_rate"]
 
 
 def test_an_invalid_request_shows_the_servers_field_error(api, browser, shots):

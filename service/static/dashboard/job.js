@@ -65,6 +65,13 @@ document.addEventListener("DOMContentLoaded", () => {
     section.hidden = false;
   }
 
+  function showVerdict(verdict) {
+    const badge = document.createElement("span");
+    badge.className = `badge verdict-${verdict}`;
+    badge.textContent = verdict.replaceAll("_", " ");
+    document.getElementById("job-verdict").replaceChildren(badge);
+  }
+
   function follow() {
     const live = document.getElementById("live");
     const total = document.getElementById("job-progress").textContent.split("/")[1];
@@ -98,6 +105,9 @@ document.addEventListener("DOMContentLoaded", () => {
       live.classList.remove("on");
       document.getElementById("cancel")?.remove();
       document.getElementById("curves-note").textContent = `The job ${job.status}. Its report:`;
+      trainrx.api("GET", `/v1/jobs/${jobId}/diagnosis`).then(({status, body}) => {
+        if (status === 200 && body.verdict) showVerdict(body.verdict);
+      });
       showReport();
     });
     window.addEventListener("pagehide", () => source.close());
