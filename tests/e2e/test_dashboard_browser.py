@@ -45,7 +45,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 # Small, real trainings. The blocker keeps the one worker busy until the form's job is on screen,
 # so that the page sees that job go from queued to running to succeeded, however fast the machine.
 FORM_JOB = {"name": "from-the-form", "dataset": {"name": "moons"}, "architecture": {"hidden_layers": [32, 32]},
-            "epochs": 8}
+            "epochs": 6}
 OTHER_JOB = {"name": "moons-tanh", "dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8]},
              "activation": "tanh", "epochs": 4}
 # A learning rate far too large: the diagnosis finds the explosion and suggests a smaller one.
@@ -79,7 +79,7 @@ def shots(tmp_path_factory):
     def shot(driver, name: str, height: int | None = None) -> Path:
         if height:
             driver.set_window_size(1280, height)
-        path = directory / f"{name}.png"
+        path = directory / f"dashboard-{name}.png"
         assert driver.save_screenshot(str(path)), name
         if extra:
             Path(extra).mkdir(parents=True, exist_ok=True)
