@@ -47,6 +47,7 @@ bench: install-dev ## The benchmarks, one after another (minutes; each prints it
 	$(PY) bench/epoch_rate.py
 	$(PY) bench/streams.py
 	$(PY) bench/load.py
+	$(PY) bench/plots.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -72,10 +72,17 @@ def number(value: Any) -> str:
     return str(value)
 
 
+def when(value: str | None) -> str:
+    """An ISO timestamp from the job resource, as a person reads it (UTC, to the second)."""
+    if not value:
+        return "—"
+    return datetime.fromisoformat(value).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _findings(job: dict) -> list[dict]:
     out = []
     for item in (job.get("diagnosis") or {}).get("findings") or []:
-        suggestions = [{"why": s.get("why", ""), "patch": pretty(s["patch"]),
+        suggestions = [{"why": s.get("why", ""), "patch": json.dumps(s["patch"], ensure_ascii=False),
                         "patch_body": json.dumps({"patch": s["patch"]}),
                         "patched": pretty(merge_patch(job["request"], s["patch"]))}
                        for s in item.get("suggestions") or []]
@@ -113,7 +120,8 @@ class Report(MethodView):
             "report/job.html", job=JobSchema().dump(job), request_json=pretty(job["request"]), plots=plots,
             verdict=diagnosis.get("verdict"), verdict_text=VERDICTS.get(diagnosis.get("verdict"), ""),
             findings=_findings(job), final=job["status"] in FINISHED, downloads=_downloads(job),
-            resubmit_url=url_for("jobs.Resubmit", job_id=job["id"]), nonce=nonce, number=number,
+            resubmit_url=url_for("jobs.Resubmit", job_id=job["id"]), nonce=nonce, number=number, when=when,
+            plot_width=REPORT_SIZE.width, plot_height=REPORT_SIZE.height,
             csrf=csrf_token(auth().secret, principal.token_id) if principal.via == "session" else None,
             generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), version=__version__)
         response = Response(html, mimetype="text/html")

@@ -52,6 +52,8 @@ SLOT_WAIT_S = 30  # past this, a request waiting for a free child gets Renderers
 RENDER_TIMEOUT_S = 60  # one request's plots (a report renders four); matplotlib's import comes on top
 START_TIMEOUT_S = 60
 RENDERS_PER_CHILD = 500
+# On a busy host the API's own requests come first: a plot can wait a little, /healthz should not.
+RENDERER_NICENESS = 5
 _LENGTH_BYTES = 8
 _CHUNK = 1 << 16
 
@@ -155,9 +157,7 @@ class RenderPool:
         if not self._slots.acquire(timeout=SLOT_WAIT_S):
             raise RenderersBusy(f"every plot renderer stayed busy for {SLOT_WAIT_S} s")
         try:
-            with self._lock:
-                child = self._idle.pop() if self._idle else None
-            child = child or _Child()
+            child = self._idle_child() or _Child()
             try:
                 answer = child.call(request)
             except (RenderFailed, OSError, ValueError) as exc:
@@ -173,6 +173,16 @@ class RenderPool:
         if not answer.get("ok"):
             raise RenderFailed(answer.get("error") or "the renderer failed")
         return [base64.b64decode(item) for item in answer["png"]]
+
+    def _idle_child(self) -> _Child | None:
+        """A started child that is still alive (one that died while idle is let go)."""
+        while True:
+            with self._lock:
+                child = self._idle.pop() if self._idle else None
+            if child is None or child.proc.poll() is None:
+                return child
+            log.warning("renderer %s had exited (status %s); starting another", child.proc.pid, child.proc.poll())
+            child.close()
 
     def close(self) -> None:
         with self._lock:
@@ -228,6 +238,7 @@ def _read_exactly(stream, count: int) -> bytes | None:
 
 
 def main() -> None:
+    os.nice(RENDERER_NICENESS)
     from core.plots import render  # noqa: F401  (matplotlib's import, once, before the first request)
 
     requests, answers = sys.stdin.buffer, sys.stdout.buffer

@@ -45,6 +45,7 @@ def gradients(data: JobData, size: Size) -> Figure:
         time_ax.plot(epochs, S.positive(layer_series(rows, "grad_norm", name)), color=colour, marker="o",
                      markersize=3, label=name)
     time_ax.set_yscale("log")
+    S.zeros_note(time_ax, [layer_series(rows, "grad_norm", name) for name in names], "gradient norm")
     time_ax.set_title("Mean gradient L2 norm per epoch")
     time_ax.set_ylabel("gradient L2 norm (log scale)")
     S.epochs_axis(time_ax, epochs)
@@ -75,7 +76,8 @@ def gradients(data: JobData, size: Size) -> Figure:
     if exploding:
         S.mark_epoch(time_ax, exploding.get("epoch"), f"exploding at epoch {exploding.get('epoch')}",
                      S.finding_colour(exploding))
-    S.legend(time_ax, loc="best", ncols=2 if len(names) > 5 else 1)
+    # Under the axes, not on them: with many layers no corner is free of lines.
+    S.legend(time_ax, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=min(len(names), 5))
     S.legend(profile_ax, loc="best")
     return fig
 

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from core.plots.spec import Size
 
@@ -53,6 +54,13 @@ def positive(series: Sequence[float]) -> list[float]:
     return [v if v > 0 else math.nan for v in series]
 
 
+def zeros_note(ax: Axes, series: Iterable[Sequence[float]], what: str) -> None:
+    """Exact zeros cannot be drawn on a log scale: say so rather than leave a silent gap
+    (a dead network's gradient is exactly zero)."""
+    if any(v == 0 for values in series for v in values):
+        note(ax, f"{what} = 0 at some points (not drawn on a log scale)", "#555555")
+
+
 def layer_colours(n: int) -> list:
     """Input side dark, output side bright: the order of the layers reads off the colour."""
     cmap = colormaps["viridis"]
@@ -92,8 +100,11 @@ def finding_colour(finding: dict) -> str:
 
 def epochs_axis(ax: Axes, epochs: Sequence[int]) -> None:
     ax.set_xlabel("epoch")
-    if epochs and len(epochs) <= 12:
-        ax.set_xticks(list(epochs))
+    if epochs and ax.get_autoscalex_on():  # (a live job's frame is fixed already)
+        # Every epoch recorded, even where values are missing (NaN), and whole-number ticks.
+        pad = max(0.5, 0.03 * (max(epochs) - min(epochs)))
+        ax.set_xlim(min(epochs) - pad, max(epochs) + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.grid(True, alpha=0.3)
 
 

@@ -56,6 +56,9 @@ def curves(data: JobData, size: Size) -> Figure:
         if label == "accuracy":
             score_ax.set_ylim(-0.02, 1.02)
     axes = [loss_ax] if keys is None else [loss_ax, score_ax]
+    if data.status in ("queued", "running") and data.epochs_requested:
+        for ax in axes:  # a live job's curves grow into a fixed frame
+            ax.set_xlim(0.5, data.epochs_requested + 0.5)
     _stops(data, axes)
     _findings_on_curves(data, loss_ax, score_ax if keys else None, val_loss)
     for ax in axes:
@@ -80,7 +83,8 @@ def _findings_on_curves(data: JobData, loss_ax: Axes, score_ax: Axes | None, val
         ev, colour = fit["evidence"], S.finding_colour(fit)
         S.threshold(score_ax, ev.get("threshold"), f"training-fit bar ({ev.get('threshold'):.2f})"
                     if ev.get("threshold") is not None else "", colour)
-        S.threshold(score_ax, ev.get("chance_accuracy"), "chance", S.STOP)
+        chance = ev.get("chance_accuracy")
+        S.threshold(score_ax, chance, f"chance ({chance:.2f})" if chance is not None else "", S.STOP)
         S.note(score_ax, "poor training fit: below the bar" + (f" at epoch {fit['epoch']}" if fit.get("epoch")
                                                                 else ""), colour)
     over = data.finding("overfitting")
@@ -123,6 +127,7 @@ def steps(data: JobData, size: Size) -> Figure:
     grad_ax.plot(step, S.positive(grad), color="#9467bd", marker=".", markersize=3, linewidth=1,
                  label="gradient norm (all layers)")
     grad_ax.set_yscale("log")
+    S.zeros_note(grad_ax, [grad], "gradient norm")
     loss_ax.set_title("Batch loss")
     loss_ax.set_ylabel("loss")
     grad_ax.set_title("Total gradient L2 norm")

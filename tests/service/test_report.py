@@ -16,9 +16,8 @@ from PIL import Image
 
 from core.plots import spec as P
 from core.spec import merge_patch
-from service.report_api import REPORT_SIZE
-from tests.conftest import OWNER, TOKENS
-from tests.service.conftest import HOSTILE_NAME
+from service.report_api import REPORT_SIZE, number
+from tests.conftest import HOSTILE_NAME, OWNER, TOKENS
 from tests.service.test_api import assert_error_shape
 
 
@@ -82,7 +81,7 @@ def test_the_report_reads_without_javascript(client, plotted_job):
     _, html = report(client, job["id"])
     page = Page(html)
     text = " ".join(" ".join(page.text).split())
-    assert job["status"] in text and "Training" in text  # status and timings
+    assert job["status"] in text and f"{number(job['timings']['total_s'])} s" in text  # status and timings
     assert diagnosis["verdict"].replace("_", " ").capitalize() in text
     for finding in diagnosis["findings"]:
         assert " ".join(finding["explanation"].split()) in text

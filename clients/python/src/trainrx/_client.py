@@ -63,6 +63,7 @@ class Client:
                  headers: Mapping[str, str] | None = None, http_client: httpx.Client | None = None) -> None:
         from trainrx.resources.datasets import Datasets
         from trainrx.resources.jobs import Jobs
+        from trainrx.resources.plots import Plots
         from trainrx.resources.tokens import Tokens
 
         self.base_url = (base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL).rstrip("/")
@@ -78,6 +79,7 @@ class Client:
         self.jobs = Jobs(self)
         self.datasets = Datasets(self)
         self.tokens = Tokens(self)
+        self.plots = Plots(self)
 
     def with_options(self, *, timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int = _NOT_GIVEN) -> "Client":
         """A client with other defaults that shares this one's connections."""

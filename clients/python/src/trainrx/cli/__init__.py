@@ -228,8 +228,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
 class _CheckRun:
     """Everything `check` prints and writes, in one place, whatever the outcome."""
 
-    def __init__(self, spec: str, junit: str | None) -> None:
-        self.spec, self.junit = spec, junit
+    def __init__(self, spec: str, junit: str | None, client: Client, report: str | None = None) -> None:
+        self.spec, self.junit, self.client, self.report = spec, junit, client, report
         self.github = os.environ.get("GITHUB_ACTIONS") == "true"
         self.started = time.monotonic()
         self.properties: dict[str, Any] = {"spec": spec}
@@ -263,6 +263,8 @@ class _CheckRun:
                 properties={**self.properties, "job_id": job.id if job else None,
                             "verdict": diagnosis.verdict if diagnosis else None},
                 error=error, report=report))
+        if self.report and job is not None:
+            save_report(self.client, job.id, self.report)
         if self.github:
             file = self.spec if Path(self.spec).is_file() else None
             for o in failed:
@@ -286,13 +288,15 @@ class _CheckRun:
 @click.option("--max-drop", type=click.FloatRange(min=0), default=None,
               help="With --baseline: the largest allowed regression, absolute (default 0).")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Save the job's HTML report here (plots, diagnosis, patches; works offline).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_WAIT_TIMEOUT,
               show_default=True, help="Seconds to wait for the job; past it the job is cancelled (exit 4).")
 @click.option("--progress/--no-progress", default=True, help="Show the job's progress on stderr.")
 @click.pass_context
 def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple[str, ...],
           verdicts: tuple[str, ...], baseline: str | None, metric: str | None, max_drop: float | None,
-          junit: str | None, timeout: float, progress: bool) -> None:
+          junit: str | None, report_path: str | None, timeout: float, progress: bool) -> None:
     """Train SPEC and check the result: exit 0 when every expectation holds, 1 when
     one fails, 2 for an invalid spec or command line, 3 when the service is
     unreachable or answers an error, 4 when the job fails or times out."""
@@ -306,8 +310,8 @@ def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple
     if not known_metric(metric):
         raise click.BadParameter(f"unknown metric {metric!r}", param_hint="--metric")
     codes, allowed = _split(fail_on), _split(verdicts)
-    run = _CheckRun(spec, junit)
     client = _client(ctx)
+    run = _CheckRun(spec, junit, client, report_path)
 
     try:
         request = load_spec(spec)
@@ -360,3 +364,9 @@ def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple
         run.finish(JOB_FAILED, outcomes, error=f"The job {job.id} {job.status} ({reason}).", job=job, diagnosis=diag)
     run.finish(OK if all(o.passed for o in outcomes) else EXPECTATION_FAILED, outcomes, job=job, diagnosis=diag)
 
+
+
+from trainrx.cli.plots import compare, plot, report, save_report  # noqa: E402  (their own module)
+
+for _command in (plot, compare, report):
+    main.add_command(_command)
