@@ -46,7 +46,10 @@ document.addEventListener("DOMContentLoaded", () => {
     const fit = () => {
       const doc = frame.contentDocument;
       if (!doc || doc.URL === "about:blank" || root.dataset.report === "loaded") return;
-      frame.style.height = `${doc.documentElement.scrollHeight + 24}px`;
+      doc.documentElement.style.overflowY = "hidden";  // the frame grows with it instead
+      const height = () => { frame.style.height = `${doc.body.scrollHeight + 48}px`; };
+      height();
+      new ResizeObserver(height).observe(doc.body);  // the report's own script adds buttons after loading
       doc.addEventListener("trainrx:resubmitted", (event) => window.location.assign(`/jobs/${event.detail.id}`));
       root.dataset.report = "loaded";
     };
