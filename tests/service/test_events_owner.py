@@ -17,8 +17,10 @@ from core.events import EVENT_ID_STRIDE
 from core.tokens import USER, TokenStore, new_token
 from service.event_hub import EventHub
 from service.owner_events_api import GRACE_S, MAX_TRACKED, Cursor, job_event_id, window_cursor
-from tests.clients.conftest import SMALL, WAITING, start_api
+from tests.clients.conftest import WAITING, start_api
 from core.redis_urls import redis_py_url
+
+TINY = {"name": "owner-events", "dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8]}, "epochs": 3}
 
 # --- the cursor, without services ------------------------------------------------------------------------------
 
@@ -138,23 +140,23 @@ def test_one_stream_follows_all_the_owners_jobs_and_resumes_without_gaps_or_repe
     start = read_events(api, mine)  # without a cursor: what is in flight
     assert [(kind, data["job_id"], data["status"]) for _, kind, data in start] == [("job", waiting["id"], "queued")]
 
-    small = httpx.post(f"{api}/v1/jobs", json=SMALL, headers=mine).json()
+    tiny = httpx.post(f"{api}/v1/jobs", json=TINY, headers=mine).json()
 
     def finished(events):
-        return any(d["job_id"] == small["id"] and d["status"] == "succeeded" for _, _, d in events)
+        return any(d["job_id"] == tiny["id"] and d["status"] == "succeeded" for _, _, d in events)
 
     live = read_events(api, mine, cursor=start[-1][0], until=finished)
     cards = [(event_id, data) for event_id, kind, data in live if kind == "job"]
-    assert {data["job_id"] for _, data in cards} == {small["id"]}  # not the other owner's, not the unchanged one
+    assert {data["job_id"] for _, data in cards} == {tiny["id"]}  # not the other owner's, not the unchanged one
     ids = [data["event_id"] for _, data in cards]
     assert ids == sorted(set(ids)), "a job's cards only move forward"
     last = cards[-1][1]
-    assert last["progress"] == {"epoch": SMALL["epochs"], "epochs": SMALL["epochs"]}
+    assert last["progress"] == {"epoch": TINY["epochs"], "epochs": TINY["epochs"]}
     assert last["metric"]["name"] == "val_accuracy" and 0 <= last["metric"]["value"] <= 1
     assert last["verdict"] in ("healthy", "training_problem", "overfitting")
 
     # The card's event id is the id of the job's last event (`end`) on its own stream.
-    own = httpx.get(f"{api}/v1/jobs/{small['id']}/events", headers=mine, timeout=30).text
+    own = httpx.get(f"{api}/v1/jobs/{tiny['id']}/events", headers=mine, timeout=30).text
     assert own.rstrip().split("\n\n")[-1].startswith(f"id: {last['event_id']}\nevent: end")
 
     # Resuming after the first card: only the newest state of what changed since, once.
@@ -165,9 +167,9 @@ def test_one_stream_follows_all_the_owners_jobs_and_resumes_without_gaps_or_repe
         assert resumed == []
     assert read_events(api, mine, cursor=cards[-1][0]) == []  # nothing new: nothing sent
 
-    assert httpx.delete(f"{api}/v1/jobs/{small['id']}", headers=mine).status_code == 204
+    assert httpx.delete(f"{api}/v1/jobs/{tiny['id']}", headers=mine).status_code == 204
     gone = read_events(api, mine, cursor=cards[-1][0])
-    assert [(kind, data) for _, kind, data in gone] == [("deleted", {"job_id": small["id"]})]
+    assert [(kind, data) for _, kind, data in gone] == [("deleted", {"job_id": tiny["id"]})]
 
 
 def test_a_cursor_the_stream_did_not_send_is_a_400_naming_it(api, settings):
