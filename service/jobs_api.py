@@ -220,8 +220,7 @@ class Curves(MethodView):
         curves = pivot_curves(evenly(parts().store.epochs(job_id, after=after), most))
         steps = sampled_steps(job, after)
         if steps is not None:
-            keep = evenly(list(range(len(steps.get("step", [])))), most)
-            curves["steps"] = {k: [values[i] for i in keep] for k, values in steps.items()}
+            curves["steps"] = thin_steps(steps, most)
         if job["initial_probes"] is not None and after == 0:
             curves["initial"] = job["initial_probes"]
         return {"job_id": job_id, "status": job["status"], **curves}
@@ -234,6 +233,12 @@ def sampled_steps(job: dict, after: int = 0) -> dict | None:
         steps = {k: [v for v, e in zip(values, job["steps"]["epoch"]) if e > after]
                  for k, values in job["steps"].items()}
     return steps
+
+
+def thin_steps(steps: dict, most: int | None) -> dict:
+    """Sampled steps thinned to at most ``most``, evenly, the last kept."""
+    keep = evenly(list(range(len(steps.get("step", [])))), most)
+    return {k: [values[i] for i in keep] for k, values in steps.items()}
 
 
 def evenly(items: list, most: int | None) -> list:

@@ -3,7 +3,7 @@ comparison, which jobs and metric."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from core.plots import spec as P
 
@@ -16,7 +16,19 @@ def _bounded(low: int, high: int, default: int, what: str) -> fields.Integer:
 class PlotArgsSchema(Schema):
     width = _bounded(P.MIN_WIDTH, P.MAX_WIDTH, P.DEFAULT_WIDTH, "Width in pixels")
     height = _bounded(P.MIN_HEIGHT, P.MAX_HEIGHT, P.DEFAULT_HEIGHT, "Height in pixels")
-    dpi = _bounded(P.MIN_DPI, P.MAX_DPI, P.DEFAULT_DPI, "Dots per inch: the text's size relative to the picture")
+    dpi = _bounded(P.MIN_DPI, P.MAX_DPI, P.DEFAULT_DPI, "Dots per inch: the text's size relative to the picture. "
+                   f"width / dpi must be at least {P.MIN_WIDTH_IN:g} and height / dpi at least {P.MIN_HEIGHT_IN:g} "
+                   "(inches), or the text would not fit")
+
+    @validates_schema
+    def _text_fits(self, data: dict, **kwargs) -> None:
+        width, height, dpi = data.get("width"), data.get("height"), data.get("dpi")
+        if None in (width, height, dpi):
+            return
+        if width / dpi < P.MIN_WIDTH_IN or height / dpi < P.MIN_HEIGHT_IN:
+            raise ValidationError(f"At {dpi} dpi a {width}x{height} picture is {width / dpi:.2g}x{height / dpi:.2g} "
+                                  f"inches, too small for its text (at least {P.MIN_WIDTH_IN:g}x{P.MIN_HEIGHT_IN:g}): "
+                                  "lower dpi or raise width and height.", "dpi")
 
 
 def job_ids(raw: str) -> list[str]:

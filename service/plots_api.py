@@ -19,7 +19,7 @@ from core.jobstore import FINISHED
 from core.plots import spec as P
 from core.plots.pool import RenderersBusy, RenderFailed, render_compare, render_job_plots
 from service.extensions import parts
-from service.jobs_api import evenly, load_job, sampled_steps
+from service.jobs_api import evenly, load_job, sampled_steps, thin_steps
 from service.plot_schemas import CompareArgsSchema, PlotArgsSchema, job_ids
 
 log = logging.getLogger("trainrx.plots")
@@ -37,10 +37,13 @@ PNG = {"format": "binary", "type": "string"}
 
 
 def job_data(job: dict) -> P.JobData:
-    """What the plots of ``job`` read, from the job store (epochs thinned to MAX_POINTS)."""
+    """What the plots of ``job`` read, from the job store (a long run thinned to
+    MAX_POINTS epochs and MAX_STEP_POINTS sampled steps)."""
     store = parts().store
-    return P.JobData(title=job.get("name") or job["id"], status=job["status"],
-                     rows=evenly(store.epochs(job["id"]), P.MAX_POINTS), steps=sampled_steps(job),
+    steps = sampled_steps(job)
+    return P.JobData(title=job.get("name") or f"job {job['id'][:8]}", status=job["status"],
+                     rows=evenly(store.epochs(job["id"]), P.MAX_POINTS),
+                     steps=thin_steps(steps, P.MAX_STEP_POINTS) if steps is not None else None,
                      initial=job.get("initial_probes"), summary=job.get("summary"), diagnosis=job.get("diagnosis"),
                      epochs_requested=(job.get("request") or {}).get("epochs"))
 
@@ -49,9 +52,11 @@ def _cache_name(name: str, size: P.Size) -> str:
     return f"{CACHE_PREFIX}{name}-{size.key}.png"
 
 
-def _room_in_cache(job_id: str) -> bool:
+def _storable(job_id: str) -> bool:
+    """Stored only beside the job's own files (a job deleted meanwhile has none, and a
+    PNG written there would outlive it), and only up to MAX_CACHED_PER_JOB sizes."""
     folder = parts().artifacts.path(job_id, "")
-    return not folder.is_dir() or sum(1 for _ in folder.glob(f"{CACHE_PREFIX}*.png")) < MAX_CACHED_PER_JOB
+    return folder.is_dir() and sum(1 for _ in folder.glob(f"{CACHE_PREFIX}*.png")) < MAX_CACHED_PER_JOB
 
 
 def job_plots(job: dict, names: list[str], size: P.Size) -> list[bytes]:
@@ -63,7 +68,7 @@ def job_plots(job: dict, names: list[str], size: P.Size) -> list[bytes]:
     if missing:
         for name, png in zip(missing, _render(lambda: render_job_plots(missing, job_data(job), size))):
             found[name] = png
-            if finished and _room_in_cache(job["id"]):
+            if finished and _storable(job["id"]):
                 artifacts.write_bytes(job["id"], _cache_name(name, size), png)
     return [found[name] for name in names]
 
@@ -115,7 +120,7 @@ class JobPlot(MethodView):
 class Compare(MethodView):
     @blp.arguments(CompareArgsSchema, location="query")
     @blp.response(200, PNG, content_type="image/png",
-                  description=f"One line per job (up to {P.MAX_COMPARE_JOBS}), its best epoch starred.")
+                  description=f"One line per job (up to {P.MAX_COMPARE_JOBS}), its best value of the metric starred.")
     @blp.alt_response(404, description="A named job does not exist (or is another owner's); the message names it.")
     @blp.alt_response(422, description="Too many or no jobs, an unknown metric, or a size out of range.")
     def get(self, args: dict):

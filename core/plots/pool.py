@@ -157,7 +157,10 @@ class RenderPool:
         if not self._slots.acquire(timeout=SLOT_WAIT_S):
             raise RenderersBusy(f"every plot renderer stayed busy for {SLOT_WAIT_S} s")
         try:
-            child = self._idle_child() or _Child()
+            try:
+                child = self._idle_child() or _Child()
+            except OSError as exc:  # no process could be started (out of memory, process limit)
+                raise RenderFailed(f"could not start a renderer: {exc}") from exc
             try:
                 answer = child.call(request)
             except (RenderFailed, OSError, ValueError) as exc:

@@ -18,6 +18,9 @@ MIN_WIDTH, MAX_WIDTH = 320, 3840
 MIN_HEIGHT, MAX_HEIGHT = 240, 2160
 MIN_DPI, MAX_DPI = 50, 300
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_DPI = 1200, 600, 100
+# The picture in inches (pixels / dpi) that its text, in points, has to fit in: the
+# smallest pixel sizes at the default dpi. Smaller, the axes collapse under the labels.
+MIN_WIDTH_IN, MIN_HEIGHT_IN = MIN_WIDTH / DEFAULT_DPI, MIN_HEIGHT / DEFAULT_DPI
 
 # Jobs one comparison overlays: past about eight lines a legend stops telling them apart.
 MAX_COMPARE_JOBS = 8
@@ -26,8 +29,10 @@ COMPARE_METRICS = ("val_accuracy", "train_accuracy", "val_loss", "train_loss", "
                    "learning_rate")
 DEFAULT_COMPARE_METRIC = "val_accuracy"
 
-# Epochs a plot draws at most: a 10,000-epoch run is thinned to this many evenly spaced ones.
+# Epochs a plot draws at most: a 10,000-epoch run is thinned to this many evenly spaced ones;
+# and sampled steps (about ten an epoch), likewise.
 MAX_POINTS = 2000
+MAX_STEP_POINTS = 5000
 
 
 @dataclass(frozen=True)

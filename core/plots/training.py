@@ -195,6 +195,7 @@ def compare(jobs: list[JobData], metric: str, size: Size) -> Figure:
     ax.set_ylabel(label)
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3)
-    ax.plot([], [], linestyle="none", marker="*", color="#555555", label="best epoch of each")
+    best = "lowest" if lower_is_better else "highest"
+    ax.plot([], [], linestyle="none", marker="*", color="#555555", label=f"{best} of each job")
     S.legend(ax, loc="best")
     return fig

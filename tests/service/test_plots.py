@@ -41,7 +41,7 @@ def test_width_height_and_dpi_set_the_pixel_size_and_a_finished_job_stores_each_
 
 
 @pytest.mark.parametrize("query, field", [("width=5000", "width"), ("height=100", "height"), ("dpi=301", "dpi"),
-                                          ("width=abc", "width")])
+                                          ("width=abc", "width"), ("width=320&height=240&dpi=300", "dpi")])
 def test_sizes_out_of_range_are_a_422_naming_the_parameter(client, plotted_job, query, field):
     body = assert_error_shape(client.get(f"/v1/jobs/{plotted_job['id']}/plots/curves.png?{query}"), 422)
     assert list(body["errors"]) == [field]
