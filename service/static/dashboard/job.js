@@ -50,12 +50,20 @@ document.addEventListener("DOMContentLoaded", () => {
       const height = () => { frame.style.height = `${doc.body.scrollHeight + 48}px`; };
       height();
       new ResizeObserver(height).observe(doc.body);  // the report's own script adds buttons after loading
-      doc.addEventListener("trainrx:resubmitted", (event) => window.location.assign(`/jobs/${event.detail.id}`));
       root.dataset.report = "loaded";
     };
     frame.addEventListener("load", fit);
     if (frame.contentDocument && frame.contentDocument.readyState === "complete") fit();  // loaded before this ran
   }
+
+  // The report posts {type: "trainrx:resubmitted", job} to the page around it (docs/plots.md).
+  window.addEventListener("message", (event) => {
+    const frame = document.getElementById("report-frame");
+    if (event.origin !== window.location.origin || !frame || event.source !== frame.contentWindow) return;
+    if (event.data && event.data.type === "trainrx:resubmitted" && event.data.job) {
+      window.location.assign(`/jobs/${event.data.job.id}`);
+    }
+  });
 
   function showReport() {
     const section = document.getElementById("report");
