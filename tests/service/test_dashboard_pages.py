@@ -94,3 +94,30 @@ def test_revoking_the_token_ends_its_sessions_and_logging_out_needs_the_csrf_tok
     assert store.revoke(record.id, owner)
     assert browser.get("/").status_code == 302  # checked on every request
     assert browser.get("/v1/jobs").status_code == 401
+
+
+def test_the_job_list_pages_and_filters_by_status_and_verdict(app):
+    from sqlalchemy import update
+
+    from core.db import jobs
+
+    store = TokenStore(app.extensions["trainrx"].store.engine)
+    owner, token = f"pages-{uuid.uuid4().hex[:8]}", new_token()
+    store.create(owner, USER, label="pages", token=token)
+    browser, csrf = session_client(app, token)
+    made = [browser.post("/v1/jobs", json={**WAITING, "name": f"job-{i}"}, headers={"X-CSRF-Token": csrf})
+            .get_json()["id"] for i in range(23)]
+    overfit = made[3], made[21]
+    with app.extensions["trainrx"].store.engine.begin() as conn:
+        conn.execute(update(jobs).where(jobs.c.id.in_(overfit)).values(diagnosis={"verdict": "overfitting",
+                                                                                  "findings": []}))
+    rows = lambda html: re.findall(r'<tr data-job-id="([0-9a-f]{32})"', html)  # noqa: E731
+
+    first = browser.get("/").get_data(as_text=True)
+    assert rows(first) == made[::-1][:20]  # newest first
+    following = unescape(re.search(r'href="([^"]+)" id="next-page"', first).group(1))
+    second = browser.get(following).get_data(as_text=True)
+    assert rows(second) == made[::-1][20:] and 'id="next-page"' not in second
+    assert rows(browser.get("/?verdict=overfitting").get_data(as_text=True)) == [made[21], made[3]]
+    empty = browser.get("/?status=running&verdict=healthy").get_data(as_text=True)
+    assert rows(empty) == [] and "No jobs match these filters" in empty
