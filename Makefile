@@ -24,7 +24,13 @@ run: install ## Migrates the database, then the API, one worker and (when REDIS_
 migrate: install ## Bring the database (DATABASE_URL, else SQLite under TRAINRX_DATA_DIR) to the newest schema
 	$(PY) -m core.migrate
 
-test: install-dev ## The whole suite (real Redis, database, worker processes, tiny trainings)
+test: install-dev ## The whole suite (real Redis, database, worker processes, tiny trainings; Chromium if present)
+	@if [ "$${TRAINRX_BROWSER_TESTS:-1}" = 0 ]; then \
+	  echo "make test: the browser tests (tests/e2e/test_dashboard_browser.py) are skipped: TRAINRX_BROWSER_TESTS=0"; \
+	elif [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "make test: the browser tests (tests/e2e/test_dashboard_browser.py) are skipped: no /usr/bin/chromium" \
+	       "or /usr/bin/chromedriver (apt-get install chromium chromium-driver)"; \
+	fi
 	$(PY) -m pytest
 
 openapi: install ## Regenerate openapi.yaml from the app

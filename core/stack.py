@@ -158,6 +158,7 @@ class Stack:
                 f"Submit a first job:\n\n"
                 f"  curl -sS -X POST {base}/v1/jobs {auth} -H 'Content-Type: application/json' -d '{body}'\n\n"
                 f"Then follow it: curl -sS {auth} {base}/v1/jobs/<id>  (and /curves, /diagnosis, /weights)\n"
+                f"Or open the dashboard in a browser and log in with the token: {base}/\n"
                 f"More tokens: POST /v1/tokens, or python -m service.admin tokens create --owner NAME\n")
 
 

@@ -12,7 +12,7 @@ from core.spec import ACTIVATIONS, OPTIMIZERS, JobRequestSchema
 from service import datasets_api, health_api, jobs_api
 from service import job_files_api  # noqa: F401  (adds logs, model and DELETE routes to the jobs blueprint)
 from core.tokens import TokenStore
-from service import events_api, request_ids, tokens_api
+from service import dashboard, events_api, owner_events_api, request_ids, tokens_api
 from service.auth import Auth, load_or_create_secret
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
@@ -56,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(datasets_api.blp)
     api.register_blueprint(health_api.blp)
     api.register_blueprint(events_api.blp)
+    api.register_blueprint(owner_events_api.blp)
     api.register_blueprint(tokens_api.blp)
     api.register_blueprint(plots_api.blp)
     api.register_blueprint(report_api.blp)
@@ -68,6 +69,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
          settings.secret_key or load_or_create_secret(settings.data_dir))
     quotas.init_app(app, settings)  # after Auth: the rate limit is per owner
     events_api.init_app(app, settings)
+    dashboard.init_app(app)  # GET / and its pages: not part of the API (nor of openapi.yaml)
 
     @app.before_request
     def _per_request() -> None:

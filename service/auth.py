@@ -166,8 +166,8 @@ class Auth:
         except BadSignature:
             _unauthorized("The session is not valid or has expired; sign in again (POST /v1/session).",
                           "invalid_token")
-        found = self.tokens.get(token_id) if isinstance(token_id, str) else None
-        if found is None or not found.usable():
+        found = self._usable(token_id)
+        if found is None:
             _unauthorized("The session's token is revoked or expired; sign in again.", "invalid_token")
         if request.method not in SAFE_METHODS:
             given = request.headers.get(CSRF_HEADER, "")
@@ -175,6 +175,25 @@ class Auth:
                 abort(403, message=f"A request made with the session cookie must carry the {CSRF_HEADER} header "
                                    "that POST /v1/session returned.")
         return Principal(found.owner, found.role, found.id, "session")
+
+    def _usable(self, token_id: object) -> Token | None:
+        """The token record, read afresh (revocation counts at once), if it may still be used."""
+        found = self.tokens.get(token_id) if isinstance(token_id, str) else None
+        return found if found is not None and found.usable() else None
+
+    def page_session(self) -> tuple[Principal, str] | None:
+        """For the dashboard's pages (GET only): the session's caller and its CSRF token, or None
+        when there is no valid session (the page then sends the browser to the login page)."""
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            return None
+        try:
+            found = self._usable(self.sessions.loads(cookie, max_age=SESSION_MAX_AGE_S))
+        except BadSignature:
+            return None
+        if found is None:
+            return None
+        return Principal(found.owner, found.role, found.id, "session"), csrf_token(self.secret, found.id)
 
     def start_session(self, response: Response, principal: Principal) -> str:
         """Set the session cookie for the caller's token; returns the CSRF token."""

@@ -13,6 +13,12 @@ so the n-th ``subscribe`` confirmation of a channel answers the n-th SUBSCRIBE
 sent for it: each channel keeps a first-in first-out list of the SUBSCRIBEs
 awaiting theirs.
 
+A subscription may also name a *pattern* (``PSUBSCRIBE``): the owner-level
+stream (service/owner_events_api.py) follows every job's channel through one
+pattern and is handed ``(channel, data)`` pairs. Patterns keep their own
+bookkeeping (Redis confirms them with ``psubscribe``), so a pattern and a channel
+of the same name never meet.
+
 When the connection fails the hub tells every stream (they read the database
 every few seconds instead, as before) and forgets its subscriptions; the next
 ``subscribe()`` opens a fresh connection. redis-py's own reconnect-and-resubscribe
@@ -37,14 +43,17 @@ log = logging.getLogger("trainrx.events")
 LOST = object()  # what a subscription yields once the shared connection has failed
 QUEUE_SIZE = 256  # messages waiting for one stream; past it they are dropped and the stream re-reads the database
 CONFIRM_TIMEOUT_S = 2.0
+CHANNEL, PATTERN = "channel", "pattern"  # what a subscription names; Redis confirms each kind apart
 READ_TIMEOUT_S = 1.0  # how often the idle dispatcher looks up
 
 
 class Subscription:
-    """One stream's share of the connection: the messages of one job's channel."""
+    """One stream's share of the connection: the messages of one job's channel (or, for a
+    pattern, ``(channel, data)`` of every channel it matches)."""
 
-    def __init__(self, hub: "EventHub", channel: str) -> None:
-        self.hub, self.channel = hub, channel
+    def __init__(self, hub: "EventHub", channel: str, pattern: bool = False) -> None:
+        self.hub, self.channel, self.pattern = hub, channel, pattern
+        self.key = (PATTERN if pattern else CHANNEL, channel)
         self.messages: queue.Queue = queue.Queue(QUEUE_SIZE)
         self.lost = False
         self.dropped = 0
@@ -80,8 +89,8 @@ class EventHub:
         self._client = client
         self._lock = threading.Lock()
         self._pubsub = None
-        self._channels: dict[str, _Channel] = {}
-        self._awaiting: dict[str, deque[_Channel]] = {}  # SUBSCRIBEs sent, confirmation not yet read
+        self._channels: dict[tuple[str, str], _Channel] = {}  # (CHANNEL or PATTERN, name) -> its streams
+        self._awaiting: dict[tuple[str, str], deque[_Channel]] = {}  # SUBSCRIBEs sent, not yet confirmed
         self._dispatcher: threading.Thread | None = None
         self._wake = threading.Event()  # a connection was opened: the dispatcher reads it
         self._pid = os.getpid()
@@ -93,24 +102,26 @@ class EventHub:
 
     # --- what streams call ---------------------------------------------------------------
 
-    def subscribe(self, channel: str, timeout: float = CONFIRM_TIMEOUT_S) -> Subscription | None:
-        """A subscription whose channel Redis has confirmed, or None when Redis does not answer."""
-        sub = Subscription(self, channel)
+    def subscribe(self, channel: str, timeout: float = CONFIRM_TIMEOUT_S, *,
+                  pattern: bool = False) -> Subscription | None:
+        """A subscription whose channel (or pattern) Redis has confirmed, or None when Redis
+        does not answer."""
+        sub = Subscription(self, channel, pattern)
         with self._lock:
             self._ensure_dispatcher()
-            entry = self._channels.get(channel)
+            entry = self._channels.get(sub.key)
             if entry is None:
-                entry = self._channels[channel] = _Channel()
+                entry = self._channels[sub.key] = _Channel()
                 entry.subscribers.add(sub)
                 try:
                     if self._pubsub is None:
                         self._pubsub = self._client.pubsub()
                         self._wake.set()
-                    self._pubsub.subscribe(channel)
+                    (self._pubsub.psubscribe if pattern else self._pubsub.subscribe)(channel)
                 except Exception as exc:  # noqa: BLE001
                     self._fail(self._pubsub, exc)
                     return None
-                self._awaiting.setdefault(channel, deque()).append(entry)
+                self._awaiting.setdefault(sub.key, deque()).append(entry)
             else:
                 entry.subscribers.add(sub)
         if not entry.ready.wait(timeout) or sub.lost:
@@ -120,20 +131,20 @@ class EventHub:
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
-            entry = self._channels.get(sub.channel)
+            entry = self._channels.get(sub.key)
             if entry is None or sub not in entry.subscribers:
                 return
             entry.subscribers.discard(sub)
             if entry.subscribers:
                 return
-            del self._channels[sub.channel]
+            del self._channels[sub.key]
             try:
-                self._pubsub.unsubscribe(sub.channel)
+                (self._pubsub.punsubscribe if sub.pattern else self._pubsub.unsubscribe)(sub.channel)
             except Exception as exc:  # noqa: BLE001
                 self._fail(self._pubsub, exc)
 
     def followed(self) -> int:
-        """Channels subscribed right now (for tests and the bench)."""
+        """Channels and patterns subscribed right now (for tests and the bench)."""
         with self._lock:
             return len(self._channels)
 
@@ -163,21 +174,25 @@ class EventHub:
                 self._handle(pubsub, message)
 
     def _handle(self, pubsub, message: dict) -> None:
-        kind, channel = message["type"], message["channel"]
-        channel = channel.decode() if isinstance(channel, bytes) else channel
+        kind, channel = message["type"], _text(message["channel"])
         with self._lock:
             if pubsub is not self._pubsub:
                 return
-            if kind == "subscribe":
-                awaiting = self._awaiting.get(channel)
+            if kind in ("subscribe", "psubscribe"):
+                key = (PATTERN if kind == "psubscribe" else CHANNEL, channel)
+                awaiting = self._awaiting.get(key)
                 if awaiting:
                     awaiting.popleft().ready.set()
                     if not awaiting:
-                        del self._awaiting[channel]
+                        del self._awaiting[key]
             elif kind == "message":
-                entry = self._channels.get(channel)
+                entry = self._channels.get((CHANNEL, channel))
                 for sub in list(entry.subscribers) if entry is not None else ():
                     sub._offer(message["data"])
+            elif kind == "pmessage":
+                entry = self._channels.get((PATTERN, _text(message["pattern"])))
+                for sub in list(entry.subscribers) if entry is not None else ():
+                    sub._offer((channel, message["data"]))
 
     def _fail(self, pubsub, exc: Exception) -> None:
         """Under the lock: the connection is gone; tell every stream and start afresh."""
@@ -198,3 +213,7 @@ class EventHub:
                 pubsub.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

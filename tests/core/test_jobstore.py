@@ -195,3 +195,25 @@ def test_active_upload_uses_name_only_unfinished_jobs(store):
     store.request_cancel(done["id"], owner="ann")
     assert store.active_upload_uses(upload) == [(job["id"], upload)]
     assert store.active_upload_uses("b" * 32) == []
+
+
+def test_in_flight_or_since_is_what_can_still_change_for_one_owner(store):
+    """The owner-level event stream's window: queued and running jobs, and jobs created or finished since."""
+    old_done, _ = store.create(REQUEST, "cpu", owner="ann")
+    old_running, _ = store.create(REQUEST, "cpu", owner="ann")
+    theirs, _ = store.create(REQUEST, "cpu", owner="bob")
+    store.start(old_running["id"], "w1")
+    store.request_cancel(old_done["id"], owner="ann")
+    long_ago = utcnow() - timedelta(hours=1)
+    with store.engine.begin() as conn:
+        conn.execute(update(jobs).values(created_at=long_ago))
+        conn.execute(update(jobs).where(jobs.c.id == old_done["id"]).values(finished_at=long_ago))
+    since = utcnow() - timedelta(minutes=1)
+    assert [j["id"] for j in store.in_flight_or_since("ann", since)] == [old_running["id"]]
+
+    new, _ = store.create(REQUEST, "cpu", owner="ann")
+    store.request_cancel(new["id"], owner="ann")  # created and finished since
+    window = store.in_flight_or_since("ann", since)
+    assert [j["id"] for j in window] == [old_running["id"], new["id"]]  # oldest first, never bob's
+    assert "steps" not in window[0] and window[1]["status"] == CANCELLED
+    assert theirs["id"] not in {j["id"] for j in store.in_flight_or_since("ann", long_ago - timedelta(days=1))}
