@@ -15,6 +15,7 @@ from tests.sample_uploads import as_npz, blobs, uploaded
 from tests.service.test_api import WAITING, assert_error_shape
 
 IDS = {"job_id", "dataset_id", "token_id"}
+OTHER_PARTS = {"name": "curves"}  # the parts of a path that name no resource (a plot's name)
 
 
 def v1_operations(app) -> list[tuple[str, str]]:
@@ -47,7 +48,7 @@ def test_every_v1_operation_needs_a_credential(app, anonymous):
     operations = v1_operations(app)
     assert len(operations) >= 20
     for method, rule in operations:
-        path = concrete(rule, {name: "0" * 32 for name in IDS})
+        path = concrete(rule, {**OTHER_PARTS, **{name: "0" * 32 for name in IDS}})
         resp = anonymous.open(path, method=method, json={} if method in ("POST", "PUT", "PATCH") else None)
         body = assert_error_shape(resp, 401)
         assert resp.headers["WWW-Authenticate"].startswith("Bearer"), (method, path)
@@ -74,7 +75,7 @@ def test_another_owner_gets_404_on_every_operation_that_names_a_resource(app, cl
         if not names:
             continue
         for job in ("queued", "finished"):
-            path = concrete(rule, {"job_id": owned[job], "dataset_id": owned["dataset_id"],
+            path = concrete(rule, {**OTHER_PARTS, "job_id": owned[job], "dataset_id": owned["dataset_id"],
                                    "token_id": owned["token_id"]})
             body = {"patch": {"epochs": 2}} if rule.endswith("/resubmit") else None
             resp = other_client.open(path, method=method, json=body)
