@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import sqlalchemy.exc
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, event)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String, Table,
+                        Text, UniqueConstraint, create_engine, event)
 from sqlalchemy.engine import Engine
 
 # Rows made before owners existed belong to this owner (migration 0002).
@@ -81,7 +81,7 @@ job_logs = Table(
     Column("line", Text, nullable=False),
 )
 
-# Uploaded datasets (POST /v1/datasets); their arrays live under $TRAINRX_DATA_DIR/datasets/<id>/.
+# Uploaded datasets (POST /v1/datasets); their arrays are stored files under datasets/<id>/ (core/storage.py).
 datasets = Table(
     "datasets", metadata,
     Column("id", String(32), primary_key=True),
@@ -113,6 +113,15 @@ tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+)
+
+# Files kept in the database (TRAINRX_STORAGE=database, core/storage.py): each file is its
+# chunks, in ``seq`` order, under its storage key (``artifacts/<job id>/weights.safetensors``).
+file_chunks = Table(
+    "file_chunks", metadata,
+    Column("key", String(255), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 

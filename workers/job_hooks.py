@@ -11,11 +11,12 @@ import time
 from functools import lru_cache, partial
 
 from core import stop_reasons
-from core.artifacts import CHECKPOINT_FILE, CHECKPOINT_META_FILE, LocalArtifactStore
+from core.artifacts import CHECKPOINT_FILE, CHECKPOINT_META_FILE, ArtifactStore
 from core.events import JobEvents
 from core.jobstore import JobStore, Superseded
 from core.log_redaction import redact
 from core.settings import Settings
+from core.storage import open_storage
 from core.uploads import UploadStore
 from workers.celery_app import shutting_down
 from workers.diagnosis import diagnose
@@ -38,12 +39,12 @@ class JobHooks:
     """The engine's ``Hooks`` for one run: ``stop_reason``, ``on_epoch``, ``log``,
     ``checkpoint_due`` and ``checkpoint``."""
 
-    def __init__(self, store: JobStore, artifacts: LocalArtifactStore, job: dict, settings: Settings) -> None:
+    def __init__(self, store: JobStore, artifacts: ArtifactStore, job: dict, settings: Settings) -> None:
         self.store, self.artifacts = store, artifacts
         self.job_id, self.run, self.request = job["id"], int(job["run"]), job["request"]
         # The diagnosis checks its suggested patches as the API will check the owner's resubmit.
         self.limits = settings.limits
-        uploads = UploadStore(store.engine, settings.uploads_dir)
+        uploads = UploadStore(store.engine, open_storage(settings, store.engine))
         self.resolver = lru_cache(maxsize=4)(partial(uploads.shape, owner=job["owner"]))
         self.every_epochs, self.every_s = settings.checkpoint_every_epochs, settings.checkpoint_every_s
         self.rows: list[dict] = []

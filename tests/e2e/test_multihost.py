@@ -1,0 +1,122 @@
+"""Several worker hosts, proven on one machine (tests/e2e/netns_cluster.py): three
+network namespaces, one worker each with its own data directory, one Redis and one
+PostgreSQL reached only over the veth links, files in the database
+(TRAINRX_STORAGE=database), the API in the root namespace.
+
+Root only, and only in CI's PostgreSQL pass (DATABASE_URL=postgresql://...): the
+cluster brings its own servers, but the pass that runs against real servers is
+where a test of real networking belongs. bench/multihost.py measures the same
+scenario (jobs per host, recovery time)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from safetensors.numpy import load as load_safetensors
+
+from tests.e2e.netns_cluster import Cluster, missing_requirements
+from tests.sample_uploads import as_npz, blobs
+
+why_not = missing_requirements()
+if why_not is None and not (os.environ.get("DATABASE_URL") or "").startswith("postgres"):
+    why_not = "runs in CI's PostgreSQL pass only (DATABASE_URL=postgresql://...)"
+pytestmark = pytest.mark.skipif(why_not is not None, reason=f"multi-host test: {why_not}")
+
+TINY = {"dataset": {"name": "moons", "train_samples": 200}, "architecture": {"hidden_layers": [8]}, "epochs": 2,
+        "batch_size": 32}
+# Long enough to be cut off mid-run with a checkpoint behind it, short enough to finish in seconds.
+LONG = {"dataset": {"name": "moons", "train_samples": 400}, "architecture": {"hidden_layers": [32, 32]},
+        "epochs": 40, "batch_size": 16, "seed": 3}
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    own = Cluster(tmp_path_factory.mktemp("multihost"), hosts=3).start()
+    yield own
+    own.close()
+
+
+def wait(api, job_id: str, statuses=FINISHED, until=None, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in statuses and (until is None or until(job)):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} is still {job['status']}"
+        time.sleep(0.3)
+
+
+def submit(api, request: dict) -> str:
+    resp = api.post("/v1/jobs", json=request)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"]
+
+
+def test_twenty_jobs_spread_over_three_hosts_that_share_no_disk(cluster):
+    with cluster.client() as api:
+        x, y = blobs(rows_per_class=30)
+        resp = api.post("/v1/datasets", files={"file": ("blobs.npz", as_npz(x, y))})
+        assert resp.status_code == 201, resp.text
+        upload = resp.json()["id"]
+        requests = [{**TINY, "seed": i} if i % 2 else {**TINY, "dataset": {"id": upload}, "seed": i}
+                    for i in range(20)]
+        ids = [submit(api, request) for request in requests]
+        jobs = [wait(api, job_id) for job_id in ids]
+        assert [job["status"] for job in jobs] == ["succeeded"] * 20
+        for job_id in ids:  # every file through the API, whichever host wrote it
+            weights = api.get(f"/v1/jobs/{job_id}/weights")
+            assert weights.status_code == 200 and load_safetensors(weights.content)
+            assert api.get(f"/v1/jobs/{job_id}/model.onnx").status_code == 200
+
+    hosts = [cluster.host_of(cluster.store.get(job_id, owner=None)["worker"]) for job_id in ids]
+    assert set(hosts) == set(cluster.hosts), f"jobs per host: {[hosts.count(h) for h in cluster.hosts]}"
+    # The upload came from the API's data directory to the hosts; nothing landed on any host's disk.
+    for host in cluster.hosts:
+        data_dir = cluster.root / host
+        assert [p for p in data_dir.rglob("*") if p.is_file() and p.relative_to(data_dir).parts[0] in
+                ("artifacts", "datasets")] == []
+    assert not (cluster.root / "api" / "datasets" / upload).exists()
+
+
+def test_a_host_cut_off_mid_job_is_recovered_by_another_and_cannot_overwrite_it(cluster):
+    with cluster.client() as api:
+        job_id = submit(api, LONG)
+        wait(api, job_id, ("running",), until=lambda j: j["progress"]["epoch"] >= 4)
+        victim = cluster.host_of(cluster.store.get(job_id, owner=None)["worker"])
+        cluster.cut_off(victim)
+        try:
+            done = wait(api, job_id)
+            row = cluster.store.get(job_id, owner=None)
+            rescuer = cluster.host_of(row["worker"])
+            weights = api.get(f"/v1/jobs/{job_id}/weights").content
+        finally:
+            cluster.reconnect(victim)
+
+        assert done["status"] == "succeeded" and done["attempts"] == 1 and rescuer not in (None, victim)
+        log = api.get(f"/v1/jobs/{job_id}/logs").text
+        # The checkpoint the victim wrote reached the rescuer through the database.
+        assert "resuming from the checkpoint after epoch" in log
+        epochs = api.get(f"/v1/jobs/{job_id}/curves").json()["epoch"]
+        assert len(epochs) > 4 and epochs == list(range(1, len(epochs) + 1))  # no gap, no repeat
+        assert load_safetensors(weights)
+
+        # Back on the network, the victim's worker is still running its superseded run: its next
+        # fenced write is refused and it stops, writing nothing.
+        deadline = time.monotonic() + 120
+        while "was superseded" not in cluster.log(victim):
+            assert cluster.procs[victim].poll() is None, "the cut-off worker died instead of being fenced"
+            assert time.monotonic() < deadline, "the cut-off worker never noticed it was superseded"
+            time.sleep(0.5)
+        after = cluster.store.get(job_id, owner=None)
+        assert (after["run"], after["status"], after["worker"]) == (row["run"], "succeeded", row["worker"])
+        assert api.get(f"/v1/jobs/{job_id}/weights").content == weights
+        assert api.get(f"/v1/jobs/{job_id}/curves").json()["epoch"] == epochs
+
+        # And the host serves again: a new job still finishes (on whichever host takes it).
+        assert wait(api, submit(api, {**TINY, "seed": 99}))["status"] == "succeeded"
+    arrays = load_safetensors(weights)
+    assert all(np.isfinite(a).all() for a in arrays.values())
