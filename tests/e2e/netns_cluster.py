@@ -19,6 +19,7 @@ import glob
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,8 +39,9 @@ from core.tokens import USER, TokenStore, new_token
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "multihost"
-# Lost workers noticed within seconds; a checkpoint after every epoch.
-FAST_RECOVERY = {"TRAINRX_HEARTBEAT_GRACE_S": "4", "TRAINRX_RECOVERY_INTERVAL_S": "0.5",
+# Lost workers noticed within seconds (heartbeats come every 2 s, even on a loaded 2-core
+# machine); a checkpoint after every epoch.
+FAST_RECOVERY = {"TRAINRX_HEARTBEAT_GRACE_S": "10", "TRAINRX_RECOVERY_INTERVAL_S": "0.5",
                  "TRAINRX_CHECKPOINT_EVERY_EPOCHS": "1", "TRAINRX_TORCH_THREADS": "1"}
 GENEROUS = {"TRAINRX_MAX_ACTIVE_JOBS_PER_OWNER": "1000", "TRAINRX_RATE_LIMIT": "off"}
 
@@ -105,8 +107,10 @@ class Cluster:
             self._redis()
             self._postgres()
             self._api()
+            for host in self.hosts:  # all at once: each takes seconds to import torch
+                self.start_worker(host, wait=False)
             for host in self.hosts:
-                self.start_worker(host)
+                self.wait_for_worker(host)
         except BaseException:
             self.close()
             raise
@@ -211,17 +215,22 @@ class Cluster:
 
         _wait("the API", answers, proc, self.root / "api.log")
 
-    def start_worker(self, host: str) -> subprocess.Popen:
+    def start_worker(self, host: str, wait: bool = True) -> subprocess.Popen:
         """One worker process inside ``host``'s namespace, named after it."""
         proc = self._spawn(host, ["ip", "netns", "exec", host, sys.executable, "-m", "celery", "-A",
                                   "workers.celery_app", "worker", "-Q", "cpu", "--pool", "threads",
                                   "--concurrency", "1", "-n", f"{host}@%h", "--without-gossip", "--without-mingle",
                                   "-l", "INFO"], self.env(self.root / host))
+        if wait:
+            self.wait_for_worker(host)
+        return proc
+
+    def wait_for_worker(self, host: str) -> None:
+        """Until the worker announces itself in Redis (core/queueing.py), over its link."""
         client = redis.Redis.from_url(self.redis_url)
         _wait(f"the worker in {host}",
               lambda: any(host in k.decode() for k in client.keys(f"{WORKER_KEY_PREFIX}*")),
-              proc, self.root / f"{host}.log")
-        return proc
+              self.procs[host], self.root / f"{host}.log")
 
     # --- using it --------------------------------------------------------------
 
@@ -243,15 +252,15 @@ class Cluster:
         return (self.root / f"{name}.log").read_text(errors="replace")
 
     def close(self) -> None:
+        if self.store is not None:
+            self.store.engine.dispose()
         for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                proc.terminate()
+            if proc.poll() is None:  # PostgreSQL's fast shutdown is SIGINT (SIGTERM waits for its clients)
+                proc.send_signal(signal.SIGINT if name == "postgres" else signal.SIGTERM)
         for proc in self.procs.values():
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if self.store is not None:
-            self.store.engine.dispose()
         self._undo.close()
