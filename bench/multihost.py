@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -103,26 +102,12 @@ def recovery(cluster: Cluster, api) -> dict:
             "victim_fenced_after_reconnect_s": noticed, "victim_still_running": cluster.procs[victim].poll() is None}
 
 
-HOLD_LOCK = """
-import sys, time
-from sqlalchemy import text
-from core.db import make_engine
-with make_engine(sys.argv[1]).connect() as conn:
-    conn.execute(text("UPDATE jobs SET heartbeat_at = heartbeat_at WHERE id = :id"), {"id": sys.argv[2]})
-    print("locked", flush=True)
-    time.sleep(600)
-"""
-
-
 def held_lock(cluster: Cluster, job_id: str) -> dict:
     """A host cut off in the middle of a transaction that holds a job row's lock: how long
     until PostgreSQL ends its session (TCP keepalives, core/db.py) and the row is free again."""
     host = cluster.hosts[0]
-    holder = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, "-c", HOLD_LOCK, cluster.database_url,
-                               job_id], cwd=ROOT, env=cluster.env(cluster.root / host), stdout=subprocess.PIPE,
-                              text=True)
+    holder = cluster.hold_job_lock(host, job_id)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         cut = time.monotonic()
         cluster.cut_off(host)
         engine = make_engine(cluster.database_url, busy_timeout_s=5)

@@ -133,7 +133,9 @@ DEFAULT_BUSY_TIMEOUT_S = 30.0
 # A worker host cut off from the network in the middle of a transaction (between an UPDATE of
 # its job's row and the COMMIT) would hold that row's lock for as long as PostgreSQL believes the
 # connection alive, hours by default, and the reaper could never take the job over. Keepalives
-# (idle s, interval s, count) end such a session within about 25 s; a live peer answers them.
+# (idle s, interval s, count) and a TCP user timeout of their sum (for a connection with data
+# left unacknowledged, where keepalives do not apply) end such a session within about 25 s;
+# a live peer answers them.
 DEAD_PEER_KEEPALIVE = (10, 5, 3)
 
 # SQLite's messages for a lock another connection holds.
@@ -159,11 +161,13 @@ def make_engine(url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> 
             # TCP keepalives both ways (see DEAD_PEER_KEEPALIVE): the server ends the session of a host
             # that went off the network, which rolls back its open transaction and frees its row locks.
             idle, interval, count = DEAD_PEER_KEEPALIVE
+            user_timeout_ms = (idle + interval * count) * 1000
             connect_args = {"connect_timeout": max(2, math.ceil(busy_timeout_s)),  # libpq: whole seconds, 2 at least
                             "options": f"-c lock_timeout={int(busy_timeout_s * 1000)} -c tcp_keepalives_idle={idle} "
-                                       f"-c tcp_keepalives_interval={interval} -c tcp_keepalives_count={count}",
+                                       f"-c tcp_keepalives_interval={interval} -c tcp_keepalives_count={count} "
+                                       f"-c tcp_user_timeout={user_timeout_ms}",
                             "keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
-                            "keepalives_count": count}
+                            "keepalives_count": count, "tcp_user_timeout": user_timeout_ms}
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args)
     return engine
 

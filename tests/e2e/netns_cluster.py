@@ -46,6 +46,33 @@ FAST_RECOVERY = {"TRAINRX_HEARTBEAT_GRACE_S": "10", "TRAINRX_RECOVERY_INTERVAL_S
 GENEROUS = {"TRAINRX_MAX_ACTIVE_JOBS_PER_OWNER": "1000", "TRAINRX_RATE_LIMIT": "off"}
 
 
+_HOLD_LOCK = """
+import sys, time
+from sqlalchemy import text
+from core.db import make_engine
+with make_engine(sys.argv[1]).connect() as conn:
+    conn.execute(text("UPDATE jobs SET heartbeat_at = heartbeat_at WHERE id = :id"), {"id": sys.argv[2]})
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+_WRITE_AS_RUN = """
+import sys
+from core.db import make_engine
+from core.jobstore import JobStore, Superseded
+store, job_id, run = JobStore(make_engine(sys.argv[1])), sys.argv[2], int(sys.argv[3])
+print("heartbeat", "current" if store.heartbeat(job_id, run).current else "refused")
+for name, write in [("epoch", lambda: store.record_epoch(job_id, run, {"epoch": 1, "train_loss": 9.9}, None)),
+                    ("log", lambda: store.log(job_id, "overwritten", run=run)),
+                    ("finish", lambda: store.finish(job_id, run, "failed", error={"type": "overwritten"}))]:
+    try:
+        write()
+        print(name, "written")
+    except Superseded:
+        print(name, "refused")
+"""
+
+
 def missing_requirements() -> str | None:
     """Why this machine cannot build the cluster, or None."""
     if os.geteuid() != 0:
@@ -241,6 +268,29 @@ class Cluster:
         """The namespace whose worker is named ``worker`` (``<host>@<hostname>``)."""
         return next((h for h in self.hosts if worker and worker.startswith(f"{h}@")), None)
 
+    def hold_job_lock(self, host: str, job_id: str) -> subprocess.Popen:
+        """From ``host``, open a transaction that has updated the job's row and stays open: what
+        a worker leaves on the server when it is cut off between an UPDATE and its COMMIT.
+        Returns once the lock is held; kill the process when done."""
+        holder = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, "-c", _HOLD_LOCK, self.database_url,
+                                   job_id], cwd=ROOT, env=self.env(self.root / host), stdout=subprocess.PIPE,
+                                  text=True)
+        if holder.stdout.readline().strip() != "locked":
+            holder.kill()
+            raise RuntimeError(f"could not lock job {job_id}'s row from {host}")
+        self.procs[f"{host}-lock"] = holder
+        return holder
+
+    def write_as_run(self, host: str, job_id: str, run: int) -> str:
+        """From ``host``, try the writes a worker makes, as run ``run`` of the job: a heartbeat,
+        an epoch, a log line, the final status. Returns what each did ("refused" when fenced)."""
+        out = subprocess.run(["ip", "netns", "exec", host, sys.executable, "-c", _WRITE_AS_RUN, self.database_url,
+                              job_id, str(run)], cwd=ROOT, env=self.env(self.root / host), capture_output=True,
+                             text=True, timeout=120)
+        if out.returncode:
+            raise RuntimeError(f"the writes from {host} failed:\n{out.stderr[-3000:]}")
+        return out.stdout.strip()
+
     def cut_off(self, host: str) -> None:
         """Unplug the host: its side of the link loses carrier and its packets go nowhere."""
         _run("ip", "link", "set", host, "down")
@@ -259,7 +309,7 @@ class Cluster:
                 proc.send_signal(signal.SIGINT if name == "postgres" else signal.SIGTERM)
         for proc in self.procs.values():
             try:
-                proc.wait(20)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
