@@ -39,34 +39,16 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
 from core.db import make_engine  # noqa: E402
-from tests.e2e.netns_cluster import Cluster, missing_requirements  # noqa: E402
+from tests.e2e.netns_cluster import FINISHED, LONG_JOB, TINY_JOB, Cluster, missing_requirements  # noqa: E402
 from tests.sample_uploads import as_npz, blobs  # noqa: E402
-
-TINY = {"dataset": {"name": "moons", "train_samples": 200}, "architecture": {"hidden_layers": [8]}, "epochs": 2,
-        "batch_size": 32}
-LONG = {"dataset": {"name": "moons", "train_samples": 400}, "architecture": {"hidden_layers": [32, 32]},
-        "epochs": 40, "batch_size": 16, "seed": 3}
-FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def wait(api, job_id: str, statuses=FINISHED, until=None, timeout: float = 600) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = api.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in statuses and (until is None or until(job)):
-            return job
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"job {job_id} is still {job['status']}")
-        time.sleep(0.2)
-
 
 def spread(cluster: Cluster, api, jobs: int) -> dict:
     x, y = blobs(rows_per_class=30)
     upload = api.post("/v1/datasets", files={"file": ("blobs.npz", as_npz(x, y))}).json()["id"]
     began = time.monotonic()
-    ids = [api.post("/v1/jobs", json={**TINY, "seed": i} if i % 2 else
-                    {**TINY, "dataset": {"id": upload}, "seed": i}).json()["id"] for i in range(jobs)]
-    statuses = [wait(api, job_id)["status"] for job_id in ids]
+    ids = [api.post("/v1/jobs", json={**TINY_JOB, "seed": i} if i % 2 else
+                    {**TINY_JOB, "dataset": {"id": upload}, "seed": i}).json()["id"] for i in range(jobs)]
+    statuses = [cluster.wait(api, job_id)["status"] for job_id in ids]
     wall = time.monotonic() - began
     downloaded = sum(api.get(f"/v1/jobs/{job_id}/weights").status_code == 200 for job_id in ids)
     hosts = [cluster.host_of(cluster.store.get(job_id, owner=None)["worker"]) for job_id in ids]
@@ -75,15 +57,15 @@ def spread(cluster: Cluster, api, jobs: int) -> dict:
 
 
 def recovery(cluster: Cluster, api) -> dict:
-    job_id = api.post("/v1/jobs", json=LONG).json()["id"]
-    wait(api, job_id, ("running",), until=lambda j: j["progress"]["epoch"] >= 4)
+    job_id = api.post("/v1/jobs", json=LONG_JOB).json()["id"]
+    cluster.wait(api, job_id, ("running",), until=lambda j: j["progress"]["epoch"] >= 4)
     victim = cluster.host_of(cluster.store.get(job_id, owner=None)["worker"])
     cut = time.monotonic()
     cluster.cut_off(victim)
     try:
-        wait(api, job_id, until=lambda j: j["attempts"] >= 1, statuses=("queued", "running", *FINISHED))
+        cluster.wait(api, job_id, until=lambda j: j["attempts"] >= 1, statuses=("queued", "running", *FINISHED))
         requeued = time.monotonic() - cut
-        done = wait(api, job_id)
+        done = cluster.wait(api, job_id)
         recovered = time.monotonic() - cut
     finally:
         cluster.reconnect(victim)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import sqlalchemy.exc
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String, Table,
-                        Text, UniqueConstraint, create_engine, event)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String,
+                        Table, Text, UniqueConstraint, create_engine, event)
 from sqlalchemy.engine import Engine
 
 # Rows made before owners existed belong to this owner (migration 0002).

@@ -39,6 +39,12 @@ from core.tokens import USER, TokenStore, new_token
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "multihost"
+FINISHED = ("succeeded", "failed", "cancelled")
+TINY_JOB = {"dataset": {"name": "moons", "train_samples": 200}, "architecture": {"hidden_layers": [8]}, "epochs": 2,
+            "batch_size": 32}
+# Long enough to be cut off mid-run with checkpoints behind it, short enough to finish in seconds.
+LONG_JOB = {"dataset": {"name": "moons", "train_samples": 400}, "architecture": {"hidden_layers": [32, 32]},
+            "epochs": 40, "batch_size": 16, "seed": 3}
 # Lost workers noticed within seconds (heartbeats come every 2 s, even on a loaded 2-core
 # machine); a checkpoint after every epoch.
 FAST_RECOVERY = {"TRAINRX_HEARTBEAT_GRACE_S": "10", "TRAINRX_RECOVERY_INTERVAL_S": "0.5",
@@ -263,6 +269,18 @@ class Cluster:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    @staticmethod
+    def wait(api: httpx.Client, job_id: str, statuses=FINISHED, until=None, timeout: float = 300) -> dict:
+        """The job (GET /v1/jobs/{id}) once its status is one of ``statuses`` and ``until(job)`` holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = api.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] in statuses and (until is None or until(job)):
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:g} s")
+            time.sleep(0.3)
 
     def host_of(self, worker: str | None) -> str | None:
         """The namespace whose worker is named ``worker`` (``<host>@<hostname>``)."""

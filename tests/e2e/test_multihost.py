@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load as load_safetensors
 
-from tests.e2e.netns_cluster import Cluster, missing_requirements
+from tests.e2e.netns_cluster import LONG_JOB, TINY_JOB, Cluster, missing_requirements
 from tests.sample_uploads import as_npz, blobs
 
 why_not = missing_requirements()
@@ -25,12 +25,6 @@ if why_not is None and not (os.environ.get("DATABASE_URL") or "").startswith("po
     why_not = "runs in CI's PostgreSQL pass only (DATABASE_URL=postgresql://...)"
 pytestmark = pytest.mark.skipif(why_not is not None, reason=f"multi-host test: {why_not}")
 
-TINY = {"dataset": {"name": "moons", "train_samples": 200}, "architecture": {"hidden_layers": [8]}, "epochs": 2,
-        "batch_size": 32}
-# Long enough to be cut off mid-run with a checkpoint behind it, short enough to finish in seconds.
-LONG = {"dataset": {"name": "moons", "train_samples": 400}, "architecture": {"hidden_layers": [32, 32]},
-        "epochs": 40, "batch_size": 16, "seed": 3}
-FINISHED = ("succeeded", "failed", "cancelled")
 # Two for each host: each of the three idle workers takes one as soon as they are queued
 # (prefetch 1). bench/multihost.py runs twenty.
 JOBS = 6
@@ -41,16 +35,6 @@ def cluster(tmp_path_factory):
     own = Cluster(tmp_path_factory.mktemp("multihost"), hosts=3).start()
     yield own
     own.close()
-
-
-def wait(api, job_id: str, statuses=FINISHED, until=None, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = api.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in statuses and (until is None or until(job)):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} is still {job['status']}"
-        time.sleep(0.3)
 
 
 def submit(api, request: dict) -> str:
@@ -65,10 +49,10 @@ def test_jobs_spread_over_three_hosts_that_share_no_disk(cluster):
         resp = api.post("/v1/datasets", files={"file": ("blobs.npz", as_npz(x, y))})
         assert resp.status_code == 201, resp.text
         upload = resp.json()["id"]
-        requests = [{**TINY, "seed": i} if i % 2 else {**TINY, "dataset": {"id": upload}, "seed": i}
+        requests = [{**TINY_JOB, "seed": i} if i % 2 else {**TINY_JOB, "dataset": {"id": upload}, "seed": i}
                     for i in range(JOBS)]
         ids = [submit(api, request) for request in requests]
-        jobs = [wait(api, job_id) for job_id in ids]
+        jobs = [cluster.wait(api, job_id) for job_id in ids]
         assert [job["status"] for job in jobs] == ["succeeded"] * JOBS
         for job_id in ids:  # every file through the API, whichever host wrote it
             weights = api.get(f"/v1/jobs/{job_id}/weights")
@@ -87,8 +71,8 @@ def test_jobs_spread_over_three_hosts_that_share_no_disk(cluster):
 
 def test_a_host_cut_off_mid_job_is_recovered_by_another_and_cannot_overwrite_it(cluster):
     with cluster.client() as api:
-        job_id = submit(api, LONG)
-        wait(api, job_id, ("running",), until=lambda j: j["progress"]["epoch"] >= 4)
+        job_id = submit(api, LONG_JOB)
+        cluster.wait(api, job_id, ("running",), until=lambda j: j["progress"]["epoch"] >= 4)
         running = cluster.store.get(job_id, owner=None)
         victim, victim_run = cluster.host_of(running["worker"]), running["run"]
         # The worst moment: a transaction from the victim has updated the job's row and not
@@ -97,7 +81,7 @@ def test_a_host_cut_off_mid_job_is_recovered_by_another_and_cannot_overwrite_it(
         holder = cluster.hold_job_lock(victim, job_id)
         cluster.cut_off(victim)
         try:
-            done = wait(api, job_id)
+            done = cluster.wait(api, job_id)
             row = cluster.store.get(job_id, owner=None)
             rescuer = cluster.host_of(row["worker"])
             weights = api.get(f"/v1/jobs/{job_id}/weights").content
@@ -131,6 +115,6 @@ def test_a_host_cut_off_mid_job_is_recovered_by_another_and_cannot_overwrite_it(
         assert "overwritten" not in api.get(f"/v1/jobs/{job_id}/logs").text
 
         # And the host serves again: a new job still finishes (on whichever host takes it).
-        assert wait(api, submit(api, {**TINY, "seed": 99}))["status"] == "succeeded"
+        assert cluster.wait(api, submit(api, {**TINY_JOB, "seed": 99}))["status"] == "succeeded"
     arrays = load_safetensors(weights)
     assert all(np.isfinite(a).all() for a in arrays.values())
