@@ -11,8 +11,9 @@ database (TRAINRX_STORAGE=database), the API (gunicorn) in the root namespace. T
    epochs, and times the recovery: until the job is re-queued (the reaper, after
    TRAINRX_HEARTBEAT_GRACE_S = 10 s here), and until it succeeded on another host
    (resumed from the checkpoint the lost host wrote into the database);
-3. puts the host back on the network and times until its worker, still running the
-   superseded run, is refused and stops (the run fencing of core/job_runs.py);
+3. puts the host back on the network, times until its worker (still running) has ended
+   the superseded run, and tries that run's writes from the host: each is refused (the
+   run fencing of core/job_runs.py);
 4. cuts a host off while a process on it holds a job row's lock in an open transaction
    (what a worker cut off between an UPDATE and its COMMIT leaves behind), and times
    until PostgreSQL ends that session and the row can be written again (TCP keepalives,
@@ -59,7 +60,8 @@ def spread(cluster: Cluster, api, jobs: int) -> dict:
 def recovery(cluster: Cluster, api) -> dict:
     job_id = api.post("/v1/jobs", json=LONG_JOB).json()["id"]
     cluster.wait(api, job_id, ("running",), until=lambda j: j["progress"]["epoch"] >= 4)
-    victim = cluster.host_of(cluster.store.get(job_id, owner=None)["worker"])
+    running = cluster.store.get(job_id, owner=None)
+    victim, victim_run = cluster.host_of(running["worker"]), running["run"]
     cut = time.monotonic()
     cluster.cut_off(victim)
     try:
@@ -70,18 +72,20 @@ def recovery(cluster: Cluster, api) -> dict:
     finally:
         cluster.reconnect(victim)
     back = time.monotonic()
-    noticed = None
+    ended = None  # the victim's worker ends its superseded run: refused, or its connections died while cut off
     while time.monotonic() - back < 300:
-        if "was superseded" in cluster.log(victim):
-            noticed = round(time.monotonic() - back, 1)
+        if cluster.log(victim).count("Task trainrx.train_job[") % 2 == 0:
+            ended = round(time.monotonic() - back, 1)
             break
         time.sleep(0.5)
+    old_run_writes = cluster.write_as_run(victim, job_id, victim_run).split("\n")
     log = api.get(f"/v1/jobs/{job_id}/logs").text
     return {"job_id": job_id, "status": done["status"], "attempts": done["attempts"],
             "rescuer": cluster.host_of(cluster.store.get(job_id, owner=None)["worker"]), "victim": victim,
             "resumed_from_checkpoint": "resuming from the checkpoint after epoch" in log,
             "requeued_after_s": round(requeued, 1), "succeeded_after_s": round(recovered, 1),
-            "victim_fenced_after_reconnect_s": noticed, "victim_still_running": cluster.procs[victim].poll() is None}
+            "victim_run_ended_after_reconnect_s": ended, "old_run_writes_from_victim": old_run_writes,
+            "victim_still_running": cluster.procs[victim].poll() is None}
 
 
 def held_lock(cluster: Cluster, job_id: str) -> dict:
