@@ -17,9 +17,14 @@ ARTIFACTS_FOLDER = "artifacts"
 WEIGHTS_FILE = "weights.safetensors"
 MODEL_FILE = "model.pt2"
 ONNX_FILE = "model.onnx"
-# While a job runs: its last checkpoint (workers/engine/checkpoint.py) and which epoch and run it is of.
-CHECKPOINT_FILE = "checkpoint.pt"
+# While a job runs: its last checkpoint (workers/engine/checkpoint.py), in a file of its own per run
+# and epoch, and the meta file that names it with its epoch and run (workers/job_hooks.py).
 CHECKPOINT_META_FILE = "checkpoint.json"
+CHECKPOINT_FILE = "checkpoint.pt"  # where workers before per-epoch files kept it (a meta file naming no file)
+
+
+def checkpoint_file(run: int, epoch: int) -> str:
+    return f"checkpoint-{run}-{epoch}.pt"
 # Keys of a job's ``artifacts``: what was written, and why an export is missing.
 WEIGHTS_KEY, MODEL_KEY, ONNX_KEY = "weights", "model", "onnx"
 MODEL_ERROR_KEY, ONNX_ERROR_KEY = "model_error", "onnx_error"
