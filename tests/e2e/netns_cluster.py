@@ -325,9 +325,10 @@ class Cluster:
         for name, proc in reversed(list(self.procs.items())):
             if proc.poll() is None:  # PostgreSQL's fast shutdown is SIGINT (SIGTERM waits for its clients)
                 proc.send_signal(signal.SIGINT if name == "postgres" else signal.SIGTERM)
+        deadline = time.monotonic() + 10  # for all of them together: they stop in parallel
         for proc in self.procs.values():
             try:
-                proc.wait(10)
+                proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
