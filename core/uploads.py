@@ -12,6 +12,7 @@ import re
 import tempfile
 import uuid
 from datetime import datetime
+
 import numpy as np
 from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.engine import Engine
