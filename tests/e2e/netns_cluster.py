@@ -89,6 +89,16 @@ def missing_requirements() -> str | None:
         return "redis-server is not installed"
     if not postgres_bin("initdb"):
         return "PostgreSQL's initdb is not installed (/usr/lib/postgresql/*/bin)"
+    return _cannot_make_namespaces()
+
+
+def _cannot_make_namespaces() -> str | None:
+    """Root in a container may still lack the capabilities: try once, and say so."""
+    probe = f"trxprobe{os.getpid() % 100000}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=30)
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=30)
+    if made.returncode:
+        return f"this machine does not let root make network namespaces ({made.stderr.strip()})"
     return None
 
 

@@ -20,9 +20,9 @@ from safetensors.numpy import load as load_safetensors
 from tests.e2e.netns_cluster import LONG_JOB, TINY_JOB, Cluster, missing_requirements
 from tests.sample_uploads import as_npz, blobs
 
-why_not = missing_requirements()
-if why_not is None and not (os.environ.get("DATABASE_URL") or "").startswith("postgres"):
-    why_not = "runs in CI's PostgreSQL pass only (DATABASE_URL=postgresql://...)"
+why_not = None if (os.environ.get("DATABASE_URL") or "").startswith("postgres") else \
+    "runs in CI's PostgreSQL pass only (DATABASE_URL=postgresql://...)"
+why_not = why_not or missing_requirements()
 pytestmark = pytest.mark.skipif(why_not is not None, reason=f"multi-host test: {why_not}")
 
 # Two for each host: each of the three idle workers takes one as soon as they are queued
