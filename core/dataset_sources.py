@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from core.datasets import BUILTIN_DATASETS, DatasetArrays, load_builtin
 from core.settings import Settings
+from core.storage import open_storage
 from core.uploads import UploadStore
 
 
@@ -23,7 +24,7 @@ def open_dataset(spec: dict, settings: Settings, engine: Engine, *, owner: str) 
     """Load a normalised request's dataset (an upload only when ``owner`` has it); raises
     core.uploads.UploadMissing for a deleted upload."""
     if spec.get("id") is not None:
-        uploads = UploadStore(engine, settings.uploads_dir)
+        uploads = UploadStore(engine, open_storage(settings, engine))
         row, arrays = uploads.load(spec["id"], owner=owner)
         uploads.touch(spec["id"])
         return DatasetSource(arrays, row["classes"], {"name": row["name"], "id": row["id"]},

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import sqlalchemy.exc
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, event)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String,
+                        Table, Text, UniqueConstraint, create_engine, event)
 from sqlalchemy.engine import Engine
 
 # Rows made before owners existed belong to this owner (migration 0002).
@@ -81,7 +81,7 @@ job_logs = Table(
     Column("line", Text, nullable=False),
 )
 
-# Uploaded datasets (POST /v1/datasets); their arrays live under $TRAINRX_DATA_DIR/datasets/<id>/.
+# Uploaded datasets (POST /v1/datasets); their arrays are stored files under datasets/<id>/ (core/storage.py).
 datasets = Table(
     "datasets", metadata,
     Column("id", String(32), primary_key=True),
@@ -115,11 +115,28 @@ tokens = Table(
     Column("revoked_at", DateTime(timezone=True)),
 )
 
+# Files kept in the database (TRAINRX_STORAGE=database, core/storage.py): each file is its
+# chunks, in ``seq`` order, under its storage key (``artifacts/<job id>/weights.safetensors``).
+file_chunks = Table(
+    "file_chunks", metadata,
+    Column("key", String(255), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
 
 # How long a statement waits for another writer's lock before it fails. Workers wait
 # long (a job's write should rather wait than fail); the API passes a short one
 # (service/extensions.py): SQLite waits inside C, which freezes a whole gevent process.
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+# A worker host cut off from the network in the middle of a transaction (between an UPDATE of
+# its job's row and the COMMIT) would hold that row's lock for as long as PostgreSQL believes the
+# connection alive, hours by default, and the reaper could never take the job over. Keepalives
+# (idle s, interval s, count) and a TCP user timeout of their sum (for a connection with data
+# left unacknowledged, where keepalives do not apply) end such a session within about 25 s;
+# a live peer answers them.
+DEAD_PEER_KEEPALIVE = (10, 5, 3)
 
 # SQLite's messages for a lock another connection holds.
 _SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
@@ -141,8 +158,16 @@ def make_engine(url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> 
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         connect_args = {}
         if url.startswith("postgresql"):
+            # TCP keepalives both ways (see DEAD_PEER_KEEPALIVE): the server ends the session of a host
+            # that went off the network, which rolls back its open transaction and frees its row locks.
+            idle, interval, count = DEAD_PEER_KEEPALIVE
+            user_timeout_ms = (idle + interval * count) * 1000
             connect_args = {"connect_timeout": max(2, math.ceil(busy_timeout_s)),  # libpq: whole seconds, 2 at least
-                            "options": f"-c lock_timeout={int(busy_timeout_s * 1000)}"}
+                            "options": f"-c lock_timeout={int(busy_timeout_s * 1000)} -c tcp_keepalives_idle={idle} "
+                                       f"-c tcp_keepalives_interval={interval} -c tcp_keepalives_count={count} "
+                                       f"-c tcp_user_timeout={user_timeout_ms}",
+                            "keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
+                            "keepalives_count": count, "tcp_user_timeout": user_timeout_ms}
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args)
     return engine
 

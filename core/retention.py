@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.artifacts import LocalArtifactStore
+from core.artifacts import ArtifactStore
 from core.jobstore import JobStore, utcnow
 from core.uploads import DELETED, UploadStore
 
@@ -16,7 +16,7 @@ log = logging.getLogger("trainrx.retention")
 SWEEP_BATCH = 500
 
 
-def delete_finished_job(store: JobStore, artifacts: LocalArtifactStore, job_id: str, *,
+def delete_finished_job(store: JobStore, artifacts: ArtifactStore, job_id: str, *,
                         owner: str | None) -> bool:
     """Remove a finished job: its row, epochs, log lines and artifacts. False when the
     job is not finished (queued or running jobs are never deleted) or is not there
@@ -33,7 +33,7 @@ class SweepResult:
     datasets: list[str] = field(default_factory=list)
 
 
-def sweep(store: JobStore, uploads: UploadStore, artifacts: LocalArtifactStore, days: int,
+def sweep(store: JobStore, uploads: UploadStore, artifacts: ArtifactStore, days: int,
           now: datetime | None = None) -> SweepResult:
     """Delete jobs that finished more than ``days`` ago, and uploads neither created
     nor trained on in that time that no queued or running job names."""

@@ -149,6 +149,8 @@ class Settings:
     recovery_interval_s: float = 10.0
     checkpoint_every_epochs: int = 10
     checkpoint_every_s: float = 60.0
+    # Where files live (core/storage.py): "local" under data_dir, or "database" for hosts that share no disk.
+    storage: str = "local"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -157,6 +159,9 @@ class Settings:
         queue = os.environ.get("TRAINRX_DEFAULT_QUEUE") or "cpu"
         if queue not in ("cpu", "gpu"):  # core.queueing.QUEUES (which imports this module)
             raise ValueError(f"TRAINRX_DEFAULT_QUEUE must be 'cpu' or 'gpu', got {queue!r}")
+        storage = os.environ.get("TRAINRX_STORAGE") or "local"
+        if storage not in ("local", "database"):  # core.storage.BACKENDS (which needs the database layer)
+            raise ValueError(f"TRAINRX_STORAGE must be 'local' or 'database', got {storage!r}")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -172,6 +177,7 @@ class Settings:
             recovery_interval_s=max(0.2, _float_env("TRAINRX_RECOVERY_INTERVAL_S", cls.recovery_interval_s)),
             checkpoint_every_epochs=max(0, _int_env("TRAINRX_CHECKPOINT_EVERY_EPOCHS", cls.checkpoint_every_epochs)),
             checkpoint_every_s=max(0.0, _float_env("TRAINRX_CHECKPOINT_EVERY_S", cls.checkpoint_every_s)),
+            storage=storage,
         )
 
     @property

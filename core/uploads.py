@@ -1,19 +1,17 @@
-"""Uploaded datasets: their rows in the ``datasets`` table and their arrays on disk.
+"""Uploaded datasets: their rows in the ``datasets`` table and their arrays in the storage.
 
 The arrays are stored as two ``.npy`` files (``x.npy`` float32, ``y.npy``
-int64) under ``$TRAINRX_DATA_DIR/datasets/<id>/``: no pickle, memory-mappable,
-readable by any NumPy. A dataset directory appears whole or not at all.
+int64) under ``datasets/<id>/`` of the storage (core/storage.py: the data
+directory, or the database): no pickle, readable by any NumPy. The row is
+written after both files, so a dataset is listed only once it is whole.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tempfile
 import uuid
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, exists, func, insert, select, update
@@ -23,10 +21,12 @@ from core.datasets import DatasetArrays, DatasetShape
 from core.db import datasets, jobs
 from core.jobstore import QUEUED, RUNNING, as_utc, utcnow
 from core.jsonsafe import json_safe
+from core.storage import Storage
 from core.upload_parsing import ParsedDataset
 
 _ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 DELETED, IN_USE, MISSING = "deleted", "in_use", "missing"
+UPLOADS_FOLDER = "datasets"
 X_FILE, Y_FILE = "x.npy", "y.npy"
 
 
@@ -35,9 +35,9 @@ class UploadMissing(Exception):
 
 
 class UploadStore:
-    def __init__(self, engine: Engine, root: Path) -> None:
+    def __init__(self, engine: Engine, storage: Storage) -> None:
         self.engine = engine
-        self.root = Path(root)
+        self.files = storage.under(UPLOADS_FOLDER)
 
     # --- writing ------------------------------------------------------------
 
@@ -56,21 +56,22 @@ class UploadStore:
             with self.engine.begin() as conn:
                 conn.execute(insert(datasets).values(**row))
         except BaseException:
-            shutil.rmtree(self.root / dataset_id, ignore_errors=True)
+            self.files.delete_folder(dataset_id)
             raise
         return self.get(dataset_id, owner=owner)
 
     def _write_arrays(self, dataset_id: str, x: np.ndarray, y: np.ndarray) -> int:
-        """Write both files into a temporary directory, then rename it into place."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{dataset_id}."))
+        """Store both files (each through a temporary file: the array is not copied in memory)."""
+        size = 0
         try:
-            np.save(tmp / X_FILE, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
-            np.save(tmp / Y_FILE, np.ascontiguousarray(y, dtype=np.int64), allow_pickle=False)
-            size = sum(f.stat().st_size for f in tmp.iterdir())
-            os.replace(tmp, self.root / dataset_id)
+            for name, array in ((X_FILE, np.ascontiguousarray(x, dtype=np.float32)),
+                                (Y_FILE, np.ascontiguousarray(y, dtype=np.int64))):
+                with tempfile.TemporaryFile() as spool:
+                    np.save(spool, array, allow_pickle=False)
+                    spool.seek(0)
+                    size += self.files.write(f"{dataset_id}/{name}", spool)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            self.files.delete_folder(dataset_id)
             raise
         return size
 
@@ -100,7 +101,7 @@ class UploadStore:
                                                  jobs.c.status.in_([QUEUED, RUNNING])))
             if conn.execute(delete(datasets).where(*condition)).rowcount != 1:
                 return IN_USE
-        shutil.rmtree(self.root / dataset_id, ignore_errors=True)
+        self.files.delete_folder(dataset_id)
         return DELETED
 
     # --- reading ------------------------------------------------------------
@@ -136,17 +137,22 @@ class UploadStore:
     def load(self, dataset_id: str, *, owner: str | None) -> tuple[dict, DatasetArrays]:
         """The row and the arrays, as given (no scaling); raises UploadMissing."""
         row = self.get(dataset_id, owner=owner)
-        folder = self.root / dataset_id
-        if row is None or not folder.is_dir():
+        x, y = (self._read_array(dataset_id, name) if row else None for name in (X_FILE, Y_FILE))
+        if x is None or y is None:
             raise UploadMissing(f"The uploaded dataset {dataset_id} no longer exists (it was deleted after the "
                                 "job was submitted).")
-        x = np.load(folder / X_FILE, allow_pickle=False)
-        y = np.load(folder / Y_FILE, allow_pickle=False)
         if x.shape != (row["rows"], row["features"]) or y.shape != (row["rows"],):
             raise ValueError(f"the stored arrays of dataset {dataset_id} do not match its record "
                              f"(x {x.shape}, y {y.shape}, expected {row['rows']} x {row['features']})")
         preprocessing = {"method": "none", "note": "uploaded data, used as given"}
         return row, DatasetArrays(x, y, None, None, preprocessing)
+
+    def _read_array(self, dataset_id: str, name: str) -> np.ndarray | None:
+        stored = self.files.open(f"{dataset_id}/{name}")
+        if stored is None:
+            return None
+        with stored:
+            return np.load(stored, allow_pickle=False)
 
     def unused_since(self, cutoff: datetime, limit: int = 500) -> list[str]:
         """Uploads neither created nor trained on since ``cutoff``."""

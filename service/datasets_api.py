@@ -33,7 +33,7 @@ def _describe(name: str, cache_dir: str) -> dict:
 
 def uploads() -> UploadStore:
     p = parts()
-    return UploadStore(p.store.engine, p.settings.uploads_dir)
+    return UploadStore(p.store.engine, p.storage)
 
 
 def is_upload(req: Request) -> bool:

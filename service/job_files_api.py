@@ -1,11 +1,14 @@
 """More of /v1/jobs/{id}: its log and its exported model (.pt2 and ONNX).
 
 These routes join the jobs blueprint, so the OpenAPI document keeps one
-"jobs" section. The worker writes the files; the API only serves them (and
-never imports torch).
+"jobs" section. The worker writes the files; the API only serves them from the storage
+(core/storage.py) and never imports torch.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
 
 from flask import Response, send_file
 from flask.views import MethodView
@@ -33,19 +36,21 @@ class Logs(MethodView):
         return Response("".join(lines), mimetype="text/plain")
 
 
-def _model_file(job_id: str, key: str, file_name: str, what: str) -> dict:
-    """The job's artifact entry for an exported model, or a 409 that says why there is none."""
+def _model_file(job_id: str, key: str, file_name: str, what: str) -> tuple[dict, Path | BinaryIO]:
+    """The job's artifact entry for an exported model and the file to send (core/storage.py),
+    or a 409 that says why there is none."""
     job = load_job(job_id)
     artifacts = job["artifacts"] or {}
     if job["status"] not in FINISHED or not artifacts.get(WEIGHTS_KEY):
         abort(409, message=f"The job has no {what} yet (status {job['status']}); it is exported when the "
                            "job ends with weights.")
     entry = artifacts.get(key)
-    if not entry or not parts().artifacts.exists(job_id, file_name):
+    stored = parts().artifacts.sendable(job_id, file_name) if entry else None
+    if stored is None:
         reason = artifacts.get(f"{key}_error")
         abort(409, message=f"The job has no {what}: " + (f"the export failed ({reason})." if reason else
                                                           "it finished before models were exported."))
-    return entry
+    return entry, stored
 
 
 @blp.route("/<job_id>/model")
@@ -60,9 +65,9 @@ class Model(MethodView):
                                        "failed: the message says which).")
     def get(self, job_id: str):
         """Download the trained model as a self-contained torch.export program (.pt2)."""
-        entry = _model_file(job_id, MODEL_KEY, MODEL_FILE, "exported model")
-        response = send_file(parts().artifacts.path(job_id, MODEL_FILE), mimetype="application/octet-stream",
-                             as_attachment=True, download_name=f"{job_id}.pt2")
+        entry, stored = _model_file(job_id, MODEL_KEY, MODEL_FILE, "exported model")
+        response = send_file(stored, mimetype="application/octet-stream", as_attachment=True,
+                             download_name=f"{job_id}.pt2")
         response.headers[TORCH_VERSION_HEADER] = entry["torch_version"]
         return response
 
@@ -75,6 +80,6 @@ class ModelOnnx(MethodView):
                                        "failed: the message says which).")
     def get(self, job_id: str):
         """Download the trained model as ONNX."""
-        _model_file(job_id, ONNX_KEY, ONNX_FILE, "ONNX model")
-        return send_file(parts().artifacts.path(job_id, ONNX_FILE), mimetype="application/octet-stream",
-                         as_attachment=True, download_name=f"{job_id}.onnx")
+        _, stored = _model_file(job_id, ONNX_KEY, ONNX_FILE, "ONNX model")
+        return send_file(stored, mimetype="application/octet-stream", as_attachment=True,
+                         download_name=f"{job_id}.onnx")

@@ -270,8 +270,9 @@ class Weights(MethodView):
     def get(self, job_id: str):
         """Download the trained weights (safetensors)."""
         job = load_job(job_id)
-        artifacts = parts().artifacts
-        if not (job["artifacts"] or {}).get(WEIGHTS_KEY) or not artifacts.exists(job_id, WEIGHTS_FILE):
+        has_weights = (job["artifacts"] or {}).get(WEIGHTS_KEY)
+        stored = parts().artifacts.sendable(job_id, WEIGHTS_FILE) if has_weights else None
+        if stored is None:
             abort(409, message=f"The job has no weights yet (status {job['status']}).")
-        return send_file(artifacts.path(job_id, WEIGHTS_FILE), mimetype="application/octet-stream",
-                         as_attachment=True, download_name=f"{job_id}.safetensors")
+        return send_file(stored, mimetype="application/octet-stream", as_attachment=True,
+                         download_name=f"{job_id}.safetensors")

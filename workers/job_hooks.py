@@ -11,11 +11,12 @@ import time
 from functools import lru_cache, partial
 
 from core import stop_reasons
-from core.artifacts import CHECKPOINT_FILE, CHECKPOINT_META_FILE, LocalArtifactStore
+from core.artifacts import CHECKPOINT_FILE, CHECKPOINT_META_FILE, ArtifactStore, checkpoint_file
 from core.events import JobEvents
 from core.jobstore import JobStore, Superseded
 from core.log_redaction import redact
 from core.settings import Settings
+from core.storage import open_storage
 from core.uploads import UploadStore
 from workers.celery_app import shutting_down
 from workers import metrics
@@ -39,13 +40,13 @@ class JobHooks:
     """The engine's ``Hooks`` for one run: ``stop_reason``, ``on_epoch``, ``log``,
     ``checkpoint_due`` and ``checkpoint``."""
 
-    def __init__(self, store: JobStore, artifacts: LocalArtifactStore, job: dict, settings: Settings) -> None:
+    def __init__(self, store: JobStore, artifacts: ArtifactStore, job: dict, settings: Settings) -> None:
         self.store, self.artifacts = store, artifacts
         self.job_id, self.run, self.request = job["id"], int(job["run"]), job["request"]
         self.queue, self.redis_url = job["queue"], settings.redis_url  # for the cluster's epoch counts
         # The diagnosis checks its suggested patches as the API will check the owner's resubmit.
         self.limits = settings.limits
-        uploads = UploadStore(store.engine, settings.uploads_dir)
+        uploads = UploadStore(store.engine, open_storage(settings, store.engine))
         self.resolver = lru_cache(maxsize=4)(partial(uploads.shape, owner=job["owner"]))
         self.every_epochs, self.every_s = settings.checkpoint_every_epochs, settings.checkpoint_every_s
         self.rows: list[dict] = []
@@ -54,6 +55,7 @@ class JobHooks:
         self.cancelled = threading.Event()
         self.superseded = threading.Event()  # another run took the job over: stop, write nothing more
         self._last_checkpoint = (0, time.monotonic())
+        self._checkpoint_file: str | None = None  # the file the meta file names now
         self._diagnosed = 0.0
         self._stop_beat = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.job_id}", daemon=True)
@@ -118,14 +120,18 @@ class JobHooks:
         return by_epochs or by_time
 
     def checkpoint(self, epoch: int, blob: bytes) -> None:
-        """Keep the state after ``epoch``; the meta file names the epoch and run it belongs to
-        and is written last, so a reader never pairs it with another run's state."""
+        """Keep the state after ``epoch``: in a file of its own first, then the meta file names
+        it (with the epoch, run and size), then the previous state goes. Whatever moment the
+        worker is lost at (a host cut off between two writes), the meta file names a whole state."""
         if not self.store.heartbeat(self.job_id, self.run).current:
             raise Superseded(f"job {self.job_id}: run {self.run} was superseded")
-        self.artifacts.delete(self.job_id, CHECKPOINT_META_FILE)
-        self.artifacts.write_bytes(self.job_id, CHECKPOINT_FILE, blob)
-        self.artifacts.write_bytes(self.job_id, CHECKPOINT_META_FILE,
-                                   json.dumps({"epoch": epoch, "run": self.run, "bytes": len(blob)}).encode())
+        name = checkpoint_file(self.run, epoch)
+        self.artifacts.write_bytes(self.job_id, name, blob)
+        self.artifacts.write_bytes(self.job_id, CHECKPOINT_META_FILE, json.dumps(
+            {"epoch": epoch, "run": self.run, "bytes": len(blob), "file": name}).encode())
+        previous, self._checkpoint_file = self._checkpoint_file, name
+        if previous not in (None, name):
+            self.artifacts.delete(self.job_id, previous)
         self._last_checkpoint = (epoch, time.monotonic())
 
     def log(self, line: str) -> None:
@@ -145,16 +151,20 @@ class JobHooks:
     def saved_checkpoint(self) -> tuple[int, bytes] | None:
         """The last checkpoint a run of this job saved, as (epoch, state), or None."""
         meta = self.artifacts.read_bytes(self.job_id, CHECKPOINT_META_FILE)
-        blob = self.artifacts.read_bytes(self.job_id, CHECKPOINT_FILE)
-        if meta is None or blob is None:
+        if meta is None:
             return None
         try:
             info = json.loads(meta)
-            epoch = int(info["epoch"])
-        except (ValueError, KeyError, TypeError):
+            epoch, name = int(info["epoch"]), str(info.get("file") or CHECKPOINT_FILE)
+            blob = self.artifacts.read_bytes(self.job_id, name)
+        except (ValueError, KeyError, TypeError):  # a damaged meta file, or one naming no valid file
             return None
-        return (epoch, blob) if len(blob) == info.get("bytes") and epoch > 0 else None
+        if blob is None or len(blob) != info.get("bytes") or epoch <= 0:
+            return None
+        self._checkpoint_file = name  # this run's first checkpoint replaces it
+        return epoch, blob
 
     def drop_checkpoint(self) -> None:
         self.artifacts.delete(self.job_id, CHECKPOINT_META_FILE)
-        self.artifacts.delete(self.job_id, CHECKPOINT_FILE)
+        for name in {self._checkpoint_file, CHECKPOINT_FILE} - {None}:
+            self.artifacts.delete(self.job_id, name)

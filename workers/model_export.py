@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from core.artifacts import (MODEL_ERROR_KEY, MODEL_FILE, MODEL_KEY, ONNX_ERROR_KEY, ONNX_FILE, ONNX_KEY,
-                            LocalArtifactStore)
+                            ArtifactStore)
 from core.log_redaction import describe_exception
 from workers.engine.export import served_model, to_onnx, to_pt2
 
@@ -53,7 +53,7 @@ def _within(deadline: float, timeout_s: float, export: Callable[..., Any], *args
     return outcome["value"]
 
 
-def save_exports(artifacts: LocalArtifactStore, job_id: str, network: torch.nn.Module, preprocessing: dict,
+def save_exports(artifacts: ArtifactStore, job_id: str, network: torch.nn.Module, preprocessing: dict,
                  features: int, log: Callable[[str], None], *, timeout_s: float) -> dict:
     """Write model.pt2 and model.onnx; returns their entries for the job's ``artifacts``.
 

@@ -15,12 +15,13 @@ import threading
 
 import redis
 
-from core.artifacts import LocalArtifactStore
+from core.artifacts import ArtifactStore
 from core.db import make_engine
 from core.jobstore import JobStore
 from core.redis_urls import redis_py_url
 from core.retention import sweep
 from core.settings import Settings
+from core.storage import open_storage
 from core.uploads import UploadStore
 
 log = logging.getLogger("trainrx.retention")
@@ -42,8 +43,8 @@ def _sweep_periodically(settings: Settings, stop: threading.Event, hostname: str
     client = redis.Redis.from_url(redis_py_url(settings.redis_url))
     engine = make_engine(settings.database_url)
     store = JobStore(engine)
-    uploads = UploadStore(engine, settings.uploads_dir)
-    artifacts = LocalArtifactStore(settings.artifacts_dir)
+    files = open_storage(settings, engine)
+    uploads, artifacts = UploadStore(engine, files), ArtifactStore(files)
     while not stop.is_set():
         try:
             if client.set(LOCK_KEY, hostname, nx=True, ex=settings.retention_interval_s):

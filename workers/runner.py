@@ -14,7 +14,7 @@ from functools import lru_cache
 import torch
 
 from core import logging_setup, stop_reasons
-from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY, LocalArtifactStore
+from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY, ArtifactStore
 from core.dataset_sources import open_dataset
 from core.db import make_engine
 from core.events import JobEvents
@@ -23,6 +23,7 @@ from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore, Superseded
 from core.log_redaction import describe_exception, worker_label
 from core.migrate import require_current
 from core.settings import Settings
+from core.storage import open_storage
 from core.uploads import UploadMissing
 from workers.engine import checkpoint, loop
 from workers.engine.data import prepare
@@ -35,14 +36,14 @@ log = logging.getLogger("trainrx.worker")
 
 
 @lru_cache(maxsize=1)
-def _context() -> tuple[Settings, JobStore, LocalArtifactStore]:
+def _context() -> tuple[Settings, JobStore, ArtifactStore]:
     settings = Settings.from_env()
     threads = os.environ.get("TRAINRX_TORCH_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
     engine = make_engine(settings.database_url)
     require_current(engine)
-    return settings, JobStore(engine), LocalArtifactStore(settings.artifacts_dir)
+    return settings, JobStore(engine), ArtifactStore(open_storage(settings, engine))
 
 
 class DeviceUnavailable(Exception):
@@ -92,7 +93,7 @@ def execute_job(job_id: str, worker: str) -> str | None:
 
 
 def _run(job: dict, worker: str, hooks: JobHooks, settings: Settings, store: JobStore,
-         artifacts: LocalArtifactStore, began: float) -> str | None:
+         artifacts: ArtifactStore, began: float) -> str | None:
     job_id, run, request = job["id"], int(job["run"]), job["request"]
     device = resolve_device(request["device"])
     hooks.log(f"worker {worker_label(worker)} starts the job on {device}"

@@ -12,6 +12,7 @@ from core.db import datasets, jobs
 from core.job_runs import Beat
 from core.jobstore import (CANCELLED, FAILED, IDEMPOTENCY_TTL, QUEUED, RUNNING, SUCCEEDED, IdempotencyConflict,
                            InvalidCursor, Superseded, UploadGone, utcnow)
+from core.storage import LocalStorage
 from core.uploads import DELETED, IN_USE, MISSING, UploadStore
 
 REQUEST = {"name": "x", "epochs": 1, "dataset": {"name": "moons"}}
@@ -176,7 +177,7 @@ def _upload(store, dataset_id: str = "a" * 32, owner: str = "ann") -> str:
 
 
 def test_an_upload_in_use_cannot_be_deleted_and_a_deleted_one_takes_no_job(store, tmp_path):
-    uploads = UploadStore(store.engine, tmp_path)
+    uploads = UploadStore(store.engine, LocalStorage(tmp_path))
     upload = _upload(store)
     job, _ = store.create({**REQUEST, "dataset": {"id": upload}}, "cpu", owner="ann")
     assert uploads.delete(upload, owner="ann") == IN_USE

@@ -83,7 +83,8 @@ def test_queued_and_running_jobs_are_not_deleted_and_a_vanished_upload_fails_cle
     # Queued behind the running job; its upload vanishes before it starts (the race that
     # DELETE /v1/datasets/{id} cannot fully close).
     behind = submit(live, {"dataset": {"id": dataset["id"]}, "architecture": {"hidden_layers": [4]}, "epochs": 1})
-    UploadStore(live.application.extensions["trainrx"].store.engine, settings.uploads_dir).delete(dataset["id"], owner=None, force=True)
+    p = live.application.extensions["trainrx"]
+    UploadStore(p.store.engine, p.storage).delete(dataset["id"], owner=None, force=True)
     live.post(f"/v1/jobs/{running['id']}/cancel")
     assert wait_for(live, running["id"], 60)["status"] == "cancelled"
     failed = wait_for(live, behind["id"], 120)

@@ -13,7 +13,7 @@ import pytest
 import redis
 from safetensors.numpy import load as load_safetensors
 
-from core.artifacts import WEIGHTS_FILE, LocalArtifactStore
+from core.artifacts import WEIGHTS_FILE, ArtifactStore
 from core.db import make_engine
 from core.embedded_redis import EmbeddedRedis
 from core.jobstore import FAILED, SUCCEEDED, JobStore
@@ -22,6 +22,7 @@ from core.queueing import make_celery, publish_job
 from core.redis_urls import redis_py_url
 from core.settings import Settings
 from core.spec import normalise
+from core.storage import LocalStorage
 from tests.conftest import FINISHED, OWNER, start_worker, stop_process
 from core.job_runs import finish_durably
 
@@ -84,7 +85,7 @@ def stack(tmp_path, settings):
 
 
 def weights(stack: Stack, job_id: str) -> dict:
-    return load_safetensors(LocalArtifactStore(stack.settings.artifacts_dir).path(job_id, WEIGHTS_FILE).read_bytes())
+    return load_safetensors(ArtifactStore(LocalStorage(stack.settings.data_dir)).read_bytes(job_id, WEIGHTS_FILE))
 
 
 def test_a_worker_killed_mid_job_is_reaped_and_the_job_resumes_bit_equal(stack):

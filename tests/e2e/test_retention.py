@@ -30,7 +30,7 @@ def age(engine, *, job_id: str | None = None, dataset_id: str | None = None, day
 
 def parts_of(client):
     p = client.application.extensions["trainrx"]
-    return p.store, UploadStore(p.store.engine, p.settings.uploads_dir), p.artifacts
+    return p.store, UploadStore(p.store.engine, p.storage), p.artifacts
 
 
 def test_a_sweep_deletes_only_old_finished_jobs_and_old_unused_uploads(live, settings):

@@ -153,7 +153,7 @@ def test_a_small_file_that_stores_large_is_refused_after_parsing(settings):
     assert_429(upload(client, data), "TRAINRX_MAX_UPLOAD_MB_PER_OWNER")
     from service.datasets_api import UploadStore
 
-    store = UploadStore(app.extensions["trainrx"].store.engine, settings.uploads_dir)
+    store = UploadStore(app.extensions["trainrx"].store.engine, app.extensions["trainrx"].storage)
     assert store.bytes_used(owner) == 0, "nothing of the refused upload is kept"
     assert uploaded(client, as_npz(*blobs()))["rows"] == 180
 

@@ -167,10 +167,11 @@ def test_mnist1d_has_a_test_set_and_leaves_global_rngs_alone():
 
 
 def test_an_export_past_its_time_limit_is_recorded_like_a_failed_export(tmp_path):
-    from core.artifacts import LocalArtifactStore
+    from core.artifacts import ArtifactStore
+    from core.storage import LocalStorage
     from workers.model_export import save_exports
 
-    saved = save_exports(LocalArtifactStore(tmp_path), "job", build_model(spec(), 2, 2), {"method": "none"},
+    saved = save_exports(ArtifactStore(LocalStorage(tmp_path)), "job", build_model(spec(), 2, 2), {"method": "none"},
                          2, lambda line: None, timeout_s=0.001)
     assert "TRAINRX_EXPORT_TIMEOUT_S" in saved["model_error"] and "TRAINRX_EXPORT_TIMEOUT_S" in saved["onnx_error"]
     assert "model" not in saved and "onnx" not in saved
