@@ -338,7 +338,7 @@ class ArchitectureSpec(_Strict):
     conv_layers = fields.List(ConvBlock(), metadata={
         "description": f"cnn only: 1-{_DEFAULT_LIMITS.max_hidden_layers} blocks, input to output "
                        "(TRAINRX_MAX_HIDDEN_LAYERS); the spatial size must stay at least 1 after every stride "
-                       "and pool.", "maxItems": _DEFAULT_LIMITS.max_hidden_layers})
+                       "and pool.", "minItems": 1, "maxItems": _DEFAULT_LIMITS.max_hidden_layers})
     global_pool = _strict_bool(metadata={"default": True, "description": "cnn only: true averages each channel "
                                          "over all positions; false flattens the last block's values."})
     hidden_layers = fields.List(
