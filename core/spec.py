@@ -220,6 +220,9 @@ MAX_STRIDE = 4
 LOSSES = {CLASSIFICATION: ("cross_entropy",), REGRESSION: ("mse", "huber")}  # the first is the default
 MONITORS = {CLASSIFICATION: ("val_loss", "val_accuracy"), REGRESSION: ("val_loss", "val_r2", "val_mae")}
 TARGETS = {CLASSIFICATION: ("train_accuracy", "val_accuracy"), REGRESSION: ("train_r2", "val_r2")}
+# For the OpenAPI document: which built-ins have which task, and which have an input shape.
+_BUILTINS_OF = {task: [name for name, d in BUILTIN_DATASETS.items() if d.task == task] for task in TASKS}
+_SHAPED_BUILTINS = [name for name, d in BUILTIN_DATASETS.items() if d.input_shape is not None]
 
 
 class DatasetSpec(_Strict):
@@ -228,6 +231,12 @@ class DatasetSpec(_Strict):
         openapi = {"oneOf": [
             {"required": ["name"], "not": {"anyOf": [{"required": ["id"]}, {"required": ["scale"]}]}},
             {"required": ["id"], "not": {"required": ["name"]}},
+        ], "anyOf": [
+            {"required": ["id"]},
+            *({"required": ["name"], "properties": {
+                "name": {"enum": [name]}, "task": {"enum": [d.task]},
+                "input_shape": {"enum": [None if d.input_shape is None else list(d.input_shape)]}}}
+              for name, d in BUILTIN_DATASETS.items()),
         ]}
 
     name = fields.String(validate=validate.OneOf(list(BUILTIN_DATASETS)),
@@ -249,9 +258,10 @@ class DatasetSpec(_Strict):
                        "normalised request; a request may repeat it but not change it."})
     input_shape = fields.List(_int(validate=validate.Range(min=1)), allow_none=True,
                               validate=validate.Length(min=2, max=3), metadata={
-        "description": f"How convolutions see a row: {INPUT_SHAPE_RULE} (channels first, C order), whose product "
-                       "is the dataset's feature count. Default (null): the dataset's own (GET /v1/datasets, or "
-                       "the upload's `input_shape`)."})
+        "description": f"Uploads: how convolutions see a row, {INPUT_SHAPE_RULE} (channels first, C order), "
+                       "whose product is the feature count; default (null) the upload's own `input_shape`. "
+                       "Built-in datasets have a fixed shape (GET /v1/datasets), which the normalised request "
+                       "shows; a request may repeat it, not change it."})
 
     @validates_schema
     def _one_source(self, data: dict, **kwargs: Any) -> None:
@@ -414,6 +424,19 @@ class TargetsSpec(_Strict):
                           metadata={"description": "Regression: an absolute bar for validation R². Default: none."})
 
 
+def _task_rules(task: str) -> dict:
+    """For the OpenAPI document: what a request on a dataset of ``task`` may say (an upload's task is
+    known only to the server, so an ``id`` fits either)."""
+    other = [key for other in TASKS if other != task for key in TARGETS[other]]
+    return {"properties": {
+        "dataset": {"anyOf": [{"required": ["id"]}, {"properties": {"name": {"enum": _BUILTINS_OF[task]}}}]},
+        "loss": {"enum": [*LOSSES[task], None]},
+        "early_stopping": {"properties": {"monitor": {"enum": list(MONITORS[task])}}},
+        "targets": {"properties": {key: {"enum": [None]} for key in other}}},
+        "description": {CLASSIFICATION: "On a classification dataset: cross_entropy, accuracy metrics.",
+                        REGRESSION: "On a regression dataset: mse or huber, R² and MAE metrics."}[task]}
+
+
 @dataclass(frozen=True)
 class ResolvedDataset:
     """What validation knows of a request's dataset: its shape (None when it cannot be known: an
@@ -438,16 +461,14 @@ class JobRequestSchema(_Strict):
             {"anyOf": [{"properties": {"batch_size": {"minimum": 2}}},
                        {"properties": {"architecture": {"properties": {"batch_norm": {"enum": [False]}}}}}],
              "description": "Batch norm needs batches of at least 2 samples."},
-            {"anyOf": [
-                {"properties": {"loss": {"enum": [*LOSSES[CLASSIFICATION], None]},
-                                "early_stopping": {"properties": {"monitor": {"enum": list(MONITORS[CLASSIFICATION])}}},
-                                "targets": {"properties": {key: {"enum": [None]} for key in TARGETS[REGRESSION]}}},
-                 "description": "On a classification dataset: cross_entropy, accuracy metrics."},
-                {"properties": {"loss": {"enum": [*LOSSES[REGRESSION], None]},
-                                "early_stopping": {"properties": {"monitor": {"enum": list(MONITORS[REGRESSION])}}},
-                                "targets": {"properties": {key: {"enum": [None]} for key in TARGETS[CLASSIFICATION]}}},
-                 "description": "On a regression dataset: mse or huber, R² and MAE metrics."},
-            ], "description": "The dataset's task decides the loss and the metrics that apply."},
+            {"anyOf": [_task_rules(task) for task in TASKS],
+             "description": "The dataset's task decides the loss and the metrics that apply."},
+            {"anyOf": [{"properties": {"architecture": {"properties": {"type": {"enum": ["mlp"]}}}}},
+                       {"properties": {"dataset": {"anyOf": [
+                           {"required": ["id"]},
+                           {"required": ["name"], "properties": {"name": {"enum": _SHAPED_BUILTINS}}}]}}}],
+             "description": "A cnn needs a dataset with an input shape: a built-in that has one, or an upload "
+                            "declared with one (at upload, or in dataset.input_shape)."},
         ]}
 
     name = fields.String(load_default=None, allow_none=True,
@@ -530,8 +551,9 @@ class JobRequestSchema(_Strict):
             resolved, dataset_errors = self._resolve(data["dataset"], limits)
             if dataset_errors:
                 errors["dataset"] = dataset_errors
-            arch_errors.update(self._shape_errors(arch, data.get("activation"), data["dataset"], resolved))
-            errors.update(self._task_errors(data, resolved.task))
+            if "id" not in dataset_errors:  # an unknown upload has no task or shape to check against
+                arch_errors.update(self._shape_errors(arch, data.get("activation"), data["dataset"], resolved))
+                errors.update(self._task_errors(data, resolved.task))
         if arch_errors:
             errors["architecture"] = arch_errors
         if errors:
@@ -589,7 +611,12 @@ class JobRequestSchema(_Strict):
             errors["task"] = [f"Set by the dataset, which is a {task} dataset; leave dataset.task out."]
         given = dataset.get("input_shape")
         input_shape = shape.input_shape if shape is not None else None
-        if given is not None:
+        if given is not None and "name" in dataset:
+            if shape is not None and tuple(given) != shape.input_shape:
+                fixed = "no input shape" if shape.input_shape is None else f"the shape {list(shape.input_shape)}"
+                errors["input_shape"] = [f"{dataset['name']!r} has {fixed}, which a request cannot change; "
+                                         "dataset.input_shape applies to uploads."]
+        elif given is not None:
             problem = input_shape_problem(given, shape.features if shape is not None else None)
             if problem:
                 errors["input_shape"] = [problem]
