@@ -57,6 +57,13 @@ class SummarySchema(Schema):
     returned_epoch = fields.Integer(metadata={"description": "The epoch whose weights are returned."})
     test_loss = fields.Float(allow_none=True, metadata={"description": "Only for datasets with a test set."})
     test_accuracy = fields.Float(allow_none=True, metadata={"description": "Only for datasets with a test set."})
+    # Regression jobs report these instead of the accuracies (R² scale-free, MAE in the target's units).
+    train_r2 = fields.Float(allow_none=True, metadata={"description": "Regression only."})
+    val_r2 = fields.Float(allow_none=True, metadata={"description": "Regression only."})
+    train_mae = fields.Float(allow_none=True, metadata={"description": "Regression only, in the target's units."})
+    val_mae = fields.Float(allow_none=True, metadata={"description": "Regression only, in the target's units."})
+    test_r2 = fields.Float(allow_none=True, metadata={"description": "Regression, with a test set."})
+    test_mae = fields.Float(allow_none=True, metadata={"description": "Regression, with a test set."})
 
 
 class TimingsSchema(Schema):
@@ -192,6 +199,12 @@ class CurvesSchema(Schema):
     train_accuracy = fields.List(fields.Float(allow_none=True))
     val_loss = fields.List(fields.Float(allow_none=True))
     val_accuracy = fields.List(fields.Float(allow_none=True))
+    train_r2 = fields.List(fields.Float(allow_none=True), metadata={"description": "Regression only."})
+    val_r2 = fields.List(fields.Float(allow_none=True), metadata={"description": "Regression only."})
+    train_mae = fields.List(fields.Float(allow_none=True),
+                            metadata={"description": "Regression only, in the target's units."})
+    val_mae = fields.List(fields.Float(allow_none=True),
+                          metadata={"description": "Regression only, in the target's units."})
     learning_rate = fields.List(fields.Float(allow_none=True))
     grad_norm = fields.Dict(keys=fields.String(), values=fields.List(fields.Float(allow_none=True)),
                             metadata={"description": "Per weight layer (input to output): mean over the "

@@ -157,6 +157,12 @@ class Summary:
     returned_epoch: int | None = None
     test_loss: float | None = None
     test_accuracy: float | None = None
+    train_r2: float | None = None  # regression jobs: R² and MAE instead of the accuracies
+    val_r2: float | None = None
+    train_mae: float | None = None
+    val_mae: float | None = None
+    test_r2: float | None = None
+    test_mae: float | None = None
     raw: dict = _raw()
 
     def get(self, name: str) -> Any:
