@@ -79,9 +79,9 @@ class DatasetSpec(Strict):
                                     metadata={"description": "Share of the data held out for validation, "
                                                              "stratified by class (random for regression)."})
     train_samples = strict_int(load_default=None, allow_none=True, validate=validate.Range(min=1),
-                         metadata={"description": "Keep only the first N training samples after the split."})
+                               metadata={"description": "Keep only the first N training samples after the split."})
     split_seed = strict_int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1),
-                      metadata={"description": "Fixes the split; independent of the training seed."})
+                            metadata={"description": "Fixes the split; independent of the training seed."})
     scale = fields.String(validate=validate.OneOf(SCALES),
                           metadata={"default": "none", "description": "Uploads only: `standard` ((x - mean) / std) "
                                     "or `minmax` ((x - min) / (max - min)), fitted on the training split; `none` "
@@ -132,7 +132,7 @@ class EarlyStoppingSpec(Strict):
     min_delta = fields.Float(load_default=0.0, validate=validate.Range(min=0),
                              metadata={"description": "Smallest change that counts as an improvement."})
     restore_best = strict_bool(load_default=True,
-                                metadata={"description": "Return the weights of the best epoch."})
+                               metadata={"description": "Return the weights of the best epoch."})
 
 
 class TargetsSpec(Strict):
@@ -215,32 +215,32 @@ class JobRequestSchema(Strict):
     regularization = fields.Nested(RegularizationSpec, load_default=lambda: RegularizationSpec().load({}),
                                    metadata={"default": {"l1": 0.0, "l2": 0.0, "dropout": 0.0}})
     patience = strict_int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000),
-                    metadata={"description": "Early stopping: epochs without improvement before stopping; "
-                                             "null turns it off."})
+                          metadata={"description": "Early stopping: epochs without improvement before stopping; "
+                                                   "null turns it off."})
     early_stopping = fields.Nested(EarlyStoppingSpec, load_default=None, allow_none=True,
                                    metadata={"description": "Only with patience set."})
     epochs = strict_int(load_default=20, validate=validate.Range(min=1),
-                  metadata={"maximum": DEFAULT_LIMITS.max_epochs,
-                            "description": f"1-{DEFAULT_LIMITS.max_epochs} (operator limit)."})
+                        metadata={"maximum": DEFAULT_LIMITS.max_epochs,
+                                  "description": f"1-{DEFAULT_LIMITS.max_epochs} (operator limit)."})
     batch_size = strict_int(load_default=64, validate=validate.Range(min=1),
-                      metadata={"maximum": DEFAULT_LIMITS.max_batch_size,
-                                "description": f"1-{DEFAULT_LIMITS.max_batch_size} (operator limit)."})
+                            metadata={"maximum": DEFAULT_LIMITS.max_batch_size,
+                                      "description": f"1-{DEFAULT_LIMITS.max_batch_size} (operator limit)."})
     seed = strict_int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1))
     device = fields.String(load_default="auto", validate=validate.OneOf(["auto", "cpu", "cuda"]),
                            metadata={"description": "cuda sends the job to the gpu queue; auto runs on CUDA "
                                                     "when a GPU worker takes it."})
     diagnose = strict_bool(load_default=True,
-                            metadata={"description": "Probe the training (gradients, activations, step losses) "
-                                                     "for the diagnosis; false turns the probes off."})
+                           metadata={"description": "Probe the training (gradients, activations, step losses) "
+                                                    "for the diagnosis; false turns the probes off."})
     targets = fields.Nested(TargetsSpec, load_default=None, allow_none=True,
                             metadata={"description": "Override what counts as good on training and validation "
                                                      "data: the accuracy keys for classification, the R² keys for "
                                                      "regression; null uses the documented defaults."})
     max_runtime_s = strict_int(load_default=None, validate=validate.Range(min=1),
-                         metadata={"maximum": DEFAULT_LIMITS.max_runtime_s,
-                                   "default": DEFAULT_LIMITS.default_runtime_s,
-                                   "description": "Wall-clock budget; default and cap set by the operator "
-                                                  f"(default {DEFAULT_LIMITS.default_runtime_s})."})
+                               metadata={"maximum": DEFAULT_LIMITS.max_runtime_s,
+                                         "default": DEFAULT_LIMITS.default_runtime_s,
+                                         "description": "Wall-clock budget; default and cap set by the operator "
+                                                        f"(default {DEFAULT_LIMITS.default_runtime_s})."})
 
     def __init__(self, *, limits: Limits | None = None, resolver: DatasetResolver | None = None,
                  **kwargs: Any) -> None:

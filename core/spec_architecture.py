@@ -22,13 +22,14 @@ MAX_STRIDE = 4
 
 class ConvBlockSpec(Strict):
     channels = strict_int(required=True, validate=validate.Range(min=1),
-                    metadata={"maximum": DEFAULT_LIMITS.max_width,
-                              "description": f"Output channels, 1-{DEFAULT_LIMITS.max_width} (TRAINRX_MAX_WIDTH)."})
+                          metadata={"maximum": DEFAULT_LIMITS.max_width,
+                                    "description": f"Output channels, 1-{DEFAULT_LIMITS.max_width} "
+                                                   "(TRAINRX_MAX_WIDTH)."})
     kernel = strict_int(load_default=3, validate=[validate.Range(min=1, max=MAX_KERNEL)],
-                  metadata={"description": "Kernel size along each spatial axis; odd, so that \"same\" padding "
-                                           "(kernel // 2) keeps the size."})
+                        metadata={"description": "Kernel size along each spatial axis; odd, so that \"same\" padding "
+                                                 "(kernel // 2) keeps the size."})
     stride = strict_int(load_default=1, validate=validate.Range(min=1, max=MAX_STRIDE),
-                  metadata={"description": "Divides the spatial size (rounded up)."})
+                        metadata={"description": "Divides the spatial size (rounded up)."})
     pool = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(POOLS),
                          metadata={"description": "A 2-wide pool of stride 2 per spatial axis after the block "
                                                   "(halves the size, rounded down); null: none."})
@@ -89,7 +90,7 @@ class ArchitectureSpec(Strict):
                        "(TRAINRX_MAX_HIDDEN_LAYERS); the spatial size must stay at least 1 after every stride "
                        "and pool.", "minItems": 1, "maxItems": DEFAULT_LIMITS.max_hidden_layers})
     global_pool = strict_bool(metadata={"default": True, "description": "cnn only: true averages each channel "
-                                         "over all positions; false flattens the last block's values."})
+                                        "over all positions; false flattens the last block's values."})
     hidden_layers = fields.List(
         strict_int(metadata={"minimum": 1, "maximum": DEFAULT_LIMITS.max_width}), required=True,
         metadata={"description": "Widths of the dense hidden layers, input to output. "
@@ -100,8 +101,8 @@ class ArchitectureSpec(Strict):
                   "maxItems": DEFAULT_LIMITS.max_hidden_layers})
     batch_norm = strict_bool(load_default=False)
     residual = strict_bool(load_default=False,
-                            metadata={"description": "Skip connections around hidden layers (and conv blocks) "
-                                                     "whose input and output shapes match."})
+                           metadata={"description": "Skip connections around hidden layers (and conv blocks) "
+                                                    "whose input and output shapes match."})
     init = fields.String(load_default="default", validate=validate.OneOf(
         ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]))
 

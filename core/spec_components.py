@@ -75,8 +75,8 @@ class SiluActivation(Strict):
 class MaxoutActivation(Strict):
     name = fields.String(required=True, validate=validate.Equal("maxout"))
     pieces = strict_int(load_default=2, validate=validate.Range(min=2, max=8),
-                  metadata={"description": "Linear pieces per unit: the layer computes width x pieces "
-                                           "outputs and keeps the maximum of each group."})
+                        metadata={"description": "Linear pieces per unit: the layer computes width x pieces "
+                                                 "outputs and keeps the maximum of each group."})
 
 
 ACTIVATIONS: dict[str, type[Schema]] = {
