@@ -335,14 +335,16 @@ class JobRequestSchema(Strict):
                               "allowed (TRAINRX_MAX_CLASSES)."]
         task = shape.task if shape is not None else dataset.get("task", CLASSIFICATION)
         if shape is not None and dataset.get("task", task) != task:
-            errors["task"] = [f"Set by the dataset, which is a {task} dataset; leave dataset.task out."]
+            errors["task"] = [f"Set by the dataset, which is a {task} dataset; leave dataset.task out (null in a "
+                              "resubmit patch that changes the dataset)."]
         given = dataset.get("input_shape")
         input_shape = shape.input_shape if shape is not None else None
         if given is not None and "name" in dataset:
             if shape is not None and tuple(given) != shape.input_shape:
                 fixed = "no input shape" if shape.input_shape is None else f"the shape {list(shape.input_shape)}"
                 errors["input_shape"] = [f"{dataset['name']!r} has {fixed}, which a request cannot change; "
-                                         "dataset.input_shape applies to uploads."]
+                                         "dataset.input_shape applies to uploads (null in a resubmit patch that "
+                                         "changes the dataset)."]
         elif given is not None:
             problem = input_shape_problem(given, shape.features if shape is not None else None)
             if problem:
@@ -419,7 +421,8 @@ class JobRequestSchema(Strict):
         errors: dict[str, Any] = {}
         loss = data.get("loss")
         if loss is not None and loss not in LOSSES[task]:
-            errors["loss"] = [f"{loss!r} does not apply to a {task} dataset; use one of: {', '.join(LOSSES[task])}."]
+            errors["loss"] = [f"{loss!r} does not apply to a {task} dataset; use one of: {', '.join(LOSSES[task])} "
+                              "(null: the default)."]
         monitor = (data.get("early_stopping") or {}).get("monitor")
         if monitor is not None and monitor not in MONITORS[task] and data.get("patience") is not None:
             errors["early_stopping"] = {"monitor": [f"{monitor!r} is not a {task} metric; use one of: "

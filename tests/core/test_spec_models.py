@@ -214,3 +214,13 @@ def test_old_requests_without_the_new_keys_still_load_and_patch():
     assert patched["regularization"]["dropout"] == 0.2
     assert patched["architecture"]["type"] == "mlp" and patched["loss"] == "cross_entropy"
     assert patched["targets"] == {"train_accuracy": 0.9, "val_accuracy": None}
+
+
+def test_a_patch_to_another_task_nulls_what_the_old_dataset_decided():
+    digits = load({"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [8]},
+                   "targets": {"train_accuracy": 0.9}})
+    stale = errors_of(merge_patch(digits, {"dataset": {"name": "friedman1"}}))
+    assert set(stale) == {"dataset", "loss", "targets"} and set(stale["dataset"]) == {"task", "input_shape"}
+    moved = load(merge_patch(digits, {"dataset": {"name": "friedman1", "task": None, "input_shape": None},
+                                      "loss": None, "targets": None}))
+    assert (moved["dataset"]["task"], moved["dataset"]["input_shape"], moved["loss"]) == ("regression", None, "mse")
