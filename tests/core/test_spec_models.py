@@ -224,3 +224,18 @@ def test_a_patch_to_another_task_nulls_what_the_old_dataset_decided():
     moved = load(merge_patch(digits, {"dataset": {"name": "friedman1", "task": None, "input_shape": None},
                                       "loss": None, "targets": None}))
     assert (moved["dataset"]["task"], moved["dataset"]["input_shape"], moved["loss"]) == ("regression", None, "mse")
+
+
+def test_the_requests_in_docs_are_valid_and_normalise_as_shown():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "requests.md").read_text()
+    pairs = re.findall(r"```json\n(.*?)```\s*\n\s*is normalised to\s*\n\s*```json\n(.*?)```", text, re.S)
+    assert len(pairs) >= 2
+    for given, shown in pairs:
+        assert load(json.loads(given)) == json.loads(shown)
+    requests = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    for request in requests:
+        if "dataset" in request and "name" in request["dataset"]:
+            load(request)
