@@ -4,21 +4,33 @@ This is the one definition both sides use: the API validates with it, the
 worker trusts what it produced. Loading a request returns the *normalised*
 request: every component in object form, every default filled in, and no
 knob that does not apply. Loading a normalised request gives it back unchanged.
+
+What depends on the dataset is resolved here too: ``dataset.task`` and
+``dataset.input_shape`` (from the built-in registry, or the upload through the
+resolver), the loss (the task's default), the early-stopping monitor and the
+targets (the task's metrics only), and for a cnn the spatial size after every
+block. Requests stored before these keys existed lack them; readers default
+them (docs/requests.md, "Older requests").
+
+The activations and optimizers live in core/spec_components.py, the
+architecture in core/spec_architecture.py; everything is importable from here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
-                         validate, validates_schema)
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from core import cost
 from core.cost import count_parameters
-from core.datasets import BUILTIN_DATASETS, DatasetShape
+from core.datasets import (BUILTIN_DATASETS, CLASSIFICATION, INPUT_SHAPE_RULE, REGRESSION, TASKS, DatasetShape,
+                           input_shape_problem)
 from core.settings import Limits
-
-_DEFAULT_LIMITS = Limits()  # for the OpenAPI description only; validation takes the limits in force
+from core.spec_architecture import ARCHITECTURES, ArchitectureSpec
+from core.spec_components import (ACTIVATIONS, DEFAULT_LIMITS, OPTIMIZERS, AdamOptimizer, Component, ReluActivation,
+                                  Strict, strict_bool, strict_int)
 
 # Uploaded datasets live in the database, which this module does not know: whoever
 # validates a request (the API, the worker checking a diagnosis patch) passes a
@@ -35,183 +47,29 @@ def dataset_shape(dataset: dict, resolver: DatasetResolver | None) -> DatasetSha
     return resolver(dataset["id"])
 
 
-def _strict_bool(**kwargs: Any) -> fields.Boolean:
-    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
-
-
-def _int(**kwargs: Any) -> fields.Integer:
-    return fields.Integer(strict=True, **kwargs)
-
-
-_LEARNING_RATE_RANGE = validate.Range(min=0, max=100, min_inclusive=False)
-
-
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
-        ordered = True
-
-
-# --- activations ---------------------------------------------------------
-
-class SigmoidActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("sigmoid"))
-
-
-class TanhActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("tanh"))
-
-
-class ReluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("relu"))
-
-
-class LeakyReluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("leaky_relu"))
-    negative_slope = fields.Float(load_default=0.01, validate=validate.Range(min=0, max=1, max_inclusive=False),
-                                  metadata={"description": "Slope below zero; the gradient is never 0."})
-
-
-class PreluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("prelu"),
-                         metadata={"description": "Parametric ReLU: one learned slope per unit, initialised at 0.25."})
-
-
-class EluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("elu"))
-
-
-class SeluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("selu"))
-
-
-class GeluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("gelu"))
-
-
-class SiluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("silu"))
-
-
-class MaxoutActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("maxout"))
-    pieces = _int(load_default=2, validate=validate.Range(min=2, max=8),
-                  metadata={"description": "Linear pieces per unit: the layer computes width x pieces "
-                                           "outputs and keeps the maximum of each group."})
-
-
-ACTIVATIONS: dict[str, type[Schema]] = {
-    "sigmoid": SigmoidActivation, "tanh": TanhActivation, "relu": ReluActivation,
-    "leaky_relu": LeakyReluActivation, "prelu": PreluActivation, "elu": EluActivation,
-    "selu": SeluActivation, "gelu": GeluActivation, "silu": SiluActivation, "maxout": MaxoutActivation,
-}
-
-# --- optimizers ----------------------------------------------------------
-
-
-def _learning_rate(default: float) -> fields.Float:
-    return fields.Float(load_default=default, validate=_LEARNING_RATE_RANGE,
-                        metadata={"description": "Step size, > 0 and <= 100."})
-
-
-def _betas() -> fields.List:
-    return fields.List(fields.Float(validate=validate.Range(min=0, max=1, max_inclusive=False)),
-                       load_default=lambda: [0.9, 0.999], validate=validate.Length(equal=2),
-                       metadata={"default": [0.9, 0.999]})
-
-
-class SgdOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("sgd"))
-    learning_rate = _learning_rate(0.01)
-
-
-class MomentumOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("momentum"))
-    learning_rate = _learning_rate(0.01)
-    momentum = fields.Float(load_default=0.9, validate=validate.Range(min=0, max=1, max_inclusive=False))
-
-
-class NesterovOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("nesterov"))
-    learning_rate = _learning_rate(0.01)
-    momentum = fields.Float(load_default=0.9, validate=validate.Range(min=0, max=1, min_inclusive=False,
-                                                                       max_inclusive=False))
-
-
-class AdagradOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("adagrad"))
-    learning_rate = _learning_rate(0.01)
-
-
-class RmspropOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("rmsprop"))
-    learning_rate = _learning_rate(0.001)
-    alpha = fields.Float(load_default=0.99, validate=validate.Range(min=0, max=1, min_inclusive=False,
-                                                                     max_inclusive=False),
-                         metadata={"description": "Decay of the running mean of squared gradients."})
-
-
-class AdamOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("adam"))
-    learning_rate = _learning_rate(0.001)
-    betas = _betas()
-    eps = fields.Float(load_default=1e-8, validate=validate.Range(min=0, max=1, min_inclusive=False))
-
-
-class AdamwOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("adamw"))
-    learning_rate = _learning_rate(0.001)
-    betas = _betas()
-    eps = fields.Float(load_default=1e-8, validate=validate.Range(min=0, max=1, min_inclusive=False))
-    weight_decay = fields.Float(load_default=0.01, validate=validate.Range(min=0, max=10),
-                                metadata={"description": "Decoupled weight decay (not a loss penalty)."})
-
-
-OPTIMIZERS: dict[str, type[Schema]] = {
-    "sgd": SgdOptimizer, "momentum": MomentumOptimizer, "nesterov": NesterovOptimizer,
-    "adagrad": AdagradOptimizer, "rmsprop": RmspropOptimizer, "adam": AdamOptimizer, "adamw": AdamwOptimizer,
-}
-
-
-class Component(fields.Field):
-    """A shorthand name (``"relu"``) or an object with ``name`` and that component's knobs."""
-
-    def __init__(self, kind: str, variants: dict[str, type[Schema]], **kwargs: Any) -> None:
-        self.kind = kind
-        self.variants = variants
-        refs = [{"$ref": f"#/components/schemas/{cls.__name__}"} for cls in variants.values()]
-        metadata = {
-            "oneOf": [{"type": "string", "enum": list(variants)}, *refs],
-            "description": f"The {kind}: a shorthand name, or an object with `name` and its knobs.",
-            **kwargs.pop("metadata", {}),
-        }
-        super().__init__(metadata=metadata, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict:
-        if isinstance(value, str):
-            value = {"name": value}
-        if not isinstance(value, dict):
-            raise ValidationError("Must be a string or an object with a 'name'.")
-        name = value.get("name")
-        if not isinstance(name, str) or name not in self.variants:
-            raise ValidationError({"name": [f"Must be one of: {', '.join(self.variants)}."]})
-        return self.variants[name]().load(value)
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return value
-
-
-# --- the rest of the request ---------------------------------------------
+# --- the dataset, regularization, early stopping, targets ----------------
 
 SCALES = ("none", "standard", "minmax")
+LOSSES = {CLASSIFICATION: ("cross_entropy",), REGRESSION: ("mse", "huber")}  # the first is the default
+MONITORS = {CLASSIFICATION: ("val_loss", "val_accuracy"), REGRESSION: ("val_loss", "val_r2", "val_mae")}
+TARGETS = {CLASSIFICATION: ("train_accuracy", "val_accuracy"), REGRESSION: ("train_r2", "val_r2")}
+# For the OpenAPI document: which built-ins have which task, and which have an input shape.
+_BUILTINS_OF = {task: [name for name, d in BUILTIN_DATASETS.items() if d.task == task] for task in TASKS}
+_SHAPED_BUILTINS = [name for name, d in BUILTIN_DATASETS.items() if d.input_shape is not None]
 
 
-class DatasetSpec(_Strict):
-    class Meta(_Strict.Meta):
+class DatasetSpec(Strict):
+    class Meta(Strict.Meta):
         # For the OpenAPI document (service/openapi_extras.py): what _one_source checks.
         openapi = {"oneOf": [
             {"required": ["name"], "not": {"anyOf": [{"required": ["id"]}, {"required": ["scale"]}]}},
             {"required": ["id"], "not": {"required": ["name"]}},
+        ], "anyOf": [
+            {"required": ["id"]},
+            *({"required": ["name"], "properties": {
+                "name": {"enum": [name]}, "task": {"enum": [d.task]},
+                "input_shape": {"enum": [None if d.input_shape is None else list(d.input_shape)]}}}
+              for name, d in BUILTIN_DATASETS.items()),
         ]}
 
     name = fields.String(validate=validate.OneOf(list(BUILTIN_DATASETS)),
@@ -219,15 +77,24 @@ class DatasetSpec(_Strict):
     id = fields.String(metadata={"description": "An uploaded dataset (POST /v1/datasets); give name or id."})
     validation_split = fields.Float(load_default=0.2, validate=validate.Range(min=0, max=0.5, min_inclusive=False),
                                     metadata={"description": "Share of the data held out for validation, "
-                                                             "stratified by class."})
-    train_samples = _int(load_default=None, allow_none=True, validate=validate.Range(min=1),
-                         metadata={"description": "Keep only the first N training samples after the split."})
-    split_seed = _int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1),
-                      metadata={"description": "Fixes the split; independent of the training seed."})
+                                                             "stratified by class (random for regression)."})
+    train_samples = strict_int(load_default=None, allow_none=True, validate=validate.Range(min=1),
+                               metadata={"description": "Keep only the first N training samples after the split."})
+    split_seed = strict_int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1),
+                            metadata={"description": "Fixes the split; independent of the training seed."})
     scale = fields.String(validate=validate.OneOf(SCALES),
                           metadata={"default": "none", "description": "Uploads only: `standard` ((x - mean) / std) "
                                     "or `minmax` ((x - min) / (max - min)), fitted on the training split; `none` "
                                     "uses the data as given."})
+    task = fields.String(validate=validate.OneOf(TASKS), metadata={
+        "description": "Set by the dataset (the built-in's, or the upload's declared task) and echoed in the "
+                       "normalised request; a request may repeat it but not change it."})
+    input_shape = fields.List(strict_int(validate=validate.Range(min=1)), allow_none=True,
+                              validate=validate.Length(min=2, max=3), metadata={
+        "description": f"Uploads: how convolutions see a row, {INPUT_SHAPE_RULE} (channels first, C order), "
+                       "whose product is the feature count; default (null) the upload's own `input_shape`. "
+                       "Built-in datasets have a fixed shape (GET /v1/datasets), which the normalised request "
+                       "shows; a request may repeat it, not change it."})
 
     @validates_schema
     def _one_source(self, data: dict, **kwargs: Any) -> None:
@@ -247,55 +114,72 @@ class DatasetSpec(_Strict):
         return data
 
 
-class ArchitectureSpec(_Strict):
-    hidden_layers = fields.List(
-        _int(metadata={"minimum": 1, "maximum": _DEFAULT_LIMITS.max_width}), required=True,
-        metadata={"description": "Widths of the hidden layers, input to output. "
-                                 f"1-{_DEFAULT_LIMITS.max_hidden_layers} layers of width "
-                                 f"1-{_DEFAULT_LIMITS.max_width} (operator limits); total parameters at most "
-                                 f"{_DEFAULT_LIMITS.max_parameters:,} by default.",
-                  "minItems": 1, "maxItems": _DEFAULT_LIMITS.max_hidden_layers})
-    batch_norm = _strict_bool(load_default=False)
-    residual = _strict_bool(load_default=False,
-                            metadata={"description": "Skip connections between consecutive hidden layers of "
-                                                     "equal width."})
-    init = fields.String(load_default="default", validate=validate.OneOf(
-        ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]))
-
-
-class RegularizationSpec(_Strict):
+class RegularizationSpec(Strict):
     l1 = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=10),
                       metadata={"description": "Adds l1 * sum|w| over weight matrices to the loss."})
     l2 = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=10),
                       metadata={"description": "Adds l2 / 2 * sum w^2 over weight matrices to the loss."})
     dropout = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=1, max_inclusive=False),
-                           metadata={"description": "Drop probability after each hidden activation."})
+                           metadata={"description": "Drop probability after each hidden activation (dense "
+                                                    "layers and conv blocks)."})
 
 
-class EarlyStoppingSpec(_Strict):
-    monitor = fields.String(load_default="val_loss", validate=validate.OneOf(["val_loss", "val_accuracy"]))
+class EarlyStoppingSpec(Strict):
+    monitor = fields.String(load_default="val_loss", validate=validate.OneOf(
+        sorted({m for monitors in MONITORS.values() for m in monitors}, key=lambda m: (m != "val_loss", m))),
+        metadata={"description": "classification: val_loss or val_accuracy; regression: val_loss, val_r2 or "
+                                 "val_mae (lower is better for losses and val_mae)."})
     min_delta = fields.Float(load_default=0.0, validate=validate.Range(min=0),
                              metadata={"description": "Smallest change that counts as an improvement."})
-    restore_best = _strict_bool(load_default=True,
-                                metadata={"description": "Return the weights of the best epoch."})
+    restore_best = strict_bool(load_default=True,
+                               metadata={"description": "Return the weights of the best epoch."})
 
 
-class TargetsSpec(_Strict):
-    train_accuracy = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1),
-                                  metadata={"description": "Training accuracy that counts as fitting the training "
-                                                           "data (recipe step 1). Default: halfway from chance "
-                                                           "to perfect; see docs/diagnosis.md."})
-    val_accuracy = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1),
-                                metadata={"description": "An absolute bar for validation accuracy (recipe step 2). "
-                                                         "Default: none; overfitting is judged by the "
-                                                         "train/validation gap and the validation loss curve."})
+class TargetsSpec(Strict):
+    train_accuracy = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
+                                  metadata={"description": "Classification: training accuracy that counts as "
+                                                           "fitting the training data (recipe step 1). Default: "
+                                                           "halfway from chance to perfect; see docs/diagnosis.md."})
+    val_accuracy = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
+                                metadata={"description": "Classification: an absolute bar for validation accuracy "
+                                                         "(recipe step 2). Default: none; overfitting is judged by "
+                                                         "the train/validation gap and the validation loss curve."})
+    train_r2 = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
+                            metadata={"description": "Regression: training R² that counts as fitting the training "
+                                                     "data. Default 0.5 (0 is predicting the training mean)."})
+    val_r2 = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
+                          metadata={"description": "Regression: an absolute bar for validation R². Default: none."})
 
 
-class JobRequestSchema(_Strict):
+def _task_rules(task: str) -> dict:
+    """For the OpenAPI document: what a request on a dataset of ``task`` may say (an upload's task is
+    known only to the server, so an ``id`` fits either)."""
+    other = [key for other in TASKS if other != task for key in TARGETS[other]]
+    return {"properties": {
+        "dataset": {"anyOf": [{"required": ["id"]}, {"properties": {"name": {"enum": _BUILTINS_OF[task]}}}]},
+        "loss": {"enum": [*LOSSES[task], None]},
+        "early_stopping": {"properties": {"monitor": {"enum": list(MONITORS[task])}}},
+        "targets": {"properties": {key: {"enum": [None]} for key in other}}},
+        "description": {CLASSIFICATION: "On a classification dataset: cross_entropy, accuracy metrics.",
+                        REGRESSION: "On a regression dataset: mse or huber, R² and MAE metrics."}[task]}
+
+
+@dataclass(frozen=True)
+class ResolvedDataset:
+    """What validation knows of a request's dataset: its shape (None when it cannot be known: an
+    upload without a resolver), its task, and the input shape in force (the request's own
+    ``dataset.input_shape``, else the dataset's)."""
+
+    shape: DatasetShape | None
+    task: str
+    input_shape: tuple[int, ...] | None
+
+
+class JobRequestSchema(Strict):
     """A training request (POST /v1/jobs)."""
 
-    class Meta(_Strict.Meta):
-        # For the OpenAPI document (service/openapi_extras.py): the rules across fields of _check_limits.
+    class Meta(Strict.Meta):
+        # For the OpenAPI document (service/openapi_extras.py): the rules across fields of _check_request.
         openapi = {"allOf": [
             {"anyOf": [{"required": ["patience"], "properties": {"patience": {"type": "integer"}}},
                        {"not": {"required": ["early_stopping"]}},
@@ -304,6 +188,14 @@ class JobRequestSchema(_Strict):
             {"anyOf": [{"properties": {"batch_size": {"minimum": 2}}},
                        {"properties": {"architecture": {"properties": {"batch_norm": {"enum": [False]}}}}}],
              "description": "Batch norm needs batches of at least 2 samples."},
+            {"anyOf": [_task_rules(task) for task in TASKS],
+             "description": "The dataset's task decides the loss and the metrics that apply."},
+            {"anyOf": [{"properties": {"architecture": {"properties": {"type": {"enum": ["mlp"]}}}}},
+                       {"properties": {"dataset": {"anyOf": [
+                           {"required": ["id"]},
+                           {"required": ["name"], "properties": {"name": {"enum": _SHAPED_BUILTINS}}}]}}}],
+             "description": "A cnn needs a dataset with an input shape: a built-in that has one, or an upload "
+                            "declared with one (at upload, or in dataset.input_shape)."},
         ]}
 
     name = fields.String(load_default=None, allow_none=True,
@@ -315,34 +207,40 @@ class JobRequestSchema(_Strict):
                            metadata={"default": "relu"})
     optimizer = Component("optimizer", OPTIMIZERS, load_default=lambda: AdamOptimizer().load({"name": "adam"}),
                           metadata={"default": "adam"})
+    loss = fields.String(load_default=None, allow_none=True,
+                         validate=validate.OneOf([loss for losses in LOSSES.values() for loss in losses]),
+                         metadata={"description": "classification: cross_entropy (the default and only choice); "
+                                                  "regression: mse (the default) or huber (delta 1, on "
+                                                  "standardised targets). null: the task's default."})
     regularization = fields.Nested(RegularizationSpec, load_default=lambda: RegularizationSpec().load({}),
                                    metadata={"default": {"l1": 0.0, "l2": 0.0, "dropout": 0.0}})
-    patience = _int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000),
-                    metadata={"description": "Early stopping: epochs without improvement before stopping; "
-                                             "null turns it off."})
+    patience = strict_int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000),
+                          metadata={"description": "Early stopping: epochs without improvement before stopping; "
+                                                   "null turns it off."})
     early_stopping = fields.Nested(EarlyStoppingSpec, load_default=None, allow_none=True,
                                    metadata={"description": "Only with patience set."})
-    epochs = _int(load_default=20, validate=validate.Range(min=1),
-                  metadata={"maximum": _DEFAULT_LIMITS.max_epochs,
-                            "description": f"1-{_DEFAULT_LIMITS.max_epochs} (operator limit)."})
-    batch_size = _int(load_default=64, validate=validate.Range(min=1),
-                      metadata={"maximum": _DEFAULT_LIMITS.max_batch_size,
-                                "description": f"1-{_DEFAULT_LIMITS.max_batch_size} (operator limit)."})
-    seed = _int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1))
+    epochs = strict_int(load_default=20, validate=validate.Range(min=1),
+                        metadata={"maximum": DEFAULT_LIMITS.max_epochs,
+                                  "description": f"1-{DEFAULT_LIMITS.max_epochs} (operator limit)."})
+    batch_size = strict_int(load_default=64, validate=validate.Range(min=1),
+                            metadata={"maximum": DEFAULT_LIMITS.max_batch_size,
+                                      "description": f"1-{DEFAULT_LIMITS.max_batch_size} (operator limit)."})
+    seed = strict_int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1))
     device = fields.String(load_default="auto", validate=validate.OneOf(["auto", "cpu", "cuda"]),
                            metadata={"description": "cuda sends the job to the gpu queue; auto runs on CUDA "
                                                     "when a GPU worker takes it."})
-    diagnose = _strict_bool(load_default=True,
-                            metadata={"description": "Probe the training (gradients, activations, step losses) "
-                                                     "for the diagnosis; false turns the probes off."})
+    diagnose = strict_bool(load_default=True,
+                           metadata={"description": "Probe the training (gradients, activations, step losses) "
+                                                    "for the diagnosis; false turns the probes off."})
     targets = fields.Nested(TargetsSpec, load_default=None, allow_none=True,
                             metadata={"description": "Override what counts as good on training and validation "
-                                                     "data; null uses the documented defaults."})
-    max_runtime_s = _int(load_default=None, validate=validate.Range(min=1),
-                         metadata={"maximum": _DEFAULT_LIMITS.max_runtime_s,
-                                   "default": _DEFAULT_LIMITS.default_runtime_s,
-                                   "description": "Wall-clock budget; default and cap set by the operator "
-                                                  f"(default {_DEFAULT_LIMITS.default_runtime_s})."})
+                                                     "data: the accuracy keys for classification, the R² keys for "
+                                                     "regression; null uses the documented defaults."})
+    max_runtime_s = strict_int(load_default=None, validate=validate.Range(min=1),
+                               metadata={"maximum": DEFAULT_LIMITS.max_runtime_s,
+                                         "default": DEFAULT_LIMITS.default_runtime_s,
+                                         "description": "Wall-clock budget; default and cap set by the operator "
+                                                        f"(default {DEFAULT_LIMITS.default_runtime_s})."})
 
     def __init__(self, *, limits: Limits | None = None, resolver: DatasetResolver | None = None,
                  **kwargs: Any) -> None:
@@ -351,12 +249,13 @@ class JobRequestSchema(_Strict):
         super().__init__(**kwargs)
         self.limits = limits
         self.resolver = resolver
+        self._shapes: dict[str, DatasetShape | None] = {}  # one resolver call per upload and request
 
     # Every limit and shape check is here, so that the nested schemas need nothing from the outside.
     # This one runs even when other fields failed (their values are then missing from ``data``, or
     # partial for a nested object), so that every bad field is reported at once.
-    @validates_schema(skip_on_field_errors=False)
-    def _check_limits(self, data: dict, **kwargs: Any) -> None:
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _check_request(self, data: dict, original: Any, **kwargs: Any) -> None:
         limits = self._limits()
         errors: dict[str, Any] = {}
         if data.get("epochs", 0) > limits.max_epochs:
@@ -371,19 +270,19 @@ class JobRequestSchema(_Strict):
         arch = data.get("architecture") or {}
         if arch.get("batch_norm") and data.get("batch_size") == 1:
             errors["batch_size"] = ["Batch norm needs batches of at least 2 samples."]
-        width_error = self._width_error(arch.get("hidden_layers"), limits)
-        if width_error:
-            errors["architecture"] = {"hidden_layers": [width_error]}
-        shape = None
-        dataset = data.get("dataset")
-        if dataset:
-            shape = dataset_shape(dataset, self.resolver)
-            if shape is None and "id" in dataset and self.resolver is not None:
-                errors["dataset"] = {"id": [f"No uploaded dataset with id {dataset['id']!r}."]}
-            elif shape is not None and shape.classes > limits.max_classes:
-                errors["dataset"] = {"id" if "id" in dataset else "name": [
-                    f"The dataset has {shape.classes:,} classes; at most {limits.max_classes:,} are allowed "
-                    "(TRAINRX_MAX_CLASSES)."]}
+        # The blocks as sent: a block with a bad field is missing from ``arch``, but its width still counts.
+        raw_arch = original.get("architecture")
+        raw_blocks = raw_arch.get("conv_layers") if isinstance(raw_arch, dict) else None
+        arch_errors = self._architecture_errors(arch, limits, raw_blocks)
+        if data.get("dataset"):
+            resolved, dataset_errors = self._resolve(data["dataset"], limits)
+            if dataset_errors:
+                errors["dataset"] = dataset_errors
+            if "id" not in dataset_errors:  # an unknown upload has no task or shape to check against
+                arch_errors.update(self._shape_errors(arch, data.get("activation"), data["dataset"], resolved))
+                errors.update(self._task_errors(data, resolved.task))
+        if arch_errors:
+            errors["architecture"] = arch_errors
         if errors:
             raise ValidationError(errors)
 
@@ -391,17 +290,21 @@ class JobRequestSchema(_Strict):
     @validates_schema
     def _check_cost(self, data: dict, **kwargs: Any) -> None:
         limits = self._limits()
-        shape = dataset_shape(data["dataset"], self.resolver)
-        if shape is None or shape.classes > limits.max_classes:
-            return
+        resolved, problems = self._resolve(data["dataset"], limits)
         arch = data["architecture"]
-        parameters = count_parameters(shape.features, shape.classes, arch["hidden_layers"], data["activation"],
-                                      arch["batch_norm"])
+        if (resolved.shape is None or problems or self._architecture_errors(arch, limits)
+                or self._shape_errors(arch, data["activation"], data["dataset"], resolved)):
+            return
+        shape = resolved.shape
+        net = cost.network(arch, data["activation"], shape.features, shape.outputs, resolved.input_shape)
+        parameters = cost.parameters_of(net, data["activation"], arch["batch_norm"])
         if parameters > limits.max_parameters:
-            raise ValidationError({"architecture": {"hidden_layers": [
+            where = "conv_layers" if net.convs else "hidden_layers"
+            raise ValidationError({"architecture": {where: [
                 f"The network would have {parameters:,} parameters; at most {limits.max_parameters:,} are "
                 "allowed."]}})
-        over = cost.over_limits(cost.estimate(data, shape), data, limits.max_work, limits.max_job_memory_mb)
+        request = {**data, "dataset": {**data["dataset"], "input_shape": resolved.input_shape}}
+        over = cost.over_limits(cost.estimate(request, shape), data, limits.max_work, limits.max_job_memory_mb)
         if over:
             raise ValidationError({"cost": over})
 
@@ -411,20 +314,136 @@ class JobRequestSchema(_Strict):
                             "use core.spec.normalise(payload, limits=..., resolver=...).")
         return self.limits
 
+    def _shape_of(self, dataset: dict) -> DatasetShape | None:
+        key = dataset.get("id")
+        if key is None or key not in self._shapes:
+            found = dataset_shape(dataset, self.resolver)
+            if key is None:
+                return found
+            self._shapes[key] = found
+        return self._shapes[key]
+
+    def _resolve(self, dataset: dict, limits: Limits) -> tuple[ResolvedDataset, dict[str, list[str]]]:
+        """The dataset's shape, task and input shape in force, and what is wrong with the dataset part."""
+        errors: dict[str, list[str]] = {}
+        shape = self._shape_of(dataset) if ("name" in dataset) != ("id" in dataset) else None
+        source = "id" if "id" in dataset else "name"
+        if shape is None and "id" in dataset and "name" not in dataset and self.resolver is not None:
+            errors["id"] = [f"No uploaded dataset with id {dataset['id']!r}."]
+        elif shape is not None and shape.classes > limits.max_classes:
+            errors[source] = [f"The dataset has {shape.classes:,} classes; at most {limits.max_classes:,} are "
+                              "allowed (TRAINRX_MAX_CLASSES)."]
+        task = shape.task if shape is not None else dataset.get("task", CLASSIFICATION)
+        if shape is not None and dataset.get("task", task) != task:
+            errors["task"] = [f"Set by the dataset, which is a {task} dataset; leave dataset.task out (null in a "
+                              "resubmit patch that changes the dataset)."]
+        given = dataset.get("input_shape")
+        input_shape = shape.input_shape if shape is not None else None
+        if given is not None and "name" in dataset:
+            if shape is not None and tuple(given) != shape.input_shape:
+                fixed = "no input shape" if shape.input_shape is None else f"the shape {list(shape.input_shape)}"
+                errors["input_shape"] = [f"{dataset['name']!r} has {fixed}, which a request cannot change; "
+                                         "dataset.input_shape applies to uploads (null in a resubmit patch that "
+                                         "changes the dataset)."]
+        elif given is not None:
+            problem = input_shape_problem(given, shape.features if shape is not None else None)
+            if problem:
+                errors["input_shape"] = [problem]
+            else:
+                input_shape = tuple(given)
+        resolved_shape = None if shape is None else replace(shape, input_shape=input_shape)
+        return ResolvedDataset(resolved_shape, task, input_shape), errors
+
     @staticmethod
-    def _width_error(widths: list[int] | None, limits: Limits) -> str | None:
-        if widths is None:
-            return None
-        if not 1 <= len(widths) <= limits.max_hidden_layers:
-            return f"Must have 1 to {limits.max_hidden_layers} layers."
-        bad = [(i, w) for i, w in enumerate(widths) if not 1 <= w <= limits.max_width]
-        if bad:
-            where = ", ".join(f"{w} at position {i}" for i, w in bad[:5])
-            return f"Widths must be between 1 and {limits.max_width}; got {where}."
-        return None
+    def _architecture_errors(arch: dict, limits: Limits, raw_blocks: Any = None) -> dict[str, Any]:
+        """Layer counts and widths against the operator's limits (the field schemas cannot know them).
+        ``raw_blocks`` are the conv blocks as sent: one with a bad field is missing from ``arch``, but
+        its width is still checked."""
+        errors: dict[str, Any] = {}
+        cnn = arch.get("type") == "cnn"
+        widths = arch.get("hidden_layers")
+        if widths is not None:
+            fewest = 0 if cnn else 1
+            if not fewest <= len(widths) <= limits.max_hidden_layers:
+                errors["hidden_layers"] = [f"Must have {fewest} to {limits.max_hidden_layers} layers"
+                                           + (" (the dense head of a cnn)." if cnn else ".")]
+            else:
+                bad = [(i, w) for i, w in enumerate(widths) if not 1 <= w <= limits.max_width]
+                if bad:
+                    where = ", ".join(f"{w} at position {i}" for i, w in bad[:5])
+                    errors["hidden_layers"] = [f"Widths must be between 1 and {limits.max_width}; got {where}."]
+        blocks = raw_blocks if isinstance(raw_blocks, list) else arch.get("conv_layers")
+        if cnn and isinstance(blocks, list):
+            if not 1 <= len(blocks) <= limits.max_hidden_layers:
+                errors["conv_layers"] = [f"Must have 1 to {limits.max_hidden_layers} blocks "
+                                         "(TRAINRX_MAX_HIDDEN_LAYERS)."]
+            else:
+                wide = {i: {"channels": [f"Must be at most {limits.max_width} (TRAINRX_MAX_WIDTH)."]}
+                        for i, channels in enumerate(map(_channels, blocks))
+                        if channels is not None and channels > limits.max_width}
+                if wide:
+                    errors["conv_layers"] = wide
+        return errors
+
+    @staticmethod
+    def _shape_errors(arch: dict, activation: dict | None, dataset: dict,
+                      resolved: ResolvedDataset) -> dict[str, Any]:
+        """A cnn needs an input shape, and a spatial size of at least 1 after every stride and pool."""
+        if arch.get("type") != "cnn":
+            return {}
+        if resolved.input_shape is None:
+            if resolved.shape is None:  # an upload without a resolver: taken on trust
+                return {}
+            name = repr(dataset["name"]) if "name" in dataset else "this upload"
+            return {"type": [f"A cnn needs a dataset with an input shape, and {name} has none: its features have "
+                             "no spatial arrangement. Use an mlp, or give dataset.input_shape (e.g. [1, "
+                             f"{resolved.shape.features}] for a 1-D signal)."]}
+        if not _complete_blocks(arch):
+            return {}
+        blocks = cost.conv_blocks(resolved.input_shape, arch["conv_layers"], activation or {"name": "relu"})
+        path = ["x".join(map(str, resolved.input_shape[1:]))]
+        for i, block in enumerate(blocks):
+            if min(block.conv_size) < 1:  # unreachable with odd kernels and same padding; kept for safety
+                return {"conv_layers": {i: [f"The spatial size would be {_size(block.conv_size)} after this "
+                                            f"block's stride {block.stride}: {' -> '.join(path)}."]}}
+            if min(block.out_size) < 1:
+                path.append(_size(block.out_size))
+                return {"conv_layers": {i: [
+                    f"The spatial size would be {_size(block.out_size)} after this block's {block.pool} pool "
+                    f"(a 2-wide pool needs at least 2): input {' -> '.join(path)}. Remove a pool or a stride "
+                    "before it, or use fewer blocks."]}}
+            path.append(_size(block.out_size))
+        return {}
+
+    @staticmethod
+    def _task_errors(data: dict, task: str) -> dict[str, Any]:
+        """The loss, the early-stopping monitor and the targets must be the dataset's task's."""
+        errors: dict[str, Any] = {}
+        loss = data.get("loss")
+        if loss is not None and loss not in LOSSES[task]:
+            errors["loss"] = [f"{loss!r} does not apply to a {task} dataset; use one of: {', '.join(LOSSES[task])} "
+                              "(null: the default)."]
+        monitor = (data.get("early_stopping") or {}).get("monitor")
+        if monitor is not None and monitor not in MONITORS[task] and data.get("patience") is not None:
+            errors["early_stopping"] = {"monitor": [f"{monitor!r} is not a {task} metric; use one of: "
+                                                    f"{', '.join(MONITORS[task])}."]}
+        targets = data.get("targets") or {}
+        wrong = {key: [f"Only applies to {other} datasets; this is a {task} dataset (use "
+                       f"{' or '.join(TARGETS[task])})."]
+                 for other in TASKS if other != task for key in TARGETS[other] if targets.get(key) is not None}
+        if wrong:
+            errors["targets"] = wrong
+        return errors
 
     @post_load
     def _normalise(self, data: dict, **kwargs: Any) -> dict:
+        resolved, _ = self._resolve(data["dataset"], self._limits())
+        data["dataset"]["task"] = resolved.task
+        data["dataset"]["input_shape"] = None if resolved.input_shape is None else list(resolved.input_shape)
+        if data.get("loss") is None:
+            data["loss"] = LOSSES[resolved.task][0]
+        if data.get("targets") is not None:
+            data["targets"] = {key: data["targets"].get(key) for key in TARGETS[resolved.task]}
         if data.get("max_runtime_s") is None:
             data["max_runtime_s"] = self._limits().default_runtime_s
         if data.get("patience") is None:
@@ -434,13 +453,33 @@ class JobRequestSchema(_Strict):
         return data
 
 
+def _channels(block: Any) -> int | None:
+    """A block's channels as sent (a bare integer or the object's), when they are an integer."""
+    channels = block.get("channels") if isinstance(block, dict) else block
+    return channels if isinstance(channels, int) and not isinstance(channels, bool) else None
+
+
+def _complete_blocks(arch: dict) -> list[dict] | None:
+    """The conv blocks when every one loaded (a list with a bad block holds only the good ones)."""
+    blocks = arch.get("conv_layers")
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) and len(b) == 4 for b in blocks):
+        return None
+    return blocks
+
+
+def _size(size: tuple[int, ...]) -> str:
+    return "x".join(map(str, size))
+
+
 def normalise(payload: Any, *, limits: Limits, resolver: DatasetResolver | None) -> dict:
     """Validate a request against the operator's ``limits`` and return its normalised form.
 
-    ``resolver`` gives an uploaded dataset's shape; with it an unknown upload id
-    is refused and an upload job's parameters, classes and cost are checked. With
-    None (code that never sees uploads) an upload id is taken on trust and only
-    the checks that need no shape apply. Raises marshmallow's ValidationError;
+    ``resolver`` gives an uploaded dataset's shape (with its task and input
+    shape); with it an unknown upload id is refused and an upload job's
+    parameters, classes, task, convolutions and cost are checked. With None
+    (code that never sees uploads) an upload id is taken on trust and only the
+    checks that need no shape apply (its task is then ``dataset.task`` if the
+    request has one, else classification). Raises marshmallow's ValidationError;
     the cost limits report under ``errors["cost"]`` (``work``, ``memory_mb``).
     """
     if not isinstance(payload, dict):
@@ -461,5 +500,5 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-__all__ = ["JobRequestSchema", "DatasetResolver", "normalise", "merge_patch", "count_parameters", "ACTIVATIONS",
-           "OPTIMIZERS", "SCALES", "dataset_shape"]
+__all__ = ["JobRequestSchema", "ArchitectureSpec", "DatasetResolver", "normalise", "merge_patch", "count_parameters",
+           "ACTIVATIONS", "OPTIMIZERS", "SCALES", "ARCHITECTURES", "LOSSES", "MONITORS", "TARGETS", "dataset_shape"]

@@ -15,10 +15,12 @@ from marshmallow import RAISE, Schema, fields, post_dump, validate
 from marshmallow.utils import missing
 
 from core import events
+from core.datasets import TASKS
 from core.jobstore import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from core.queueing import QUEUES
 from core.tokens import OWNER_PATTERN, OWNER_RULE
 from service.model_metadata import model_metadata
+from service.upload_schemas import TargetSummarySchema
 
 STATUSES = [QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED]
 
@@ -55,6 +57,13 @@ class SummarySchema(Schema):
     returned_epoch = fields.Integer(metadata={"description": "The epoch whose weights are returned."})
     test_loss = fields.Float(allow_none=True, metadata={"description": "Only for datasets with a test set."})
     test_accuracy = fields.Float(allow_none=True, metadata={"description": "Only for datasets with a test set."})
+    # Regression jobs report these instead of the accuracies (R² scale-free, MAE in the target's units).
+    train_r2 = fields.Float(allow_none=True, metadata={"description": "Regression only."})
+    val_r2 = fields.Float(allow_none=True, metadata={"description": "Regression only."})
+    train_mae = fields.Float(allow_none=True, metadata={"description": "Regression only, in the target's units."})
+    val_mae = fields.Float(allow_none=True, metadata={"description": "Regression only, in the target's units."})
+    test_r2 = fields.Float(allow_none=True, metadata={"description": "Regression, with a test set."})
+    test_mae = fields.Float(allow_none=True, metadata={"description": "Regression, with a test set."})
 
 
 class TimingsSchema(Schema):
@@ -190,6 +199,12 @@ class CurvesSchema(Schema):
     train_accuracy = fields.List(fields.Float(allow_none=True))
     val_loss = fields.List(fields.Float(allow_none=True))
     val_accuracy = fields.List(fields.Float(allow_none=True))
+    train_r2 = fields.List(fields.Float(allow_none=True), metadata={"description": "Regression only."})
+    val_r2 = fields.List(fields.Float(allow_none=True), metadata={"description": "Regression only."})
+    train_mae = fields.List(fields.Float(allow_none=True),
+                            metadata={"description": "Regression only, in the target's units."})
+    val_mae = fields.List(fields.Float(allow_none=True),
+                          metadata={"description": "Regression only, in the target's units."})
     learning_rate = fields.List(fields.Float(allow_none=True))
     grad_norm = fields.Dict(keys=fields.String(), values=fields.List(fields.Float(allow_none=True)),
                             metadata={"description": "Per weight layer (input to output): mean over the "
@@ -230,11 +245,18 @@ class DiagnosisSchema(Schema):
 class DatasetSchema(Schema):
     name = fields.String()
     description = fields.String()
+    task = fields.String(validate=validate.OneOf(TASKS),
+                         metadata={"description": "classification or regression (one output, `classes` 0)."})
+    input_shape = fields.List(fields.Integer(), allow_none=True, metadata={
+        "description": "How convolutions see a row: [C, L] or [C, H, W]; null: no spatial shape (no `cnn`)."})
     features = fields.Integer()
-    classes = fields.Integer()
+    classes = fields.Integer(metadata={"description": "0 for regression."})
     samples = fields.Integer(metadata={"description": "Samples split into training and validation."})
     test_samples = fields.Integer(metadata={"description": "Held-out test samples (0: no test set)."})
-    class_counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    class_counts = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                               metadata={"description": "Empty for regression."})
+    target = fields.Nested(TargetSummarySchema, metadata={"description": "Regression only: the targets' range "
+                                                                        "and spread, in their units."})
     preprocessing = fields.Dict()
 
 

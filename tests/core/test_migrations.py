@@ -148,3 +148,22 @@ def test_make_migrate_brings_a_fresh_database_to_the_current_schema(tmp_path):
     check = subprocess.run([sys.executable, "-m", "core.migrate", "--check"], env=env, cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
     assert check.returncode == 0, check.stderr
+
+
+def test_uploads_made_before_tasks_are_classification_without_a_shape():
+    from sqlalchemy import text
+
+    from core.storage import LocalStorage
+    from core.uploads import UploadStore
+
+    engine = make_engine("sqlite://")
+    migrate.upgrade(engine, "0004")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO datasets (id, name, owner, format, rows, features, classes, class_counts, feature_ranges, "
+            "upload_bytes, stored_bytes, created_at) VALUES ('" + "c" * 32 + "', 'old', 'tester', 'npz', 10, 2, 2, "
+            "'{}', '[]', 1, 1, '2026-01-01 00:00:00')"))
+    migrate.upgrade(engine)
+    shape = UploadStore(engine, LocalStorage(Path("/nonexistent"))).shape("c" * 32, owner="tester")
+    assert (shape.task, shape.input_shape, shape.classes) == ("classification", None, 2)
+    engine.dispose()

@@ -140,13 +140,34 @@ def test_listing_is_newest_first_with_cursor_pages_and_a_status_filter(client):
 
 def test_datasets_are_listed_with_shapes_and_class_counts(client):
     items = {d["name"]: d for d in client.get("/v1/datasets").get_json()["items"]}
-    assert set(items) == {"digits", "mnist1d", "moons", "spirals", "mnist-5k"}
+    assert set(items) == {"digits", "mnist1d", "moons", "spirals", "mnist-5k", "diabetes", "friedman1"}
+    assert {name: (d["task"], d["input_shape"]) for name, d in items.items()} == {
+        "digits": ("classification", [1, 8, 8]), "mnist1d": ("classification", [1, 40]),
+        "mnist-5k": ("classification", [1, 28, 28]), "moons": ("classification", None),
+        "spirals": ("classification", None), "diabetes": ("regression", None), "friedman1": ("regression", None)}
+    diabetes = items["diabetes"]
+    assert (diabetes["samples"], diabetes["features"], diabetes["classes"], diabetes["class_counts"]) == \
+        (442, 10, 0, {})
+    assert diabetes["target"]["min"] == 25.0 and diabetes["target"]["max"] == 346.0
+    assert "target" not in items["digits"]
     assert items["mnist-5k"]["features"] == 784 and items["mnist-5k"]["samples"] == 5000
     assert items["mnist-5k"]["preprocessing"] == {"method": "divide", "value": 255.0,
                                                   "note": "pixel intensities 0..255 divided by 255"}
     assert items["digits"]["features"] == 64 and items["digits"]["samples"] == 1797
     assert sum(items["digits"]["class_counts"].values()) == 1797
     assert items["mnist1d"]["test_samples"] == 1000 and items["moons"]["test_samples"] == 0
+
+
+def test_regression_summaries_and_curves_keep_their_metrics():
+    """The job resource and the curves are dumped by their schemas, which drop keys they do not declare."""
+    from service.schemas import CurvesSchema, SummarySchema
+
+    summary = {"train_loss": 0.1, "val_loss": 0.2, "best_epoch": 3, "epochs_run": 3, "stopped_early": False,
+               "returned_epoch": 3, "train_r2": 0.9, "val_r2": 0.8, "train_mae": 1.5, "val_mae": 2.0}
+    assert SummarySchema().dump(summary) == summary
+    curves = {"epoch": [1], "train_loss": [0.5], "val_loss": [0.6], "train_r2": [0.4], "val_r2": [0.3],
+              "train_mae": [9.0], "val_mae": [9.5]}
+    assert CurvesSchema().dump(curves) == curves
 
 
 def test_health_counts_live_workers(client, worker):
