@@ -3,7 +3,7 @@
 as chunks under their storage keys, so that worker hosts share no filesystem.
 
 Revision ID: 0006
-Revises: 0004 (rechained onto 0005 when both land)
+Revises: 0005
 """
 
 from __future__ import annotations
