@@ -28,6 +28,7 @@ from core.datasets import BUILTIN_DATASETS, DatasetArrays, load_builtin
 from core.settings import Limits
 from core.spec import normalise
 from workers.engine import loop
+from workers.engine.config import JobConfig
 from workers.engine.data import prepare
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "golden_curves.json"
@@ -165,7 +166,8 @@ class Recording(loop.NoHooks):
 def run_case(request: dict, data: dict) -> dict:
     arrays, classes = arrays_for(data)
     hooks = Recording()
-    result = loop.run(request, prepare(arrays, request["dataset"], classes, torch.device("cpu")), hooks)
+    config = JobConfig.from_request(request)
+    result = loop.run(config, prepare(arrays, config.dataset, classes, torch.device("cpu")), hooks)
     return json.loads(json.dumps(record(result, hooks), allow_nan=False))
 
 
