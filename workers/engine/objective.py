@@ -54,7 +54,7 @@ class Regression:
         return {"sums": torch.zeros(4, device=device, dtype=torch.float64)}  # Σe², Σ|e|, Σy, Σy²
 
     def accumulate(self, totals: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        error = (outputs.squeeze(-1) - targets).double()
+        error = outputs.squeeze(-1).double() - targets.double()
         y = targets.double()
         totals["sums"] += torch.stack([error.square().sum(), error.abs().sum(), y.sum(), y.square().sum()])
 
