@@ -5,6 +5,9 @@ architecture with the engine, without services, is `tests/workers/test_parity.py
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -60,6 +63,16 @@ def test_load_model_takes_raw_rows_like_the_exported_program(sdk, tmp_path):
     torch.testing.assert_close(ours, exported, rtol=0, atol=1e-5)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
     assert torch.equal(model.predict(raw.numpy()), exported.argmax(dim=-1))
+
+
+def test_the_network_module_imports_no_server_code_and_its_config_no_torch():
+    """The workers import trainrx.network; it must not import them back (or anything of the server)."""
+    code = ("import sys, trainrx.network_config; no_torch = 'torch' not in sys.modules; "
+            "import trainrx.network, trainrx.torch_model; "
+            "print(no_torch, sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'flask_smorest', 'celery', "
+            "'sqlalchemy', 'service', 'workers', 'core', 'tests'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True)
+    assert out.stdout.strip() == "True []"
 
 
 needs_the_request_side = pytest.mark.skipif(
