@@ -35,6 +35,10 @@ COPY requirements.txt .
 RUN python -m venv /opt/venv \
     && pip install --index-url "${TORCH_CPU_INDEX}" torch==2.13.0 \
     && pip install -r requirements.txt
+# The workers import the network definition from the SDK package (trainrx.network, one definition
+# for training, export and load_model); its dependencies are pinned in requirements.txt.
+COPY clients/python clients/python
+RUN pip install --no-deps ./clients/python
 
 FROM base AS worker-gpu-deps
 # PyPI's torch 2.13.0 wheel for x86_64 Linux is the CUDA build; it brings its CUDA
@@ -42,6 +46,10 @@ FROM base AS worker-gpu-deps
 # needs the NVIDIA driver and container toolkit (compose's GPU reservation).
 COPY requirements.txt .
 RUN python -m venv /opt/venv && pip install -r requirements.txt
+# The workers import the network definition from the SDK package (trainrx.network, one definition
+# for training, export and load_model); its dependencies are pinned in requirements.txt.
+COPY clients/python clients/python
+RUN pip install --no-deps ./clients/python
 
 # --- final images ----------------------------------------------------------------------
 FROM base AS app

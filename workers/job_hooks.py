@@ -21,6 +21,7 @@ from core.uploads import UploadStore
 from workers.celery_app import shutting_down
 from workers import metrics
 from workers.diagnosis import diagnose
+from workers.engine.config import JobConfig
 
 log = logging.getLogger("trainrx.worker")
 HEARTBEAT_EVERY_S = 2.0
@@ -44,6 +45,7 @@ class JobHooks:
         self.store, self.artifacts = store, artifacts
         self.job_id, self.run, self.request = job["id"], int(job["run"]), job["request"]
         self.queue, self.redis_url = job["queue"], settings.redis_url  # for the cluster's epoch counts
+        self.config: JobConfig | None = None  # the typed request; the runner sets it before the run
         # The diagnosis checks its suggested patches as the API will check the owner's resubmit.
         self.limits = settings.limits
         uploads = UploadStore(store.engine, open_storage(settings, store.engine))

@@ -15,14 +15,15 @@ from core.spec import normalise
 from core.stop_reasons import EARLY_STOPPED
 from workers.engine import checkpoint, loop
 from workers.engine.checkpoint import CheckpointCorrupt, CheckpointError, CheckpointMismatch
+from workers.engine.config import JobConfig
 from workers.engine.data import prepare
 
 
-def spec(**overrides) -> dict:
+def spec(**overrides) -> JobConfig:
     base = {"dataset": {"name": "moons", "train_samples": 200}, "architecture": {"hidden_layers": [8, 8]},
             "batch_size": 16, "epochs": 6}
     base.update(overrides)
-    return normalise(base, limits=Limits(), resolver=None)
+    return JobConfig.from_request(normalise(base, limits=Limits(), resolver=None))
 
 
 @functools.lru_cache(maxsize=None)
@@ -30,15 +31,15 @@ def _arrays(name: str):
     return load_builtin(name)
 
 
-def data_for(request: dict, test_samples: int = 0):
+def data_for(request: JobConfig, test_samples: int = 0):
     """The request's data; with ``test_samples``, its last samples set apart as a test set
     (mnist1d has one of its own, but takes seconds to make)."""
-    meta = BUILTIN_DATASETS[request["dataset"]["name"]]
+    meta = BUILTIN_DATASETS[request.dataset.name]
     arrays = _arrays(meta.name)
     if test_samples:
         arrays = dataclasses.replace(arrays, x=arrays.x[:-test_samples], y=arrays.y[:-test_samples],
                                      x_test=arrays.x[-test_samples:], y_test=arrays.y[-test_samples:])
-    return prepare(arrays, request["dataset"], meta.classes, torch.device("cpu"))
+    return prepare(arrays, request.dataset, meta.classes, torch.device("cpu"))
 
 
 class Recorder(loop.NoHooks):
@@ -99,7 +100,7 @@ def test_a_resumed_run_ends_bit_equal_to_the_uninterrupted_one(name):
     assert whole.rows == loop.run(request, data).rows
     last = whole.rows[-1]["epoch"]
     if name.startswith("early-stopping"):
-        assert whole.stop_reason == EARLY_STOPPED and last < request["epochs"]
+        assert whole.stop_reason == EARLY_STOPPED and last < request.epochs
         assert whole.summary["returned_epoch"] < last
     # A checkpoint after every recorded epoch but the last, where the run ends anyway.
     assert sorted(recorder.blobs) == list(range(1, last))
@@ -180,3 +181,21 @@ def test_a_checkpoint_loads_without_unpickling_objects(blob):
     contents = checkpoint.read(blob, spec(epochs=2))
     assert contents["epoch"] == 1 and contents["format"] == checkpoint.FORMAT_VERSION
     assert contents["rng"]["torch"].dtype == torch.uint8 and contents["rng"]["shuffle"].dtype == torch.uint8
+
+
+@pytest.mark.parametrize("request_", [
+    {"dataset": {"name": "digits", "train_samples": 100},
+     "architecture": {"type": "cnn", "conv_layers": [3, {"channels": 3, "pool": "max"}], "hidden_layers": [],
+                      "batch_norm": True, "residual": True}, "regularization": {"dropout": 0.1}, "epochs": 3,
+     "batch_size": 32},
+    {"dataset": {"name": "diabetes"}, "architecture": {"hidden_layers": [8]}, "loss": "huber", "epochs": 3,
+     "optimizer": {"name": "adam", "learning_rate": 0.01}, "patience": 5, "early_stopping": {"monitor": "val_r2"}},
+], ids=["cnn", "regression"])
+def test_cnn_and_regression_runs_resume_bit_equal(request_):
+    from tests.workers.model_requests import config_for, data_for as model_data_for
+
+    config = config_for(request_)
+    data = model_data_for(config)
+    recorder = Recorder()
+    whole = loop.run(config, data, recorder)
+    assert_same_run(loop.run(config, data, resume=recorder.blobs[1]), whole)
