@@ -53,9 +53,38 @@ def init_for(activation_name: str) -> str:
     return "xavier_normal" if activation_name in ("sigmoid", "tanh") else "kaiming_normal"
 
 
-def has_equal_width_neighbours(request: dict) -> bool:
+def _conv_blocks(request: dict) -> list[dict]:
+    arch = request["architecture"]
+    return arch.get("conv_layers") or [] if arch.get("type", "mlp") == "cnn" else []
+
+
+def residual_applies(request: dict) -> bool:
+    """Whether ``residual: true`` would add a skip connection anywhere: around a conv block whose
+    output has its input's shape (same channels, stride 1, no pool), or between neighbouring
+    dense layers of equal width."""
     widths = request["architecture"]["hidden_layers"]
-    return any(a == b for a, b in zip(widths, widths[1:]))
+    if any(a == b for a, b in zip(widths, widths[1:])):
+        return True
+    shape = request["dataset"].get("input_shape")
+    channels_in = shape[0] if shape else None
+    for block in _conv_blocks(request):
+        same_size = block["stride"] == 1 and block["pool"] is None and block["kernel"] % 2 == 1  # padding k // 2
+        if same_size and block["channels"] == channels_in:
+            return True
+        channels_in = block["channels"]
+    return False
+
+
+def wider(request: dict) -> dict | None:
+    """Twice the width everywhere: conv channels and dense layers."""
+    arch = request["architecture"]
+    changes = {}
+    if arch["hidden_layers"]:
+        changes["hidden_layers"] = [w * 2 for w in arch["hidden_layers"]]
+    blocks = _conv_blocks(request)
+    if blocks:  # a merge patch replaces a list whole: every block, with all its keys
+        changes["conv_layers"] = [{**block, "channels": block["channels"] * 2} for block in blocks]
+    return architecture(**changes) if changes else None
 
 
 def suggestion(patch: dict | None, why: str) -> dict | None:

@@ -29,45 +29,58 @@ CODE_ORDER = ["poor_training_fit", *CAUSE_ORDER[:-1], "overfitting", "class_imba
 
 
 def train_target(run: Run) -> float:
-    targets = run.request.get("targets") or {}
-    if targets.get("train_accuracy") is not None:
-        return targets["train_accuracy"]
+    """Halfway from chance to perfect (0.5 R² for regression, whose chance is 0), unless the request says."""
+    target = run.targets(run.train_key)
+    if target is not None:
+        return target
     return run.chance + T.TRAIN_FIT_FRACTION * (1 - run.chance)
 
 
-def poor_training_fit(run: Run, causes: list[dict]) -> dict | None:
+def train_fit(run: Run) -> float | None:
+    """The returned model's training accuracy (or R²); None when its loss was not finite."""
     row = run.returned
-    train_acc = row.get("train_accuracy") if row and row.get("train_loss") is not None else None
-    target = train_target(run)
-    if train_acc is not None and train_acc >= target and not run.diverged:
+    return row.get(run.train_key) if row and row.get("train_loss") is not None else None
+
+
+def fits_training_data(run: Run) -> bool:
+    fit = train_fit(run)
+    return fit is not None and fit >= train_target(run) and not run.diverged
+
+
+def poor_training_fit(run: Run, causes: list[dict]) -> dict | None:
+    if fits_training_data(run):
         return None
+    row, train_score, target = run.returned, train_fit(run), train_target(run)
+    m, label = run.metric, run.metric_label
     fixes = [s for cause in causes for s in cause["suggestions"]]
     if not causes:
         request = run.request
-        widths = request["architecture"]["hidden_layers"]
-        fixes = [P.suggestion(P.architecture(hidden_layers=[w * 2 for w in widths]), "A wider network has more "
-                              "capacity to fit the training data."),
+        fixes = [P.suggestion(P.wider(request), "A wider network has more capacity to fit the training data."),
                  P.suggestion({"epochs": min(request["epochs"] * 3, 10_000)}, "Train longer."),
                  P.suggestion(P.learning_rate(request, 3.0), "Larger steps reach a better fit in the same time.")]
     named = ", ".join(c["code"] for c in causes) or "no single symptom; the network may be too small or "\
                                                     "trained too briefly"
+    chance = ("predicting the training mean scores R² = 0" if run.regression
+              else f"chance is {run.chance:.3f}")
     return finding(
         "poor_training_fit", ERROR, row["epoch"] if row else None,
-        {"train_accuracy": train_acc, "threshold": target, "chance_accuracy": run.chance,
-         "val_accuracy": row.get("val_accuracy") if row else None, "diverged": run.diverged},
-        f"The network is not good on its own training data (training accuracy "
-        f"{'undefined' if train_acc is None else f'{train_acc:.3f}'} against a bar of {target:.3f}; chance is "
-        f"{run.chance:.3f}). By the recipe this is a training problem, not overfitting: fix the training "
+        {f"train_{m}": train_score, "threshold": target, f"chance_{m}": run.chance,
+         f"val_{m}": row.get(run.val_key) if row else None, "diverged": run.diverged},
+        f"The network is not good on its own training data (training {label} "
+        f"{'undefined' if train_score is None else f'{train_score:.3f}'} against a bar of {target:.3f}; {chance}). "
+        f"By the recipe this is a training problem, not overfitting: fix the training "
         f"before looking at validation results. Seen: {named}.", fixes)
 
 
 def overfitting(run: Run) -> dict | None:
+    """Judged on the fit metric's gap (accuracy, or R² for regression) and the validation loss curve."""
     row = run.returned
-    train_acc, val_acc = row.get("train_accuracy"), row.get("val_accuracy")
-    if train_acc is None or val_acc is None:
+    m, label = run.metric, run.metric_label
+    train_score, val_score = row.get(run.train_key), row.get(run.val_key)
+    if train_score is None or val_score is None:
         return None
-    gap = train_acc - val_acc
-    skill = max(train_acc - run.chance, 1e-9)
+    gap = train_score - val_score
+    skill = max(train_score - run.chance, 1e-9)
     relative_gap = gap / skill
     val_losses, train_losses = run.series("val_loss"), run.series("train_loss")
     finite_val = [(v, i) for i, v in enumerate(val_losses) if v is not None]
@@ -81,8 +94,8 @@ def overfitting(run: Run) -> dict | None:
             train_fell = (train_losses[last] is not None and train_losses[at] is not None
                           and train_losses[last] < train_losses[at])
             turned = rise > T.VAL_LOSS_RISE and last - at >= T.VAL_RISE_MIN_EPOCHS and train_fell
-    target = (run.request.get("targets") or {}).get("val_accuracy")
-    below_target = target is not None and val_acc < target
+    target = run.targets(run.val_key)
+    below_target = target is not None and val_score < target
     if run.restored_best and not below_target:
         return None
     if not (below_target or (turned and gap >= T.OVERFIT_MIN_GAP) or relative_gap >= T.OVERFIT_RELATIVE_GAP):
@@ -105,15 +118,15 @@ def overfitting(run: Run) -> dict | None:
     if turned:
         why.append(f"the validation loss rose {rise:.0%} above its minimum (epoch {min_epoch}) while the "
                    "training loss kept falling")
-    why.append(f"training accuracy {train_acc:.3f} against validation accuracy {val_acc:.3f}")
+    why.append(f"training {label} {train_score:.3f} against validation {label} {val_score:.3f}")
     if below_target:
-        why.append(f"validation accuracy is below the requested {target:.3f}")
+        why.append(f"validation {label} is below the requested {target:.3f}")
     return finding(
         "overfitting", WARNING, min_epoch if turned else row["epoch"],
-        {"train_accuracy": train_acc, "val_accuracy": val_acc, "accuracy_gap": gap,
+        {f"train_{m}": train_score, f"val_{m}": val_score, f"{m}_gap": gap,
          "relative_gap": relative_gap, "relative_gap_threshold": T.OVERFIT_RELATIVE_GAP,
          "val_loss_rise": rise, "threshold": T.VAL_LOSS_RISE, "val_loss_min_epoch": min_epoch,
-         "val_accuracy_target": target},
+         f"val_{m}_target": target},
         "The network is good on its training data but worse on validation data: "
         + "; ".join(why) + ". It has learned its training samples rather than the pattern; by the recipe, "
         "this is overfitting.", fixes)
@@ -158,9 +171,7 @@ def diagnose(request: dict, rows: list[dict], summary: dict | None, stop_reason:
     run = Run(request, rows, summary, stop_reason, data_info, steps, initial, final)
     if not rows:
         return {"verdict": None, "findings": []}
-    train_row = run.returned
-    fitted = (train_row.get("train_loss") is not None and not run.diverged
-              and (train_row.get("train_accuracy") or 0) >= train_target(run))
+    fitted = fits_training_data(run)
     causes = [f for f in (symptoms.unnormalized_input(run), symptoms.exploding_gradient(run),
                           symptoms.vanishing_gradient(run, fitted),
                           symptoms.dead_relu(run), symptoms.saturated_activation(run),

@@ -10,7 +10,7 @@ import math
 
 from workers.diagnosis import patches as P
 from workers.diagnosis import thresholds as T
-from workers.diagnosis.evidence import Run, finite, median
+from workers.diagnosis.evidence import Run, finite, layer_label, median
 from workers.diagnosis.findings import WARNING, finding
 
 ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad")
@@ -115,7 +115,7 @@ def vanishing_gradient(run: Run, fitted: bool) -> dict | None:
         fixes.append(P.suggestion({**P.activation(request, "maxout"),
                                    **({"architecture": he_init} if he_init else {})},
                                   "Maxout is a learnable piecewise-linear activation (ReLU is a special case)."))
-    if not arch["residual"] and P.has_equal_width_neighbours(request):
+    if not arch["residual"] and P.residual_applies(request):
         fixes.append(P.suggestion(P.architecture(residual=True), "Skip connections give the gradient a path "
                                   "to the early layers that bypasses the activations."))
     return finding(
@@ -139,14 +139,15 @@ def dead_relu(run: Run) -> dict | None:
     if worst is None or worst[1] <= T.DEAD_FRACTION:
         return None
     request = run.request
-    layer_index = list(fractions).index(worst[0]) + 1
+    layer_index = list(fractions).index(worst[0]) + 1  # counted from the input, conv layers included
     flags = [max(finite((r.get("dead_fraction") or {}).values()), default=0) > T.DEAD_FRACTION for r in run.rows]
     return finding(
         "dead_relu", WARNING, _first_epoch(flags, run.rows),
         {"dead_fraction": worst[1], "threshold": T.DEAD_FRACTION, "hidden_layer": layer_index,
          "layers_over_threshold": sum(1 for v in fractions.values() if v is not None and v > T.DEAD_FRACTION)},
-        f"{worst[1]:.0%} of the ReLU units in hidden layer {layer_index} never activate on a batch of training "
-        "samples. A ReLU that is negative for every input has a zero gradient and never recovers, so that "
+        f"{worst[1]:.0%} of the ReLU units in {layer_label(worst[0])} never activate on a batch of training "
+        "samples (a conv channel counts as a unit: dead when it is negative at every position). A ReLU that "
+        "is negative for every input has a zero gradient and never recovers, so that "
         "part of the network has stopped learning; a too-large step usually pushed it there.",
         [P.suggestion(P.activation(request, "leaky_relu"), "Leaky ReLU keeps a small slope below zero, so a "
                       "unit pushed negative still gets a gradient and can come back."),
@@ -177,7 +178,7 @@ def saturated_activation(run: Run) -> dict | None:
     return finding(
         "saturated_activation", WARNING, _first_epoch(flags, run.rows),
         {"saturated_fraction": worst[1], "threshold": T.SATURATED_FRACTION, "hidden_layer": layer_index},
-        f"{worst[1]:.0%} of the {act} pre-activations in hidden layer {layer_index} sit on the flat ends of "
+        f"{worst[1]:.0%} of the {act} pre-activations in {layer_label(worst[0])} sit on the flat ends of "
         f"the curve, where the output is within 1% of its bound and the derivative is below 0.01; gradients "
         "through those units all but vanish.", fixes)
 
@@ -251,7 +252,8 @@ def slow_convergence(run: Run, fitted: bool) -> dict | None:
 
 
 def oscillating_loss(run: Run) -> dict | None:
-    acc = finite(run.series("train_accuracy"))
+    """Judged on the fit metric (accuracy, or R² for regression): both run from chance to 1."""
+    acc = finite(run.fit_series)
     if len(acc) < T.OSCILLATION_MIN_EPOCHS:
         return None
     swings = 0
@@ -267,7 +269,8 @@ def oscillating_loss(run: Run) -> dict | None:
     return finding(
         "oscillating_loss", WARNING, run.rows[-1]["epoch"],
         {"swings": swings, "threshold": needed, "swing_size": T.OSCILLATION_GAP, "epochs": len(acc)},
-        f"The training accuracy zig-zags: {swings} peaks or troughs of at least {T.OSCILLATION_GAP:.0%} over "
+        f"The training {run.metric_label} zig-zags: {swings} peaks or troughs of at least "
+        f"{T.OSCILLATION_GAP:g} over "
         f"{len(acc)} epochs. The optimizer overshoots the minimum back and forth.",
         [P.suggestion(P.learning_rate(request, 0.3), "A smaller learning rate stops the overshooting."),
          P.suggestion(P.optimizer(request, "adam") if request["optimizer"]["name"] not in ("adam", "adamw")
@@ -275,6 +278,8 @@ def oscillating_loss(run: Run) -> dict | None:
 
 
 def class_imbalance(run: Run) -> dict | None:
+    if run.regression:  # no classes
+        return None
     counts = [c for c in run.class_counts.values() if c > 0]
     if len(counts) < 2 or max(counts) / min(counts) < T.IMBALANCE_RATIO:
         return None
