@@ -145,8 +145,8 @@ def dead_relu(run: Run) -> dict | None:
         "dead_relu", WARNING, _first_epoch(flags, run.rows),
         {"dead_fraction": worst[1], "threshold": T.DEAD_FRACTION, "hidden_layer": layer_index,
          "layers_over_threshold": sum(1 for v in fractions.values() if v is not None and v > T.DEAD_FRACTION)},
-        f"{worst[1]:.0%} of the ReLU units in {layer_label(worst[0])} never activate on a batch of training "
-        "samples (a conv channel counts as a unit: dead when it is negative at every position). A ReLU that "
+        f"{worst[1]:.0%} of the ReLU {'channels' if worst[0].startswith('conv') else 'units'} in "
+        f"{layer_label(worst[0])} never activate on a batch of training samples. A ReLU that "
         "is negative for every input has a zero gradient and never recovers, so that "
         "part of the network has stopped learning; a too-large step usually pushed it there.",
         [P.suggestion(P.activation(request, "leaky_relu"), "Leaky ReLU keeps a small slope below zero, so a "
