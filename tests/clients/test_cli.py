@@ -237,6 +237,22 @@ def test_check_a_regression_job_by_r2_and_mae_against_a_recorded_baseline(script
     assert check("--baseline", base, "--metric", "train_accuracy").returncode == 2  # the baseline has none
 
 
+def test_check_a_live_regression_job(sdk, api_url, tmp_path):
+    baseline = sdk.jobs.wait(sdk.jobs.create(REGRESSION).id, timeout=300)
+    assert baseline.summary.val_accuracy is None and baseline.summary.val_r2 is not None, baseline.raw
+    spec = spec_file(tmp_path, REGRESSION)
+    same = run_cli("check", spec, "--expect", "val_r2>=0.5", "--expect", f"val_mae<={baseline.summary.val_mae}",
+                   "--baseline", baseline.id, "--metric", "val_mae", "--max-drop", "0", url=api_url)
+    assert same.returncode == 0, same.stdout + same.stderr  # CPU training is reproducible: the same MAE
+    assert "✓ val_r2>=0.5" in same.stdout
+    # One epoch instead of six: a worse (higher) MAE, and a lower R² against the default metric.
+    shorter = spec_file(tmp_path, {**REGRESSION, "epochs": 1}, "short.yaml")
+    worse = run_cli("check", shorter, "--baseline", baseline.id, "--metric", "val_mae", url=api_url)
+    assert worse.returncode == 1 and "val_mae regressed by" in worse.stdout, worse.stdout + worse.stderr
+    by_r2 = run_cli("check", shorter, "--baseline", baseline.id, url=api_url)
+    assert by_r2.returncode == 1 and "val_r2 regressed by" in by_r2.stdout, by_r2.stdout + by_r2.stderr
+
+
 @pytest.mark.parametrize("metric", ["train_r2", "val_r2", "test_r2", "train_mae", "val_mae", "test_mae"])
 def test_regression_metrics_parse_and_mae_is_lower_is_better(metric):
     from trainrx.cli.check import Expectation, lower_is_better
