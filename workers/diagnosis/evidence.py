@@ -15,8 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from core.stop_reasons import DIVERGED
-
-CLASSIFICATION, REGRESSION = "classification", "regression"
+from workers.engine.config import JobConfig
 # The training loss of predicting the training mean, on standardised targets: the starting
 # point a regression run is judged from when no step was sampled. MSE: the variance, 1.
 # Huber (delta 1): its expectation for normally distributed targets.
@@ -43,7 +42,7 @@ def layer_label(name: str) -> str:
 
 @dataclass
 class Run:
-    request: dict
+    config: JobConfig
     rows: list[dict]
     summary: dict | None
     stop_reason: str | None
@@ -58,13 +57,8 @@ class Run:
 
     # --- the task and its fit metric ----------------------------------------
     @property
-    def task(self) -> str:
-        """From the normalised request (the contract); requests queued before regression existed lack it."""
-        return self.request["dataset"].get("task") or (self.data_info or {}).get("task") or CLASSIFICATION
-
-    @property
     def regression(self) -> bool:
-        return self.task == REGRESSION
+        return self.config.is_regression
 
     @property
     def metric(self) -> str:
@@ -83,8 +77,9 @@ class Run:
     def val_key(self) -> str:
         return f"val_{self.metric}"
 
-    def targets(self, key: str) -> float | None:
-        return (self.request.get("targets") or {}).get(key)
+    def target(self, key: str) -> float | None:
+        """The request's ``targets.<key>`` (``train_accuracy``, ``val_r2``...), or None."""
+        return getattr(self.config.targets, key)
 
     # --- the data -----------------------------------------------------------
     @property
@@ -144,10 +139,10 @@ class Run:
         if losses:
             return losses[0]
         if self.regression:
-            return MEAN_PREDICTOR_LOSS.get(self.request.get("loss") or "mse")
+            return MEAN_PREDICTOR_LOSS.get(self.config.loss)
         return math.log(self.classes)
 
     @property
     def restored_best(self) -> bool:
-        es = self.request.get("early_stopping") or {}
-        return bool((self.summary or {}).get("stopped_early") and es.get("restore_best"))
+        stopping = self.config.early_stopping
+        return bool((self.summary or {}).get("stopped_early") and stopping and stopping.restore_best)

@@ -6,6 +6,7 @@ Never blame overfitting for a network that does not fit its training data.
 from __future__ import annotations
 
 import logging
+from typing import Any, Mapping
 
 from marshmallow import ValidationError
 
@@ -16,6 +17,7 @@ from workers.diagnosis import symptoms
 from workers.diagnosis import thresholds as T
 from workers.diagnosis.evidence import Run, finite
 from workers.diagnosis.findings import ERROR, INFO, SEVERITY_RANK, WARNING, finding
+from workers.engine.config import JobConfig
 
 log = logging.getLogger("trainrx.diagnosis")
 
@@ -30,7 +32,7 @@ CODE_ORDER = ["poor_training_fit", *CAUSE_ORDER[:-1], "overfitting", "class_imba
 
 def train_target(run: Run) -> float:
     """Halfway from chance to perfect (0.5 R² for regression, whose chance is 0), unless the request says."""
-    target = run.targets(run.train_key)
+    target = run.target(run.train_key)
     if target is not None:
         return target
     return run.chance + T.TRAIN_FIT_FRACTION * (1 - run.chance)
@@ -54,10 +56,10 @@ def poor_training_fit(run: Run, causes: list[dict]) -> dict | None:
     m, label = run.metric, run.metric_label
     fixes = [s for cause in causes for s in cause["suggestions"]]
     if not causes:
-        request = run.request
-        fixes = [P.suggestion(P.wider(request), "A wider network has more capacity to fit the training data."),
-                 P.suggestion({"epochs": min(request["epochs"] * 3, 10_000)}, "Train longer."),
-                 P.suggestion(P.learning_rate(request, 3.0), "Larger steps reach a better fit in the same time.")]
+        config = run.config
+        fixes = [P.suggestion(P.wider(config), "A wider network has more capacity to fit the training data."),
+                 P.suggestion({"epochs": min(config.epochs * 3, 10_000)}, "Train longer."),
+                 P.suggestion(P.learning_rate(config, 3.0), "Larger steps reach a better fit in the same time.")]
     named = ", ".join(c["code"] for c in causes) or "no single symptom; the network may be too small or "\
                                                     "trained too briefly"
     chance = ("predicting the training mean scores R² = 0" if run.regression
@@ -94,24 +96,24 @@ def overfitting(run: Run) -> dict | None:
             train_fell = (train_losses[last] is not None and train_losses[at] is not None
                           and train_losses[last] < train_losses[at])
             turned = rise > T.VAL_LOSS_RISE and last - at >= T.VAL_RISE_MIN_EPOCHS and train_fell
-    target = run.targets(run.val_key)
+    target = run.target(run.val_key)
     below_target = target is not None and val_score < target
     if run.restored_best and not below_target:
         return None
     if not (below_target or (turned and gap >= T.OVERFIT_MIN_GAP) or relative_gap >= T.OVERFIT_RELATIVE_GAP):
         return None
-    request = run.request
+    config = run.config
     fixes = []
-    if request.get("patience") is None:
+    if config.patience is None:
         fixes.append(P.suggestion({"patience": 5}, "Early stopping keeps the weights of the epoch with the "
                                   "lowest validation loss instead of the last one."))
-    if request["regularization"]["l2"] < 1e-3:
+    if config.regularization.l2 < 1e-3:
         fixes.append(P.suggestion({"regularization": {"l2": 1e-3}}, "An L2 penalty shrinks the weights at "
                                   "every step, preferring simpler functions."))
-    if request["regularization"]["dropout"] < 0.3:
+    if config.regularization.dropout < 0.3:
         fixes.append(P.suggestion({"regularization": {"dropout": 0.3}}, "Dropout trains a different thinned "
                                   "network every step, so no unit can rely on memorised co-adaptations."))
-    if request["dataset"].get("train_samples") is not None:
+    if config.dataset.train_samples is not None:
         fixes.append(P.suggestion({"dataset": {"train_samples": None}}, "Train on all the training data "
                                   "instead of a subset."))
     why = []
@@ -136,14 +138,15 @@ def early_stopped(run: Run) -> dict | None:
     summary = run.summary or {}
     if not summary.get("stopped_early"):
         return None
-    es = run.request.get("early_stopping") or {}
-    restored = bool(es.get("restore_best"))
+    stopping, patience = run.config.early_stopping, run.config.patience
+    restored = bool(stopping and stopping.restore_best)
+    monitor = stopping.monitor if stopping else "val_loss"
     return finding(
         "early_stopped", INFO, summary.get("epochs_run"),
         {"stopped_epoch": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
-         "patience": run.request.get("patience"), "weights_restored": restored},
-        f"Early stopping ended training at epoch {summary.get('epochs_run')}: {es.get('monitor', 'val_loss')} "
-        f"had not improved for {run.request.get('patience')} epochs. "
+         "patience": patience, "weights_restored": restored},
+        f"Early stopping ended training at epoch {summary.get('epochs_run')}: {monitor} "
+        f"had not improved for {patience} epochs. "
         + (f"The weights of the best epoch ({summary.get('best_epoch')}) were restored, so the returned model "
            "is the one from before the validation results turned." if restored else
            "The weights of the last epoch were kept (restore_best is false)."), [])
@@ -164,11 +167,14 @@ def _valid_suggestions(request: dict, item: dict, limits: Limits, resolver: Data
     return {**item, "suggestions": kept}
 
 
-def diagnose(request: dict, rows: list[dict], summary: dict | None, stop_reason: str | None,
+def diagnose(config: JobConfig | Mapping[str, Any], rows: list[dict], summary: dict | None, stop_reason: str | None,
              data_info: dict | None, *, limits: Limits, resolver: DatasetResolver | None,
              steps: dict | None = None, initial: dict | None = None, final: bool = True) -> dict:
-    """The verdict and findings; ``limits`` and ``resolver`` check the suggested patches (core.spec.normalise)."""
-    run = Run(request, rows, summary, stop_reason, data_info, steps, initial, final)
+    """The verdict and findings for the job's typed config (a normalised request dict is read into
+    one); ``limits`` and ``resolver`` check the suggested patches (core.spec.normalise)."""
+    if not isinstance(config, JobConfig):
+        config = JobConfig.from_request(config)
+    run = Run(config, rows, summary, stop_reason, data_info, steps, initial, final)
     if not rows:
         return {"verdict": None, "findings": []}
     fitted = fits_training_data(run)
@@ -205,6 +211,6 @@ def diagnose(request: dict, rows: list[dict], summary: dict | None, stop_reason:
     for extra in (symptoms.class_imbalance(run), early_stopped(run)):
         if extra:
             findings.append(extra)
-    findings = [_valid_suggestions(request, f, limits, resolver) for f in findings]
+    findings = [_valid_suggestions(config.request, f, limits, resolver) for f in findings]
     findings.sort(key=lambda f: (SEVERITY_RANK[f["severity"]], CODE_ORDER.index(f["code"])))
     return {"verdict": verdict, "findings": findings}
