@@ -87,5 +87,11 @@ def wider(request: dict) -> dict | None:
     return architecture(**changes) if changes else None
 
 
+def without_regularization(request: dict) -> dict | None:
+    """Every regularisation knob the request turned on (L1, L2, dropout), off."""
+    on = {key: 0.0 for key, value in request["regularization"].items() if value}
+    return {"regularization": on} if on else None
+
+
 def suggestion(patch: dict | None, why: str) -> dict | None:
     return None if patch is None else {"patch": patch, "why": why}
