@@ -14,7 +14,7 @@ from tests.clients.conftest import JOB, SMALL, WAITING, run_cli
 DIVERGING = {"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]}, "activation": "elu",
              "optimizer": {"name": "sgd", "learning_rate": 100.0}, "epochs": 20}
 REGRESSION = {"name": "friedman1-small", "dataset": {"name": "friedman1"}, "architecture": {"hidden_layers": [32]},
-              "epochs": 6}
+              "optimizer": {"name": "adam", "learning_rate": 0.01}, "epochs": 6}
 
 
 def spec_file(tmp_path, spec: dict, name: str = "model.yaml"):
@@ -245,8 +245,9 @@ def test_check_a_live_regression_job(sdk, api_url, tmp_path):
                    "--baseline", baseline.id, "--metric", "val_mae", "--max-drop", "0", url=api_url)
     assert same.returncode == 0, same.stdout + same.stderr  # CPU training is reproducible: the same MAE
     assert "✓ val_r2>=0.5" in same.stdout
-    # One epoch instead of six: a worse (higher) MAE, and a lower R² against the default metric.
-    shorter = spec_file(tmp_path, {**REGRESSION, "epochs": 1}, "short.yaml")
+    # One epoch at a tenth of the rate: a worse (higher) MAE, and a lower R² against the default metric.
+    shorter = spec_file(tmp_path, {**REGRESSION, "epochs": 1, "optimizer": {"name": "adam", "learning_rate": 0.001}},
+                        "short.yaml")
     worse = run_cli("check", shorter, "--baseline", baseline.id, "--metric", "val_mae", url=api_url)
     assert worse.returncode == 1 and "val_mae regressed by" in worse.stdout, worse.stdout + worse.stderr
     by_r2 = run_cli("check", shorter, "--baseline", baseline.id, url=api_url)

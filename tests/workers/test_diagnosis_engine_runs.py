@@ -15,7 +15,7 @@ from workers.engine import loop
 from workers.engine.data import prepare
 
 FRIEDMAN_MLP = {"dataset": {"name": "friedman1"}, "architecture": {"hidden_layers": [64, 64]}, "activation": "relu",
-                "optimizer": {"name": "adam", "learning_rate": 0.001}, "epochs": 25, "batch_size": 64, "seed": 0}
+                "optimizer": {"name": "adam", "learning_rate": 0.003}, "epochs": 30, "batch_size": 64, "seed": 0}
 # Six sigmoid layers with plain SGD: the recipe's vanishing gradient, on a regression target.
 CANNOT_FIT = {"dataset": {"name": "friedman1"}, "architecture": {"hidden_layers": [64] * 6}, "activation": "sigmoid",
               "optimizer": {"name": "sgd", "learning_rate": 0.01}, "epochs": 10, "batch_size": 64, "seed": 0}

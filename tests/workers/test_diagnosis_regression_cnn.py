@@ -207,6 +207,17 @@ def test_a_regression_explosion_is_judged_relative_to_its_own_starting_loss():
     assert find(d, "exploding_gradient")["evidence"]["grad_norm_growth"] == pytest.approx(4e3)
 
 
+def test_a_network_that_cannot_fit_is_offered_to_drop_its_regularisation():
+    n = 6
+    heavy = regression(regularization={"l2": 5.0, "dropout": 0.5})
+    d = run(heavy, curves([0.01] * n, [0.0] * n, train_loss=[0.99] * n, val_loss=[1.0] * n),
+            steps={"step": [1], "epoch": [1], "loss": [1.02], "grad_norm": [0.4]})
+    assert d["verdict"] == "training_problem"
+    assert {"regularization": {"l2": 0.0, "dropout": 0.0}} in patches(d["findings"][0])
+    plain = run(regression(), curves([0.01] * n, [0.0] * n, train_loss=[0.99] * n, val_loss=[1.0] * n))
+    assert not any("regularization" in p for p in patches(plain["findings"][0]))
+
+
 def test_deep_sigmoid_regression_that_cannot_fit_is_vanishing_gradient_with_an_activation_fix():
     n = 6
     layers = [f"hidden{i}" for i in range(1, 9)] + ["output"]

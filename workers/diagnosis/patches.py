@@ -92,5 +92,11 @@ def wider(config: JobConfig) -> dict | None:
     return architecture(**changes) if changes else None
 
 
+def without_regularization(config: JobConfig) -> dict | None:
+    """Every regularisation knob the request turned on (L1, L2, dropout), off."""
+    on = {key: 0.0 for key, value in dataclasses.asdict(config.regularization).items() if value}
+    return {"regularization": on} if on else None
+
+
 def suggestion(patch: dict | None, why: str) -> dict | None:
     return None if patch is None else {"patch": patch, "why": why}

@@ -60,6 +60,9 @@ def poor_training_fit(run: Run, causes: list[dict]) -> dict | None:
         fixes = [P.suggestion(P.wider(config), "A wider network has more capacity to fit the training data."),
                  P.suggestion({"epochs": min(config.epochs * 3, 10_000)}, "Train longer."),
                  P.suggestion(P.learning_rate(config, 3.0), "Larger steps reach a better fit in the same time.")]
+    fixes.append(P.suggestion(P.without_regularization(run.config), "Regularisation trades fit on the training "
+                              "data for generalisation: by the recipe it is a fix for overfitting, and a network "
+                              "that does not fit its training data needs none until it does."))
     named = ", ".join(c["code"] for c in causes) or "no single symptom; the network may be too small or "\
                                                     "trained too briefly"
     chance = ("predicting the training mean scores R² = 0" if run.regression
