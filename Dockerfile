@@ -4,6 +4,10 @@ COPY requirements.txt .
 # torch==2.13.0 from PyPI is the CUDA build on x86_64; GPU workers need it, CPU-only images may
 # swap in the CPU wheel index.
 RUN pip install --no-cache-dir -r requirements.txt
+# The workers import the network definition from the SDK package (trainrx.network); its dependencies
+# are pinned in requirements.txt.
+COPY clients/python clients/python
+RUN pip install --no-cache-dir --no-deps ./clients/python
 COPY core core
 COPY service service
 COPY workers workers

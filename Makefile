@@ -6,9 +6,10 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 
 .PHONY: run test install install-dev openapi clean worker api bench migrate
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e ./clients/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt clients/python/pyproject.toml

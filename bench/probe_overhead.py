@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from core.datasets import BUILTIN_DATASETS, load_builtin  # noqa: E402
 from core.settings import Limits  # noqa: E402
 from core.spec import normalise  # noqa: E402
+from workers.engine.config import JobConfig  # noqa: E402
 from workers.engine.data import prepare  # noqa: E402
 from workers.engine.loop import run  # noqa: E402
 
@@ -43,11 +44,12 @@ CONFIGS = {
 
 def timed(request: dict, device: torch.device) -> float:
     meta = BUILTIN_DATASETS[request["dataset"]["name"]]
-    data = prepare(load_builtin(meta.name), request["dataset"], meta.classes, device)
+    config = JobConfig.from_request(request)
+    data = prepare(load_builtin(meta.name), config.dataset, meta.classes, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    run(request, data)
+    run(config, data)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start

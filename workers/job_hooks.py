@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.uploads import UploadStore
 from workers.celery_app import shutting_down
 from workers.diagnosis import diagnose
+from workers.engine.config import JobConfig
 
 log = logging.getLogger("trainrx.worker")
 HEARTBEAT_EVERY_S = 2.0
@@ -41,6 +42,7 @@ class JobHooks:
     def __init__(self, store: JobStore, artifacts: LocalArtifactStore, job: dict, settings: Settings) -> None:
         self.store, self.artifacts = store, artifacts
         self.job_id, self.run, self.request = job["id"], int(job["run"]), job["request"]
+        self.config: JobConfig | None = None  # the typed request; the runner sets it before the run
         # The diagnosis checks its suggested patches as the API will check the owner's resubmit.
         self.limits = settings.limits
         uploads = UploadStore(store.engine, settings.uploads_dir)

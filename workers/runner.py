@@ -25,6 +25,7 @@ from core.migrate import require_current
 from core.settings import Settings
 from core.uploads import UploadMissing
 from workers.engine import checkpoint, loop
+from workers.engine.config import JobConfig
 from workers.engine.data import prepare
 from workers.engine.weights import weights_bytes
 from workers.job_hooks import JobHooks
@@ -70,8 +71,9 @@ def execute_job(job_id: str, worker: str) -> str | None:
     hooks = JobHooks(store, artifacts, job, settings)
     hooks.events = JobEvents.started(settings.redis_url, job)
     try:
+        config = hooks.config = JobConfig.from_request(job["request"])  # once: all after reads attributes
         with hooks:
-            return _run(job, worker, hooks, settings, store, artifacts, began)
+            return _run(job, config, worker, hooks, settings, store, artifacts, began)
     except Superseded as exc:
         log.warning("job %s: run %d was superseded (its worker was presumed lost); this run stops and "
                     "writes nothing more (%s)", job_id, job["run"], exc, exc_info=True)
@@ -87,14 +89,14 @@ def execute_job(job_id: str, worker: str) -> str | None:
     return None
 
 
-def _run(job: dict, worker: str, hooks: JobHooks, settings: Settings, store: JobStore,
+def _run(job: dict, config: JobConfig, worker: str, hooks: JobHooks, settings: Settings, store: JobStore,
          artifacts: LocalArtifactStore, began: float) -> str | None:
-    job_id, run, request = job["id"], int(job["run"]), job["request"]
-    device = resolve_device(request["device"])
+    job_id, run = job["id"], int(job["run"])
+    device = resolve_device(config.device)
     hooks.log(f"worker {worker_label(worker)} starts the job on {device}"
               + (f" (attempt {job['attempts'] + 1}: a worker was lost before)" if job["attempts"] else ""))
-    source = open_dataset(request["dataset"], settings, store.engine, owner=job["owner"])
-    data = prepare(source.arrays, request["dataset"], source.classes, device)
+    source = open_dataset(config.request["dataset"], settings, store.engine, owner=job["owner"])
+    data = prepare(source.arrays, config.dataset, source.classes, device)
     data_info = {**source.info, "device": str(device), **data.info}
     store.set_data_info(job_id, run, data_info)
     hooks.data_info = data_info
@@ -102,8 +104,8 @@ def _run(job: dict, worker: str, hooks: JobHooks, settings: Settings, store: Job
               f"{data.info['validation_samples']} validation, {data.info['test_samples']} test samples")
     setup_s = time.monotonic() - began
     # max_runtime_s counts every run's time: what earlier runs used is taken off this one's budget.
-    deadline = began + request["max_runtime_s"] - float(job["runtime_used_s"] or 0.0)
-    result = _train(job, hooks, store, data, deadline)
+    deadline = began + config.max_runtime_s - float(job["runtime_used_s"] or 0.0)
+    result = _train(job, config, hooks, store, data, deadline)
     if result.stop_reason == stop_reasons.SHUTDOWN:
         hooks.log("the worker is shutting down; the job goes back to the queue")
         store.hand_back(job_id, run)
@@ -113,7 +115,7 @@ def _run(job: dict, worker: str, hooks: JobHooks, settings: Settings, store: Job
         if not store.heartbeat(job_id, run).current:  # never overwrite the files of a run that replaced this one
             raise Superseded(f"job {job_id}: run {run} was superseded")
         artifacts.write_bytes(job_id, WEIGHTS_FILE, weights_bytes(
-            result.model, request, data.info["preprocessing"], data.features, data.classes))
+            result.model, config.to_dict(), data.info["preprocessing"], data.features, data.classes))
         saved[WEIGHTS_KEY] = WEIGHTS_FILE
         # After training and outside max_runtime_s, under a limit of their own.
         saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
@@ -126,7 +128,7 @@ def _run(job: dict, worker: str, hooks: JobHooks, settings: Settings, store: Job
         status = CANCELLED
     elif result.stop_reason == stop_reasons.TIME_LIMIT:
         status, error = FAILED, {"type": "time_limit",
-                                 "message": f"The job ran past max_runtime_s={request['max_runtime_s']} (counting "
+                                 "message": f"The job ran past max_runtime_s={config.max_runtime_s} (counting "
                                             "every attempt); it stopped and kept what it had learned."}
     hooks.log(f"job {status}")  # before the final write: once it lands, this run can write no more
     finish_durably(store, job_id, run, status, summary=result.summary, error=error, diagnosis=diagnosis,
@@ -135,9 +137,9 @@ def _run(job: dict, worker: str, hooks: JobHooks, settings: Settings, store: Job
     return None
 
 
-def _train(job: dict, hooks: JobHooks, store: JobStore, data, deadline: float) -> loop.RunResult:
+def _train(job: dict, config: JobConfig, hooks: JobHooks, store: JobStore, data, deadline: float) -> loop.RunResult:
     """Train from the last checkpoint when there is a usable one, else from the start."""
-    job_id, run, request = job["id"], int(job["run"]), job["request"]
+    job_id, run = job["id"], int(job["run"])
     saved = hooks.saved_checkpoint()
     if saved is not None:
         epoch, blob = saved
@@ -146,12 +148,12 @@ def _train(job: dict, hooks: JobHooks, store: JobStore, data, deadline: float) -
         hooks.log(f"resuming from the checkpoint after epoch {epoch}: epochs {epoch + 1} and on are trained "
                   "again")
         try:
-            return loop.run(request, data, hooks, deadline=deadline, resume=blob)
+            return loop.run(config, data, hooks, deadline=deadline, resume=blob)
         except checkpoint.CheckpointError as exc:
             hooks.log(f"the checkpoint after epoch {epoch} cannot be used ({exc}); training from the start")
     store.rewind(job_id, run, 0)
     hooks.resumed([])
-    return loop.run(request, data, hooks, deadline=deadline)
+    return loop.run(config, data, hooks, deadline=deadline)
 
 
 def _fail(hooks: JobHooks, store: JobStore, job: dict, kind: str, message: str, log_prefix: str = "") -> None:

@@ -13,6 +13,7 @@ from safetensors.torch import load as load_safetensors
 from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.spec import ACTIVATIONS, OPTIMIZERS
 from tests.conftest import OWNER, run_job, submit, wait_for
+from workers.engine.config import DatasetConfig, NetworkConfig
 from workers.engine.data import prepare
 from workers.engine.loop import evaluate
 from workers.engine.model import build_model
@@ -60,7 +61,7 @@ def test_a_finished_job_has_curves_diagnosis_weights_and_timings(live):
 def rebuild(weights: bytes):
     state, meta = read_weights(weights)
     spec = meta["spec"]
-    model = build_model(spec, meta["features"], meta["classes"])
+    model = build_model(NetworkConfig.from_request(spec, meta["features"], meta["classes"]))
     model.load_state_dict(state)
     model.eval()
     return model, spec, meta
@@ -68,7 +69,8 @@ def rebuild(weights: bytes):
 
 def validation_data(spec: dict):
     meta = BUILTIN_DATASETS[spec["dataset"]["name"]]
-    return prepare(load_builtin(meta.name), spec["dataset"], meta.classes, torch.device("cpu"))
+    return prepare(load_builtin(meta.name), DatasetConfig.from_request(spec["dataset"]), meta.classes,
+                   torch.device("cpu"))
 
 
 def test_weights_round_trip_into_a_freshly_built_model(live):

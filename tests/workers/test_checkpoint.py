@@ -15,14 +15,15 @@ from core.spec import normalise
 from core.stop_reasons import EARLY_STOPPED
 from workers.engine import checkpoint, loop
 from workers.engine.checkpoint import CheckpointCorrupt, CheckpointError, CheckpointMismatch
+from workers.engine.config import JobConfig
 from workers.engine.data import prepare
 
 
-def spec(**overrides) -> dict:
+def spec(**overrides) -> JobConfig:
     base = {"dataset": {"name": "moons", "train_samples": 200}, "architecture": {"hidden_layers": [8, 8]},
             "batch_size": 16, "epochs": 6}
     base.update(overrides)
-    return normalise(base, limits=Limits(), resolver=None)
+    return JobConfig.from_request(normalise(base, limits=Limits(), resolver=None))
 
 
 @functools.lru_cache(maxsize=None)
@@ -30,15 +31,15 @@ def _arrays(name: str):
     return load_builtin(name)
 
 
-def data_for(request: dict, test_samples: int = 0):
+def data_for(request: JobConfig, test_samples: int = 0):
     """The request's data; with ``test_samples``, its last samples set apart as a test set
     (mnist1d has one of its own, but takes seconds to make)."""
-    meta = BUILTIN_DATASETS[request["dataset"]["name"]]
+    meta = BUILTIN_DATASETS[request.dataset.name]
     arrays = _arrays(meta.name)
     if test_samples:
         arrays = dataclasses.replace(arrays, x=arrays.x[:-test_samples], y=arrays.y[:-test_samples],
                                      x_test=arrays.x[-test_samples:], y_test=arrays.y[-test_samples:])
-    return prepare(arrays, request["dataset"], meta.classes, torch.device("cpu"))
+    return prepare(arrays, request.dataset, meta.classes, torch.device("cpu"))
 
 
 class Recorder(loop.NoHooks):
@@ -99,7 +100,7 @@ def test_a_resumed_run_ends_bit_equal_to_the_uninterrupted_one(name):
     assert whole.rows == loop.run(request, data).rows
     last = whole.rows[-1]["epoch"]
     if name.startswith("early-stopping"):
-        assert whole.stop_reason == EARLY_STOPPED and last < request["epochs"]
+        assert whole.stop_reason == EARLY_STOPPED and last < request.epochs
         assert whole.summary["returned_epoch"] < last
     # A checkpoint after every recorded epoch but the last, where the run ends anyway.
     assert sorted(recorder.blobs) == list(range(1, last))

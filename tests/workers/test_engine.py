@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,21 +13,22 @@ from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.settings import Limits
 from core.spec import ACTIVATIONS, count_parameters, normalise
 from workers.engine import loop
+from workers.engine.config import JobConfig
 from workers.engine.data import prepare, stratified_split
 from workers.engine.early_stopping import EarlyStopping
 from workers.engine.model import MLP, Maxout, build_model
 from workers.engine.optim import weight_penalty
 
 
-def spec(**overrides) -> dict:
+def spec(**overrides) -> JobConfig:
     base = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8, 8]}, "epochs": 2}
     base.update(overrides)
-    return normalise(base, limits=Limits(), resolver=None)
+    return JobConfig.from_request(normalise(base, limits=Limits(), resolver=None))
 
 
-def data_for(request: dict):
-    meta = BUILTIN_DATASETS[request["dataset"]["name"]]
-    return prepare(load_builtin(meta.name), request["dataset"], meta.classes, torch.device("cpu"))
+def data_for(config: JobConfig):
+    meta = BUILTIN_DATASETS[config.dataset.name]
+    return prepare(load_builtin(meta.name), config.dataset, meta.classes, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("activation", [a if a != "maxout" else {"name": "maxout", "pieces": 3}
@@ -33,8 +36,8 @@ def data_for(request: dict):
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_parameter_count_matches_the_built_model(activation, batch_norm):
     request = spec(activation=activation, architecture={"hidden_layers": [7, 5], "batch_norm": batch_norm})
-    model = build_model(request, 64, 10)
-    expected = count_parameters(64, 10, [7, 5], request["activation"], batch_norm)
+    model = build_model(request.network(64, 10))
+    expected = count_parameters(64, 10, [7, 5], request.to_dict()["activation"], batch_norm)
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
@@ -61,7 +64,7 @@ def test_l1_and_l2_penalties_match_a_hand_computation():
 def test_penalty_covers_weight_matrices_only():
     request = spec(activation="prelu", architecture={"hidden_layers": [4], "batch_norm": True},
                    regularization={"l2": 1.0})
-    model = build_model(request, 2, 2)
+    model = build_model(request.network(2, 2))
     weights = [layer.weight for _, layer in model.weight_layers()]
     expected = 0.5 * sum((w ** 2).sum() for w in weights)
     assert torch.allclose(weight_penalty(weights, 0.0, 1.0), expected)
@@ -75,8 +78,8 @@ def test_the_training_loss_gradient_is_cross_entropy_plus_penalty():
                    optimizer={"name": "sgd", "learning_rate": 0.5}, regularization={"l1": 0.01, "l2": 0.1},
                    batch_size=10_000, epochs=1, dataset={"name": "moons", "train_samples": 20})
     data = data_for(request)
-    torch.manual_seed(request["seed"])
-    reference = build_model(request, data.features, data.classes)
+    torch.manual_seed(request.seed)
+    reference = build_model(request.network(data.features, data.classes))
     params = {k: v.clone().requires_grad_(True) for k, v in reference.state_dict().items()}
     x, y = data.x_train, data.y_train
     h = torch.tanh(x @ params["hidden.0.linear.weight"].T + params["hidden.0.linear.bias"])
@@ -92,7 +95,7 @@ def test_the_training_loss_gradient_is_cross_entropy_plus_penalty():
 
 def test_dropout_is_on_in_training_and_off_in_eval():
     request = spec(architecture={"hidden_layers": [256]}, regularization={"dropout": 0.5})
-    model = build_model(request, 2, 2)
+    model = build_model(request.network(2, 2))
     x = torch.ones(64, 2)
     hidden = model.hidden[0]
     model.train()
@@ -128,7 +131,7 @@ def test_training_is_reproducible_for_a_seed():
     request = spec(epochs=3, regularization={"dropout": 0.2})
     a, b = loop.run(request, data_for(request)), loop.run(request, data_for(request))
     assert a.rows == b.rows
-    c = loop.run({**request, "seed": 1}, data_for(request))
+    c = loop.run(dataclasses.replace(request, seed=1), data_for(request))
     assert c.rows != a.rows
 
 
@@ -144,9 +147,8 @@ def test_early_stopping_waits_patience_epochs_and_remembers_the_best():
 
 
 def test_a_diverging_run_stops_at_the_first_non_finite_loss():
-    request = normalise({"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]},
-                         "activation": "elu", "optimizer": {"name": "sgd", "learning_rate": 100.0},
-                         "epochs": 50}, limits=Limits(), resolver=None)
+    request = spec(dataset={"name": "digits"}, architecture={"hidden_layers": [64, 64]}, activation="elu",
+                   optimizer={"name": "sgd", "learning_rate": 100.0}, epochs=50)
     result = loop.run(request, data_for(request))
     assert result.stop_reason == loop.DIVERGED
     assert len(result.rows) == 1 and result.rows[0]["train_loss"] is None
@@ -170,7 +172,7 @@ def test_an_export_past_its_time_limit_is_recorded_like_a_failed_export(tmp_path
     from core.artifacts import LocalArtifactStore
     from workers.model_export import save_exports
 
-    saved = save_exports(LocalArtifactStore(tmp_path), "job", build_model(spec(), 2, 2), {"method": "none"},
+    saved = save_exports(LocalArtifactStore(tmp_path), "job", build_model(spec().network(2, 2)), {"method": "none"},
                          2, lambda line: None, timeout_s=0.001)
     assert "TRAINRX_EXPORT_TIMEOUT_S" in saved["model_error"] and "TRAINRX_EXPORT_TIMEOUT_S" in saved["onnx_error"]
     assert "model" not in saved and "onnx" not in saved

@@ -11,7 +11,8 @@ too (the summary, the best epoch and early stopping read them).
 A checkpoint is ``torch.save`` of a dict of tensors and plain values, read back with
 ``weights_only=True`` so that loading one can never run code, followed by a SHA-256 of
 those bytes: ``torch.load`` alone reads a flipped byte inside a tensor as a wrong weight.
-It names the request it was taken for by a fingerprint, and is refused for any other.
+It names the request it was taken for by a fingerprint (of the request as normalised, so that a
+checkpoint taken before an upgrade still fits its job), and is refused for any other.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from workers.engine.config import JobConfig
 from workers.engine.early_stopping import EarlyStopping
 from workers.engine.model import MLP
 from workers.engine.probes import Probes
@@ -69,12 +71,12 @@ def fingerprint(request: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def capture(state: TrainingState, request: dict) -> bytes:
+def capture(state: TrainingState, config: JobConfig) -> bytes:
     """The state as of now (the end of ``state.epoch``), for ``restore``."""
     device = state.device
     contents = {
         "format": FORMAT_VERSION,
-        "request": fingerprint(request),
+        "request": fingerprint(config.request),
         "epoch": state.epoch,
         "global_step": state.global_step,
         "train_s": state.train_s,
@@ -95,8 +97,8 @@ def capture(state: TrainingState, request: dict) -> bytes:
     return MAGIC + payload + hashlib.sha256(payload).digest()
 
 
-def read(blob: bytes, request: dict) -> dict:
-    """The checkpoint's contents (tensors on the CPU), checked whole and taken for ``request``."""
+def read(blob: bytes, config: JobConfig) -> dict:
+    """The checkpoint's contents (tensors on the CPU), checked whole and taken for ``config``'s request."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise CheckpointCorrupt(f"a checkpoint is bytes, not {type(blob).__name__}")
     blob = bytes(blob)
@@ -114,18 +116,18 @@ def read(blob: bytes, request: dict) -> dict:
     if contents["format"] != FORMAT_VERSION:
         raise CheckpointMismatch(f"the checkpoint has format version {contents['format']}; "
                                  f"this engine reads version {FORMAT_VERSION}")
-    if contents.get("request") != fingerprint(request):
+    if contents.get("request") != fingerprint(config.request):
         raise CheckpointMismatch("the checkpoint was taken for another request")
     return contents
 
 
-def restore(blob: bytes, state: TrainingState, request: dict) -> None:
-    """Load a ``capture`` of the run ``request`` describes into ``state``, freshly built for
+def restore(blob: bytes, state: TrainingState, config: JobConfig) -> None:
+    """Load a ``capture`` of the run ``config`` describes into ``state``, freshly built for
     that request, so that training goes on at epoch ``state.epoch + 1``.
 
     Raises ``CheckpointCorrupt`` or ``CheckpointMismatch`` (both ``CheckpointError``, a
     ``ValueError``); ``state`` is then unusable and should be built again."""
-    contents = read(blob, request)
+    contents = read(blob, config)
     device = state.device
     try:
         state.model.load_state_dict(contents["model"])

@@ -9,6 +9,7 @@ import torch
 
 from core.cost import EVAL_SAMPLE_LIMIT
 from core.datasets import DatasetArrays
+from workers.engine.config import DatasetConfig
 from workers.engine.scaling import InputScaling, fit_scaling, input_summary
 
 
@@ -57,17 +58,17 @@ class DeviceData:
         return self.y_train[:EVAL_SAMPLE_LIMIT]
 
 
-def prepare(arrays: DatasetArrays, dataset_spec: dict, classes: int, device: torch.device) -> DeviceData:
-    train_idx, val_idx = stratified_split(arrays.y, dataset_spec["validation_split"], dataset_spec["split_seed"])
+def prepare(arrays: DatasetArrays, dataset: DatasetConfig, classes: int, device: torch.device) -> DeviceData:
+    train_idx, val_idx = stratified_split(arrays.y, dataset.validation_split, dataset.split_seed)
     available = len(train_idx)
-    if dataset_spec.get("train_samples") is not None:
-        train_idx = train_idx[: dataset_spec["train_samples"]]
+    if dataset.train_samples is not None:
+        train_idx = train_idx[: dataset.train_samples]
 
     def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype).to(device)
 
     # Fitted on the samples trained on only; built-in datasets come scaled by their loader.
-    method = dataset_spec.get("scale", "none")
+    method = dataset.scale
     preprocessing = fit_scaling(arrays.x[train_idx], method, arrays.preprocessing)
     scaling = None if method == "none" else \
         InputScaling.from_preprocessing(preprocessing, int(arrays.x.shape[1])).to(device)

@@ -12,6 +12,7 @@ import torch
 from core.cost import EVAL_BATCH
 from workers.engine import checkpoint
 from workers.engine.checkpoint import TrainingState
+from workers.engine.config import JobConfig
 from workers.engine.data import DeviceData
 from workers.engine.early_stopping import EarlyStopping
 from workers.engine.model import MLP, build_model
@@ -133,32 +134,32 @@ class _BestByValLoss:
         return self.epoch
 
 
-def _start(request: dict, data: DeviceData) -> TrainingState:
+def _start(config: JobConfig, data: DeviceData) -> TrainingState:
     """The state before epoch 1: every random draw of the run follows from the request's seed."""
-    torch.manual_seed(request["seed"])
-    model = build_model(request, data.features, data.classes).to(data.x_train.device)
+    torch.manual_seed(config.seed)
+    model = build_model(config.network(data.features, data.classes)).to(data.x_train.device)
     stopper = None
-    if request.get("patience") is not None:
-        es = request["early_stopping"]
-        stopper = EarlyStopping(request["patience"], es["monitor"], es["min_delta"], es["restore_best"])
+    if config.patience is not None:
+        es = config.early_stopping
+        stopper = EarlyStopping(config.patience, es.monitor, es.min_delta, es.restore_best)
     probes = None
-    if request.get("diagnose", True):
-        steps_per_epoch = max(1, -(-data.x_train.shape[0] // request["batch_size"]))
-        probes = Probes(model, data.x_train, request["activation"]["name"],
+    if config.diagnose:
+        steps_per_epoch = max(1, -(-data.x_train.shape[0] // config.batch_size))
+        probes = Probes(model, data.x_train, config.activation.name,
                         [name for name, _ in model.weight_layers()], steps_per_epoch)
-    return TrainingState(model=model, optimizer=build_optimizer(request["optimizer"], model.parameters()),
-                         shuffle=torch.Generator().manual_seed(request["seed"]), stopper=stopper, probes=probes)
+    return TrainingState(model=model, optimizer=build_optimizer(config.optimizer, model.parameters()),
+                         shuffle=torch.Generator().manual_seed(config.seed), stopper=stopper, probes=probes)
 
 
-def _train_epoch(request: dict, data: DeviceData, state: TrainingState, epoch: int, hooks: Hooks,
+def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, epoch: int, hooks: Hooks,
                  past_deadline: Callable[[], bool]) -> tuple[str | None, int, torch.Tensor]:
     """One pass over the training data in a fresh random order. Returns why it stopped
     before the end (or None), the steps taken and the per-layer gradient norms summed over them."""
     model, optimizer, probes = state.model, state.optimizer, state.probes
     weights = [layer.weight for _, layer in model.weight_layers()]
-    l1, l2 = request["regularization"]["l1"], request["regularization"]["l2"]
-    skip_single = request["architecture"]["batch_norm"]  # batch norm cannot train on a batch of one
-    batch_size, n = request["batch_size"], data.x_train.shape[0]
+    l1, l2 = config.regularization.l1, config.regularization.l2
+    skip_single = config.architecture.batch_norm  # batch norm cannot train on a batch of one
+    batch_size, n = config.batch_size, data.x_train.shape[0]
     model.train()
     order = torch.randperm(n, generator=state.shuffle).to(state.device)
     grad_sums = torch.zeros(len(weights), device=state.device)
@@ -192,7 +193,7 @@ def _train_epoch(request: dict, data: DeviceData, state: TrainingState, epoch: i
     return None, steps, grad_sums
 
 
-def _epoch_row(request: dict, data: DeviceData, state: TrainingState, epoch: int, steps: int,
+def _epoch_row(config: JobConfig, data: DeviceData, state: TrainingState, epoch: int, steps: int,
                grad_sums: torch.Tensor) -> dict:
     """Evaluate the network after an epoch: the epoch's curves row."""
     model, probes = state.model, state.probes
@@ -200,7 +201,7 @@ def _epoch_row(request: dict, data: DeviceData, state: TrainingState, epoch: int
     names = [name for name, _ in layers]
     if probes:
         train_loss, train_acc, activations = evaluate(model, data.x_train_eval, data.y_train_eval, Classification,
-                                                      probe_activation=request["activation"]["name"])
+                                                      probe_activation=config.activation.name)
     else:
         (train_loss, train_acc), activations = evaluate(model, data.x_train_eval, data.y_train_eval,
                                                         Classification), None
@@ -244,10 +245,10 @@ def _final_summary(data: DeviceData, state: TrainingState, reason: str | None) -
     return summary
 
 
-def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
+def run(config: JobConfig, data: DeviceData, hooks: Hooks | None = None,
         clock: Callable[[], float] = time.monotonic, deadline: float | None = None,
         resume: bytes | None = None) -> RunResult:
-    """Train the network ``request`` describes; stop early for the reasons ``hooks`` gives,
+    """Train the network ``config`` describes; stop early for the reasons ``hooks`` gives,
     on the time limit, on early stopping, or as soon as the loss turns non-finite.
 
     ``deadline`` (on ``clock``) is when max_runtime_s runs out; the worker sets it from
@@ -260,20 +261,20 @@ def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
     that was never interrupted would have. ``hooks.on_epoch`` is not called again for
     epochs 1..k. Raises ``checkpoint.CheckpointError`` for a checkpoint it cannot use."""
     hooks = hooks or NoHooks()
-    state = _start(request, data)
+    state = _start(config, data)
     if resume is not None:
-        checkpoint.restore(resume, state, request)
+        checkpoint.restore(resume, state, config)
     resumed_from = state.epoch if resume is not None else None
     started, earlier_s = clock(), state.train_s
     if deadline is None:
-        deadline = started + request["max_runtime_s"] - earlier_s
+        deadline = started + config.max_runtime_s - earlier_s
 
     reason: str | None = None
-    for epoch in range(state.epoch + 1, request["epochs"] + 1):
-        reason, steps, grad_sums = _train_epoch(request, data, state, epoch, hooks, lambda: clock() > deadline)
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        reason, steps, grad_sums = _train_epoch(config, data, state, epoch, hooks, lambda: clock() > deadline)
         if reason in (CANCELLED, SHUTDOWN) or (reason == TIME_LIMIT and steps == 0):
             break
-        row = _epoch_row(request, data, state, epoch, steps, grad_sums)
+        row = _epoch_row(config, data, state, epoch, steps, grad_sums)
         state.rows.append(row)
         state.epoch = epoch
         stop = state.stopper.update(epoch, row, state.model) if state.stopper else False
@@ -286,9 +287,9 @@ def run(request: dict, data: DeviceData, hooks: Hooks | None = None,
             hooks.log(f"early stopping at epoch {epoch}: no improvement of {state.stopper.monitor} for "
                       f"{state.stopper.patience} epochs (best epoch {state.stopper.best_epoch})")
             break
-        if epoch < request["epochs"] and hooks.checkpoint_due(epoch):
+        if epoch < config.epochs and hooks.checkpoint_due(epoch):
             state.train_s = earlier_s + clock() - started
-            hooks.checkpoint(epoch, checkpoint.capture(state, request))
+            hooks.checkpoint(epoch, checkpoint.capture(state, config))
     state.train_s = earlier_s + clock() - started
     summary = _final_summary(data, state, reason)
     return RunResult(state.model, state.rows, summary, reason, state.train_s, state.probes, resumed_from)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from workers.engine.config import ActivationConfig, NetworkConfig
+
 
 class Maxout(nn.Module):
     """Keep the maximum of each group of ``pieces`` consecutive linear outputs."""
@@ -17,14 +19,14 @@ class Maxout(nn.Module):
         return x.unflatten(-1, (-1, self.pieces)).amax(dim=-1)
 
 
-def make_activation(spec: dict, width: int) -> nn.Module:
-    name = spec["name"]
+def make_activation(spec: ActivationConfig, width: int) -> nn.Module:
+    name = spec.name
     if name == "leaky_relu":
-        return nn.LeakyReLU(spec["negative_slope"])
+        return nn.LeakyReLU(spec.negative_slope)
     if name == "prelu":
         return nn.PReLU(num_parameters=width, init=0.25)
     if name == "maxout":
-        return Maxout(spec["pieces"])
+        return Maxout(spec.pieces)
     simple = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "selu": nn.SELU,
               "gelu": nn.GELU, "silu": nn.SiLU}
     return simple[name]()
@@ -33,10 +35,10 @@ def make_activation(spec: dict, width: int) -> nn.Module:
 class HiddenBlock(nn.Module):
     """linear -> batch norm -> activation -> dropout, plus the input when ``residual``."""
 
-    def __init__(self, fan_in: int, width: int, activation: dict, batch_norm: bool, dropout: float,
+    def __init__(self, fan_in: int, width: int, activation: ActivationConfig, batch_norm: bool, dropout: float,
                  residual: bool) -> None:
         super().__init__()
-        pieces = activation["pieces"] if activation["name"] == "maxout" else 1
+        pieces = activation.pieces if activation.name == "maxout" else 1
         self.linear = nn.Linear(fan_in, width * pieces)
         self.norm = nn.BatchNorm1d(width * pieces) if batch_norm else nn.Identity()
         self.act = make_activation(activation, width)
@@ -52,16 +54,16 @@ class HiddenBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, features: int, classes: int, architecture: dict, activation: dict,
-                 dropout: float = 0.0) -> None:
+    def __init__(self, network: NetworkConfig) -> None:
         super().__init__()
-        blocks, fan_in = [], features
-        for width in architecture["hidden_layers"]:
-            blocks.append(HiddenBlock(fan_in, width, activation, architecture["batch_norm"], dropout,
-                                      architecture["residual"]))
+        architecture = network.architecture
+        blocks, fan_in = [], network.features
+        for width in architecture.hidden_layers:
+            blocks.append(HiddenBlock(fan_in, width, network.activation, architecture.batch_norm, network.dropout,
+                                      architecture.residual))
             fan_in = width
         self.hidden = nn.ModuleList(blocks)
-        self.output = nn.Linear(fan_in, classes)
+        self.output = nn.Linear(fan_in, network.outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.hidden:
@@ -77,12 +79,12 @@ class MLP(nn.Module):
 _GAIN_NAME = {"sigmoid": "sigmoid", "tanh": "tanh", "selu": "selu", "leaky_relu": "leaky_relu"}
 
 
-def initialise(model: MLP, scheme: str, activation: dict) -> None:
+def initialise(model: MLP, scheme: str, activation: ActivationConfig) -> None:
     """Apply the requested initialisation to every weight matrix; biases start at zero."""
     if scheme == "default":
         return
-    nonlinearity = _GAIN_NAME.get(activation["name"], "relu")
-    slope = activation.get("negative_slope", 0.0)
+    nonlinearity = _GAIN_NAME.get(activation.name, "relu")
+    slope = activation.negative_slope if activation.negative_slope is not None else 0.0
     for name, layer in model.weight_layers():
         act = "linear" if name == "output" else nonlinearity
         gain = nn.init.calculate_gain(act, slope if act == "leaky_relu" else None)
@@ -102,9 +104,8 @@ def initialise(model: MLP, scheme: str, activation: dict) -> None:
         nn.init.zeros_(layer.bias)
 
 
-def build_model(request: dict, features: int, classes: int) -> MLP:
+def build_model(network: NetworkConfig) -> MLP:
     """Build and initialise the network; call after seeding torch."""
-    model = MLP(features, classes, request["architecture"], request["activation"],
-                request["regularization"]["dropout"])
-    initialise(model, request["architecture"]["init"], request["activation"])
+    model = MLP(network)
+    initialise(model, network.architecture.init, network.activation)
     return model

@@ -5,24 +5,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from workers.engine.config import OptimizerConfig
 
-def build_optimizer(spec: dict, params) -> torch.optim.Optimizer:
-    name, lr = spec["name"], spec["learning_rate"]
+
+def build_optimizer(spec: OptimizerConfig, params) -> torch.optim.Optimizer:
+    name, lr = spec.name, spec.learning_rate
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
     if name == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=spec["momentum"])
+        return torch.optim.SGD(params, lr=lr, momentum=spec.momentum)
     if name == "nesterov":
-        return torch.optim.SGD(params, lr=lr, momentum=spec["momentum"], nesterov=True)
+        return torch.optim.SGD(params, lr=lr, momentum=spec.momentum, nesterov=True)
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=spec["alpha"])
+        return torch.optim.RMSprop(params, lr=lr, alpha=spec.alpha)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(spec["betas"]), eps=spec["eps"])
+        return torch.optim.Adam(params, lr=lr, betas=spec.betas, eps=spec.eps)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=tuple(spec["betas"]), eps=spec["eps"],
-                                 weight_decay=spec["weight_decay"])
+        return torch.optim.AdamW(params, lr=lr, betas=spec.betas, eps=spec.eps,
+                                 weight_decay=spec.weight_decay)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
