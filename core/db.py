@@ -95,6 +95,10 @@ datasets = Table(
     Column("class_counts", JSON, nullable=False),
     Column("feature_names", JSON),
     Column("feature_ranges", JSON, nullable=False),
+    # classification (y: int64 labels, classes >= 2) or regression (y: float32 targets, classes 0).
+    Column("task", String(16), nullable=False, server_default="classification"),
+    Column("input_shape", JSON),  # [C, L] or [C, H, W] for convolutions; null: no spatial shape
+    Column("target", JSON),  # regression: the targets' min, max, mean and std
     Column("upload_bytes", BigInteger, nullable=False),
     Column("stored_bytes", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),

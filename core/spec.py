@@ -4,10 +4,18 @@ This is the one definition both sides use: the API validates with it, the
 worker trusts what it produced. Loading a request returns the *normalised*
 request: every component in object form, every default filled in, and no
 knob that does not apply. Loading a normalised request gives it back unchanged.
+
+What depends on the dataset is resolved here too: ``dataset.task`` and
+``dataset.input_shape`` (from the built-in registry, or the upload through the
+resolver), the loss (the task's default), the early-stopping monitor and the
+targets (the task's metrics only), and for a cnn the spatial size after every
+block. Requests stored before these keys existed lack them; readers default
+them (docs/requests.md, "Older requests").
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
@@ -15,7 +23,8 @@ from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
 
 from core import cost
 from core.cost import count_parameters
-from core.datasets import BUILTIN_DATASETS, DatasetShape
+from core.datasets import (BUILTIN_DATASETS, CLASSIFICATION, INPUT_SHAPE_RULE, REGRESSION, TASKS, DatasetShape,
+                           input_shape_problem)
 from core.settings import Limits
 
 _DEFAULT_LIMITS = Limits()  # for the OpenAPI description only; validation takes the limits in force
@@ -204,6 +213,13 @@ class Component(fields.Field):
 # --- the rest of the request ---------------------------------------------
 
 SCALES = ("none", "standard", "minmax")
+ARCHITECTURES = ("mlp", "cnn")
+POOLS = ("max", "avg")
+MAX_KERNEL = 15  # widest convolution kernel: beyond it "same" padding is mostly zeros on these inputs
+MAX_STRIDE = 4
+LOSSES = {CLASSIFICATION: ("cross_entropy",), REGRESSION: ("mse", "huber")}  # the first is the default
+MONITORS = {CLASSIFICATION: ("val_loss", "val_accuracy"), REGRESSION: ("val_loss", "val_r2", "val_mae")}
+TARGETS = {CLASSIFICATION: ("train_accuracy", "val_accuracy"), REGRESSION: ("train_r2", "val_r2")}
 
 
 class DatasetSpec(_Strict):
@@ -219,7 +235,7 @@ class DatasetSpec(_Strict):
     id = fields.String(metadata={"description": "An uploaded dataset (POST /v1/datasets); give name or id."})
     validation_split = fields.Float(load_default=0.2, validate=validate.Range(min=0, max=0.5, min_inclusive=False),
                                     metadata={"description": "Share of the data held out for validation, "
-                                                             "stratified by class."})
+                                                             "stratified by class (random for regression)."})
     train_samples = _int(load_default=None, allow_none=True, validate=validate.Range(min=1),
                          metadata={"description": "Keep only the first N training samples after the split."})
     split_seed = _int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1),
@@ -228,6 +244,14 @@ class DatasetSpec(_Strict):
                           metadata={"default": "none", "description": "Uploads only: `standard` ((x - mean) / std) "
                                     "or `minmax` ((x - min) / (max - min)), fitted on the training split; `none` "
                                     "uses the data as given."})
+    task = fields.String(validate=validate.OneOf(TASKS), metadata={
+        "description": "Set by the dataset (the built-in's, or the upload's declared task) and echoed in the "
+                       "normalised request; a request may repeat it but not change it."})
+    input_shape = fields.List(_int(validate=validate.Range(min=1)), allow_none=True,
+                              validate=validate.Length(min=2, max=3), metadata={
+        "description": f"How convolutions see a row: {INPUT_SHAPE_RULE} (channels first, C order), whose product "
+                       "is the dataset's feature count. Default (null): the dataset's own (GET /v1/datasets, or "
+                       "the upload's `input_shape`)."})
 
     @validates_schema
     def _one_source(self, data: dict, **kwargs: Any) -> None:
@@ -247,20 +271,110 @@ class DatasetSpec(_Strict):
         return data
 
 
+class ConvBlockSpec(_Strict):
+    channels = _int(required=True, validate=validate.Range(min=1),
+                    metadata={"maximum": _DEFAULT_LIMITS.max_width,
+                              "description": f"Output channels, 1-{_DEFAULT_LIMITS.max_width} (TRAINRX_MAX_WIDTH)."})
+    kernel = _int(load_default=3, validate=[validate.Range(min=1, max=MAX_KERNEL)],
+                  metadata={"description": "Kernel size along each spatial axis; odd, so that \"same\" padding "
+                                           "(kernel // 2) keeps the size."})
+    stride = _int(load_default=1, validate=validate.Range(min=1, max=MAX_STRIDE),
+                  metadata={"description": "Divides the spatial size (rounded up)."})
+    pool = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(POOLS),
+                         metadata={"description": "A 2-wide pool of stride 2 per spatial axis after the block "
+                                                  "(halves the size, rounded down); null: none."})
+
+    @validates_schema(skip_on_field_errors=False)
+    def _odd_kernel(self, data: dict, **kwargs: Any) -> None:
+        if data.get("kernel", 1) % 2 == 0:
+            raise ValidationError("Must be odd, so that \"same\" padding (kernel // 2) keeps the spatial size.",
+                                  "kernel")
+
+
+class ConvBlock(fields.Field):
+    """A convolution block: an object, or a bare integer (its channels, every other knob at its default)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        block = {"type": "object", "required": ["channels"], "additionalProperties": False,
+                 "properties": {"channels": {"type": "integer", "minimum": 1, "maximum": _DEFAULT_LIMITS.max_width},
+                                "kernel": {"type": "integer", "minimum": 1, "maximum": MAX_KERNEL, "default": 3,
+                                           "not": {"multipleOf": 2},
+                                           "description": "Odd: \"same\" padding (kernel // 2) keeps the size."},
+                                "stride": {"type": "integer", "minimum": 1, "maximum": MAX_STRIDE, "default": 1},
+                                "pool": {"type": "string", "enum": [*POOLS, None], "nullable": True,
+                                         "default": None, "description": "2 wide, stride 2; null: none."}}}
+        metadata = {"oneOf": [{"type": "integer", "minimum": 1, "maximum": _DEFAULT_LIMITS.max_width}, block],
+                    "description": "A block: conv (\"same\" padding) -> batch norm -> activation -> dropout -> "
+                                   "(+ input, with residual) -> pool. A bare integer N is "
+                                   "{\"channels\": N, \"kernel\": 3, \"stride\": 1, \"pool\": null}."}
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = {"channels": value}
+        if not isinstance(value, dict):
+            raise ValidationError("Must be an integer (the channels) or an object with 'channels'.")
+        return ConvBlockSpec().load(value)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+
 class ArchitectureSpec(_Strict):
+    class Meta(_Strict.Meta):
+        # For the OpenAPI document (service/openapi_extras.py): what _fits_type checks.
+        openapi = {"oneOf": [
+            {"properties": {"type": {"enum": ["mlp"]}, "hidden_layers": {"minItems": 1}},
+             "not": {"anyOf": [{"required": ["conv_layers"]}, {"required": ["global_pool"]}]},
+             "description": "mlp (the default): hidden_layers has at least one layer; no convolution keys."},
+            {"required": ["type", "conv_layers"], "properties": {"type": {"enum": ["cnn"]}},
+             "description": "cnn: conv_layers, then global_pool, then the dense head hidden_layers (may be empty)."},
+        ]}
+
+    type = fields.String(load_default="mlp", validate=validate.OneOf(ARCHITECTURES), metadata={
+        "description": "mlp: dense layers only. cnn: convolution blocks (1-D or 2-D by the rank of "
+                       "dataset.input_shape), then a global average pool or a flatten, then the dense head; "
+                       "needs a dataset with an input shape."})
+    conv_layers = fields.List(ConvBlock(), metadata={
+        "description": f"cnn only: 1-{_DEFAULT_LIMITS.max_hidden_layers} blocks, input to output "
+                       "(TRAINRX_MAX_HIDDEN_LAYERS); the spatial size must stay at least 1 after every stride "
+                       "and pool.", "minItems": 1, "maxItems": _DEFAULT_LIMITS.max_hidden_layers})
+    global_pool = _strict_bool(metadata={"default": True, "description": "cnn only: true averages each channel "
+                                         "over all positions; false flattens the last block's values."})
     hidden_layers = fields.List(
         _int(metadata={"minimum": 1, "maximum": _DEFAULT_LIMITS.max_width}), required=True,
-        metadata={"description": "Widths of the hidden layers, input to output. "
-                                 f"1-{_DEFAULT_LIMITS.max_hidden_layers} layers of width "
+        metadata={"description": "Widths of the dense hidden layers, input to output. "
+                                 f"1-{_DEFAULT_LIMITS.max_hidden_layers} layers for an mlp, 0-"
+                                 f"{_DEFAULT_LIMITS.max_hidden_layers} for a cnn's head, of width "
                                  f"1-{_DEFAULT_LIMITS.max_width} (operator limits); total parameters at most "
                                  f"{_DEFAULT_LIMITS.max_parameters:,} by default.",
-                  "minItems": 1, "maxItems": _DEFAULT_LIMITS.max_hidden_layers})
+                  "maxItems": _DEFAULT_LIMITS.max_hidden_layers})
     batch_norm = _strict_bool(load_default=False)
     residual = _strict_bool(load_default=False,
-                            metadata={"description": "Skip connections between consecutive hidden layers of "
-                                                     "equal width."})
+                            metadata={"description": "Skip connections around hidden layers (and conv blocks) "
+                                                     "whose input and output shapes match."})
     init = fields.String(load_default="default", validate=validate.OneOf(
         ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]))
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _fits_type(self, data: dict, original: Any, **kwargs: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        if data.get("type") == "cnn" and "conv_layers" not in original:
+            errors["conv_layers"] = ["Missing data for required field: a cnn needs at least one block."]
+        elif data.get("type") == "mlp":
+            for key in ("conv_layers", "global_pool"):
+                if key in original:
+                    errors[key] = ["Only applies when architecture.type is cnn."]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _normalise_type(self, data: dict, **kwargs: Any) -> dict:
+        ordered = {"type": data.pop("type")}
+        if ordered["type"] == "cnn":
+            ordered["conv_layers"] = data.pop("conv_layers")
+            ordered["global_pool"] = data.pop("global_pool", True)
+        return {**ordered, **data}
 
 
 class RegularizationSpec(_Strict):
@@ -269,11 +383,15 @@ class RegularizationSpec(_Strict):
     l2 = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=10),
                       metadata={"description": "Adds l2 / 2 * sum w^2 over weight matrices to the loss."})
     dropout = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=1, max_inclusive=False),
-                           metadata={"description": "Drop probability after each hidden activation."})
+                           metadata={"description": "Drop probability after each hidden activation (dense "
+                                                    "layers and conv blocks)."})
 
 
 class EarlyStoppingSpec(_Strict):
-    monitor = fields.String(load_default="val_loss", validate=validate.OneOf(["val_loss", "val_accuracy"]))
+    monitor = fields.String(load_default="val_loss", validate=validate.OneOf(
+        sorted({m for monitors in MONITORS.values() for m in monitors}, key=lambda m: (m != "val_loss", m))),
+        metadata={"description": "classification: val_loss or val_accuracy; regression: val_loss, val_r2 or "
+                                 "val_mae (lower is better for losses and val_mae)."})
     min_delta = fields.Float(load_default=0.0, validate=validate.Range(min=0),
                              metadata={"description": "Smallest change that counts as an improvement."})
     restore_best = _strict_bool(load_default=True,
@@ -281,21 +399,37 @@ class EarlyStoppingSpec(_Strict):
 
 
 class TargetsSpec(_Strict):
-    train_accuracy = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1),
-                                  metadata={"description": "Training accuracy that counts as fitting the training "
-                                                           "data (recipe step 1). Default: halfway from chance "
-                                                           "to perfect; see docs/diagnosis.md."})
-    val_accuracy = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1),
-                                metadata={"description": "An absolute bar for validation accuracy (recipe step 2). "
-                                                         "Default: none; overfitting is judged by the "
-                                                         "train/validation gap and the validation loss curve."})
+    train_accuracy = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
+                                  metadata={"description": "Classification: training accuracy that counts as "
+                                                           "fitting the training data (recipe step 1). Default: "
+                                                           "halfway from chance to perfect; see docs/diagnosis.md."})
+    val_accuracy = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
+                                metadata={"description": "Classification: an absolute bar for validation accuracy "
+                                                         "(recipe step 2). Default: none; overfitting is judged by "
+                                                         "the train/validation gap and the validation loss curve."})
+    train_r2 = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
+                            metadata={"description": "Regression: training R² that counts as fitting the training "
+                                                     "data. Default 0.5 (0 is predicting the training mean)."})
+    val_r2 = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
+                          metadata={"description": "Regression: an absolute bar for validation R². Default: none."})
+
+
+@dataclass(frozen=True)
+class ResolvedDataset:
+    """What validation knows of a request's dataset: its shape (None when it cannot be known: an
+    upload without a resolver), its task, and the input shape in force (the request's own
+    ``dataset.input_shape``, else the dataset's)."""
+
+    shape: DatasetShape | None
+    task: str
+    input_shape: tuple[int, ...] | None
 
 
 class JobRequestSchema(_Strict):
     """A training request (POST /v1/jobs)."""
 
     class Meta(_Strict.Meta):
-        # For the OpenAPI document (service/openapi_extras.py): the rules across fields of _check_limits.
+        # For the OpenAPI document (service/openapi_extras.py): the rules across fields of _check_request.
         openapi = {"allOf": [
             {"anyOf": [{"required": ["patience"], "properties": {"patience": {"type": "integer"}}},
                        {"not": {"required": ["early_stopping"]}},
@@ -304,6 +438,16 @@ class JobRequestSchema(_Strict):
             {"anyOf": [{"properties": {"batch_size": {"minimum": 2}}},
                        {"properties": {"architecture": {"properties": {"batch_norm": {"enum": [False]}}}}}],
              "description": "Batch norm needs batches of at least 2 samples."},
+            {"anyOf": [
+                {"properties": {"loss": {"enum": [*LOSSES[CLASSIFICATION], None]},
+                                "early_stopping": {"properties": {"monitor": {"enum": list(MONITORS[CLASSIFICATION])}}},
+                                "targets": {"properties": {key: {"enum": [None]} for key in TARGETS[REGRESSION]}}},
+                 "description": "On a classification dataset: cross_entropy, accuracy metrics."},
+                {"properties": {"loss": {"enum": [*LOSSES[REGRESSION], None]},
+                                "early_stopping": {"properties": {"monitor": {"enum": list(MONITORS[REGRESSION])}}},
+                                "targets": {"properties": {key: {"enum": [None]} for key in TARGETS[CLASSIFICATION]}}},
+                 "description": "On a regression dataset: mse or huber, R² and MAE metrics."},
+            ], "description": "The dataset's task decides the loss and the metrics that apply."},
         ]}
 
     name = fields.String(load_default=None, allow_none=True,
@@ -315,6 +459,11 @@ class JobRequestSchema(_Strict):
                            metadata={"default": "relu"})
     optimizer = Component("optimizer", OPTIMIZERS, load_default=lambda: AdamOptimizer().load({"name": "adam"}),
                           metadata={"default": "adam"})
+    loss = fields.String(load_default=None, allow_none=True,
+                         validate=validate.OneOf([loss for losses in LOSSES.values() for loss in losses]),
+                         metadata={"description": "classification: cross_entropy (the default and only choice); "
+                                                  "regression: mse (the default) or huber (delta 1, on "
+                                                  "standardised targets). null: the task's default."})
     regularization = fields.Nested(RegularizationSpec, load_default=lambda: RegularizationSpec().load({}),
                                    metadata={"default": {"l1": 0.0, "l2": 0.0, "dropout": 0.0}})
     patience = _int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000),
@@ -337,7 +486,8 @@ class JobRequestSchema(_Strict):
                                                      "for the diagnosis; false turns the probes off."})
     targets = fields.Nested(TargetsSpec, load_default=None, allow_none=True,
                             metadata={"description": "Override what counts as good on training and validation "
-                                                     "data; null uses the documented defaults."})
+                                                     "data: the accuracy keys for classification, the R² keys for "
+                                                     "regression; null uses the documented defaults."})
     max_runtime_s = _int(load_default=None, validate=validate.Range(min=1),
                          metadata={"maximum": _DEFAULT_LIMITS.max_runtime_s,
                                    "default": _DEFAULT_LIMITS.default_runtime_s,
@@ -351,12 +501,13 @@ class JobRequestSchema(_Strict):
         super().__init__(**kwargs)
         self.limits = limits
         self.resolver = resolver
+        self._shapes: dict[str, DatasetShape | None] = {}  # one resolver call per upload and request
 
     # Every limit and shape check is here, so that the nested schemas need nothing from the outside.
     # This one runs even when other fields failed (their values are then missing from ``data``, or
     # partial for a nested object), so that every bad field is reported at once.
-    @validates_schema(skip_on_field_errors=False)
-    def _check_limits(self, data: dict, **kwargs: Any) -> None:
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _check_request(self, data: dict, original: Any, **kwargs: Any) -> None:
         limits = self._limits()
         errors: dict[str, Any] = {}
         if data.get("epochs", 0) > limits.max_epochs:
@@ -371,19 +522,18 @@ class JobRequestSchema(_Strict):
         arch = data.get("architecture") or {}
         if arch.get("batch_norm") and data.get("batch_size") == 1:
             errors["batch_size"] = ["Batch norm needs batches of at least 2 samples."]
-        width_error = self._width_error(arch.get("hidden_layers"), limits)
-        if width_error:
-            errors["architecture"] = {"hidden_layers": [width_error]}
-        shape = None
-        dataset = data.get("dataset")
-        if dataset:
-            shape = dataset_shape(dataset, self.resolver)
-            if shape is None and "id" in dataset and self.resolver is not None:
-                errors["dataset"] = {"id": [f"No uploaded dataset with id {dataset['id']!r}."]}
-            elif shape is not None and shape.classes > limits.max_classes:
-                errors["dataset"] = {"id" if "id" in dataset else "name": [
-                    f"The dataset has {shape.classes:,} classes; at most {limits.max_classes:,} are allowed "
-                    "(TRAINRX_MAX_CLASSES)."]}
+        # The blocks as sent: a block with a bad field is missing from ``arch``, but its width still counts.
+        raw_arch = original.get("architecture")
+        raw_blocks = raw_arch.get("conv_layers") if isinstance(raw_arch, dict) else None
+        arch_errors = self._architecture_errors(arch, limits, raw_blocks)
+        if data.get("dataset"):
+            resolved, dataset_errors = self._resolve(data["dataset"], limits)
+            if dataset_errors:
+                errors["dataset"] = dataset_errors
+            arch_errors.update(self._shape_errors(arch, data.get("activation"), data["dataset"], resolved))
+            errors.update(self._task_errors(data, resolved.task))
+        if arch_errors:
+            errors["architecture"] = arch_errors
         if errors:
             raise ValidationError(errors)
 
@@ -391,17 +541,21 @@ class JobRequestSchema(_Strict):
     @validates_schema
     def _check_cost(self, data: dict, **kwargs: Any) -> None:
         limits = self._limits()
-        shape = dataset_shape(data["dataset"], self.resolver)
-        if shape is None or shape.classes > limits.max_classes:
-            return
+        resolved, problems = self._resolve(data["dataset"], limits)
         arch = data["architecture"]
-        parameters = count_parameters(shape.features, shape.classes, arch["hidden_layers"], data["activation"],
-                                      arch["batch_norm"])
+        if (resolved.shape is None or problems or self._architecture_errors(arch, limits)
+                or self._shape_errors(arch, data["activation"], data["dataset"], resolved)):
+            return
+        shape = resolved.shape
+        net = cost.network(arch, data["activation"], shape.features, shape.outputs, resolved.input_shape)
+        parameters = cost.parameters_of(net, data["activation"], arch["batch_norm"])
         if parameters > limits.max_parameters:
-            raise ValidationError({"architecture": {"hidden_layers": [
+            where = "conv_layers" if net.convs else "hidden_layers"
+            raise ValidationError({"architecture": {where: [
                 f"The network would have {parameters:,} parameters; at most {limits.max_parameters:,} are "
                 "allowed."]}})
-        over = cost.over_limits(cost.estimate(data, shape), data, limits.max_work, limits.max_job_memory_mb)
+        request = {**data, "dataset": {**data["dataset"], "input_shape": resolved.input_shape}}
+        over = cost.over_limits(cost.estimate(request, shape), data, limits.max_work, limits.max_job_memory_mb)
         if over:
             raise ValidationError({"cost": over})
 
@@ -411,20 +565,128 @@ class JobRequestSchema(_Strict):
                             "use core.spec.normalise(payload, limits=..., resolver=...).")
         return self.limits
 
+    def _shape_of(self, dataset: dict) -> DatasetShape | None:
+        key = dataset.get("id")
+        if key is None or key not in self._shapes:
+            found = dataset_shape(dataset, self.resolver)
+            if key is None:
+                return found
+            self._shapes[key] = found
+        return self._shapes[key]
+
+    def _resolve(self, dataset: dict, limits: Limits) -> tuple[ResolvedDataset, dict[str, list[str]]]:
+        """The dataset's shape, task and input shape in force, and what is wrong with the dataset part."""
+        errors: dict[str, list[str]] = {}
+        shape = self._shape_of(dataset) if ("name" in dataset) != ("id" in dataset) else None
+        source = "id" if "id" in dataset else "name"
+        if shape is None and "id" in dataset and "name" not in dataset and self.resolver is not None:
+            errors["id"] = [f"No uploaded dataset with id {dataset['id']!r}."]
+        elif shape is not None and shape.classes > limits.max_classes:
+            errors[source] = [f"The dataset has {shape.classes:,} classes; at most {limits.max_classes:,} are "
+                              "allowed (TRAINRX_MAX_CLASSES)."]
+        task = shape.task if shape is not None else dataset.get("task", CLASSIFICATION)
+        if shape is not None and dataset.get("task", task) != task:
+            errors["task"] = [f"Set by the dataset, which is a {task} dataset; leave dataset.task out."]
+        given = dataset.get("input_shape")
+        input_shape = shape.input_shape if shape is not None else None
+        if given is not None:
+            problem = input_shape_problem(given, shape.features if shape is not None else None)
+            if problem:
+                errors["input_shape"] = [problem]
+            else:
+                input_shape = tuple(given)
+        resolved_shape = None if shape is None else replace(shape, input_shape=input_shape)
+        return ResolvedDataset(resolved_shape, task, input_shape), errors
+
     @staticmethod
-    def _width_error(widths: list[int] | None, limits: Limits) -> str | None:
-        if widths is None:
-            return None
-        if not 1 <= len(widths) <= limits.max_hidden_layers:
-            return f"Must have 1 to {limits.max_hidden_layers} layers."
-        bad = [(i, w) for i, w in enumerate(widths) if not 1 <= w <= limits.max_width]
-        if bad:
-            where = ", ".join(f"{w} at position {i}" for i, w in bad[:5])
-            return f"Widths must be between 1 and {limits.max_width}; got {where}."
-        return None
+    def _architecture_errors(arch: dict, limits: Limits, raw_blocks: Any = None) -> dict[str, Any]:
+        """Layer counts and widths against the operator's limits (the field schemas cannot know them).
+        ``raw_blocks`` are the conv blocks as sent: one with a bad field is missing from ``arch``, but
+        its width is still checked."""
+        errors: dict[str, Any] = {}
+        cnn = arch.get("type") == "cnn"
+        widths = arch.get("hidden_layers")
+        if widths is not None:
+            fewest = 0 if cnn else 1
+            if not fewest <= len(widths) <= limits.max_hidden_layers:
+                errors["hidden_layers"] = [f"Must have {fewest} to {limits.max_hidden_layers} layers"
+                                           + (" (the dense head of a cnn)." if cnn else ".")]
+            else:
+                bad = [(i, w) for i, w in enumerate(widths) if not 1 <= w <= limits.max_width]
+                if bad:
+                    where = ", ".join(f"{w} at position {i}" for i, w in bad[:5])
+                    errors["hidden_layers"] = [f"Widths must be between 1 and {limits.max_width}; got {where}."]
+        blocks = raw_blocks if isinstance(raw_blocks, list) else arch.get("conv_layers")
+        if cnn and isinstance(blocks, list):
+            if not 1 <= len(blocks) <= limits.max_hidden_layers:
+                errors["conv_layers"] = [f"Must have 1 to {limits.max_hidden_layers} blocks "
+                                         "(TRAINRX_MAX_HIDDEN_LAYERS)."]
+            else:
+                wide = {i: {"channels": [f"Must be at most {limits.max_width} (TRAINRX_MAX_WIDTH)."]}
+                        for i, channels in enumerate(map(_channels, blocks))
+                        if channels is not None and channels > limits.max_width}
+                if wide:
+                    errors["conv_layers"] = wide
+        return errors
+
+    @staticmethod
+    def _shape_errors(arch: dict, activation: dict | None, dataset: dict,
+                      resolved: ResolvedDataset) -> dict[str, Any]:
+        """A cnn needs an input shape, and a spatial size of at least 1 after every stride and pool."""
+        if arch.get("type") != "cnn":
+            return {}
+        if resolved.input_shape is None:
+            if resolved.shape is None:  # an upload without a resolver: taken on trust
+                return {}
+            name = repr(dataset["name"]) if "name" in dataset else "this upload"
+            return {"type": [f"A cnn needs a dataset with an input shape, and {name} has none: its features have "
+                             "no spatial arrangement. Use an mlp, or give dataset.input_shape (e.g. [1, "
+                             f"{resolved.shape.features}] for a 1-D signal)."]}
+        if not _complete_blocks(arch):
+            return {}
+        blocks = cost.conv_blocks(resolved.input_shape, arch["conv_layers"], activation or {"name": "relu"})
+        path = ["x".join(map(str, resolved.input_shape[1:]))]
+        for i, block in enumerate(blocks):
+            if min(block.conv_size) < 1:  # unreachable with odd kernels and same padding; kept for safety
+                return {"conv_layers": {i: [f"The spatial size would be {_size(block.conv_size)} after this "
+                                            f"block's stride {block.stride}: {' -> '.join(path)}."]}}
+            if min(block.out_size) < 1:
+                path.append(_size(block.out_size))
+                return {"conv_layers": {i: [
+                    f"The spatial size would be {_size(block.out_size)} after this block's {block.pool} pool "
+                    f"(a 2-wide pool needs at least 2): input {' -> '.join(path)}. Remove a pool or a stride "
+                    "before it, or use fewer blocks."]}}
+            path.append(_size(block.out_size))
+        return {}
+
+    @staticmethod
+    def _task_errors(data: dict, task: str) -> dict[str, Any]:
+        """The loss, the early-stopping monitor and the targets must be the dataset's task's."""
+        errors: dict[str, Any] = {}
+        loss = data.get("loss")
+        if loss is not None and loss not in LOSSES[task]:
+            errors["loss"] = [f"{loss!r} does not apply to a {task} dataset; use one of: {', '.join(LOSSES[task])}."]
+        monitor = (data.get("early_stopping") or {}).get("monitor")
+        if monitor is not None and monitor not in MONITORS[task] and data.get("patience") is not None:
+            errors["early_stopping"] = {"monitor": [f"{monitor!r} is not a {task} metric; use one of: "
+                                                    f"{', '.join(MONITORS[task])}."]}
+        targets = data.get("targets") or {}
+        wrong = {key: [f"Only applies to {other} datasets; this is a {task} dataset (use "
+                       f"{' or '.join(TARGETS[task])})."]
+                 for other in TASKS if other != task for key in TARGETS[other] if targets.get(key) is not None}
+        if wrong:
+            errors["targets"] = wrong
+        return errors
 
     @post_load
     def _normalise(self, data: dict, **kwargs: Any) -> dict:
+        resolved, _ = self._resolve(data["dataset"], self._limits())
+        data["dataset"]["task"] = resolved.task
+        data["dataset"]["input_shape"] = None if resolved.input_shape is None else list(resolved.input_shape)
+        if data.get("loss") is None:
+            data["loss"] = LOSSES[resolved.task][0]
+        if data.get("targets") is not None:
+            data["targets"] = {key: data["targets"].get(key) for key in TARGETS[resolved.task]}
         if data.get("max_runtime_s") is None:
             data["max_runtime_s"] = self._limits().default_runtime_s
         if data.get("patience") is None:
@@ -434,13 +696,33 @@ class JobRequestSchema(_Strict):
         return data
 
 
+def _channels(block: Any) -> int | None:
+    """A block's channels as sent (a bare integer or the object's), when they are an integer."""
+    channels = block.get("channels") if isinstance(block, dict) else block
+    return channels if isinstance(channels, int) and not isinstance(channels, bool) else None
+
+
+def _complete_blocks(arch: dict) -> list[dict] | None:
+    """The conv blocks when every one loaded (a list with a bad block holds only the good ones)."""
+    blocks = arch.get("conv_layers")
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) and len(b) == 4 for b in blocks):
+        return None
+    return blocks
+
+
+def _size(size: tuple[int, ...]) -> str:
+    return "x".join(map(str, size))
+
+
 def normalise(payload: Any, *, limits: Limits, resolver: DatasetResolver | None) -> dict:
     """Validate a request against the operator's ``limits`` and return its normalised form.
 
-    ``resolver`` gives an uploaded dataset's shape; with it an unknown upload id
-    is refused and an upload job's parameters, classes and cost are checked. With
-    None (code that never sees uploads) an upload id is taken on trust and only
-    the checks that need no shape apply. Raises marshmallow's ValidationError;
+    ``resolver`` gives an uploaded dataset's shape (with its task and input
+    shape); with it an unknown upload id is refused and an upload job's
+    parameters, classes, task, convolutions and cost are checked. With None
+    (code that never sees uploads) an upload id is taken on trust and only the
+    checks that need no shape apply (its task is then ``dataset.task`` if the
+    request has one, else classification). Raises marshmallow's ValidationError;
     the cost limits report under ``errors["cost"]`` (``work``, ``memory_mb``).
     """
     if not isinstance(payload, dict):
@@ -462,4 +744,4 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 __all__ = ["JobRequestSchema", "DatasetResolver", "normalise", "merge_patch", "count_parameters", "ACTIVATIONS",
-           "OPTIMIZERS", "SCALES", "dataset_shape"]
+           "OPTIMIZERS", "SCALES", "ARCHITECTURES", "LOSSES", "MONITORS", "TARGETS", "dataset_shape"]

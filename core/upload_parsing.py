@@ -5,6 +5,10 @@ Two formats: ``.npz`` with arrays ``X`` (rows x features, numeric) and ``y``
 header row and a ``label`` column, every other column numeric. Every problem is
 an :class:`UploadInvalid` whose message names it, so that the API can answer
 422 (or 413 for sizes) without guessing.
+
+The task is declared by the uploader, never guessed: float labels that happen to
+be whole numbers may be classes or measurements, and only the uploader knows.
+A ``regression`` upload keeps ``y`` as float32 targets (finite, not all equal).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from typing import BinaryIO
 
 import numpy as np
 
+from core.datasets import CLASSIFICATION, REGRESSION, target_summary
 from core.settings import Limits
 
 MIN_CLASS_SAMPLES = 2  # one for training, one for validation: the smallest stratified split
+MIN_REGRESSION_ROWS = 2  # one for training, one for validation
 LABEL_COLUMN = "label"
 FORMATS = ("npz", "csv")
 
@@ -36,12 +42,15 @@ class UploadInvalid(ValueError):
 @dataclass(frozen=True)
 class ParsedDataset:
     x: np.ndarray  # float32, rows x features
-    y: np.ndarray  # int64, rows; labels 0..classes-1, every class with at least MIN_CLASS_SAMPLES rows
+    # classification: int64 labels 0..classes-1, every class with at least MIN_CLASS_SAMPLES rows;
+    # regression: float32 targets, finite
+    y: np.ndarray
     format: str
     feature_names: list[str] | None  # the CSV header without `label`; None for .npz
-    # class_counts() and feature_ranges() when they were computed elsewhere (by the parsing
-    # child process, core/upload_sandbox.py), so that the API process does not compute them again.
+    # class_counts(), feature_ranges() and target_summary() when they were computed elsewhere (by the
+    # parsing child process, core/upload_sandbox.py), so that the API process does not compute them again.
     described: dict | None = None
+    task: str = CLASSIFICATION
 
     @property
     def rows(self) -> int:
@@ -52,9 +61,18 @@ class ParsedDataset:
         return int(self.x.shape[1])
 
     def class_counts(self) -> dict[str, int]:
+        """Rows per class; empty for a regression upload."""
         if self.described is not None:
             return self.described["class_counts"]
+        if self.task == REGRESSION:
+            return {}
         return {str(label): int(n) for label, n in enumerate(np.bincount(self.y))}
+
+    def target_summary(self) -> dict | None:
+        """A regression upload's targets: min, max, mean, std; None for classification."""
+        if self.described is not None:
+            return self.described.get("target")
+        return target_summary(self.y) if self.task == REGRESSION else None
 
     def feature_ranges(self) -> list[dict]:
         """Per feature: min, max, mean and standard deviation (float64 sums), read in
@@ -74,7 +92,8 @@ class ParsedDataset:
                  "std": float(std[i])} for i in range(self.features)]
 
     def description(self) -> dict:
-        return {"class_counts": self.class_counts(), "feature_ranges": self.feature_ranges()}
+        return {"class_counts": self.class_counts(), "feature_ranges": self.feature_ranges(),
+                "target": self.target_summary()}
 
 
 _BLOCK_VALUES = 1 << 20  # float64 values per block of rows: 8 MiB
@@ -91,20 +110,22 @@ def detect_format(filename: str | None, head: bytes) -> str:
     return "npz" if head.startswith(b"PK\x03\x04") else "csv"
 
 
-def parse_upload(stream: BinaryIO, filename: str | None, limits: Limits) -> ParsedDataset:
-    """Read and check an upload; ``stream`` must be seekable."""
+def parse_upload(stream: BinaryIO, filename: str | None, limits: Limits,
+                 task: str = CLASSIFICATION) -> ParsedDataset:
+    """Read and check an upload of ``task``; ``stream`` must be seekable."""
     head = stream.read(4)
     stream.seek(0)
     if not head:
         raise UploadInvalid("The file is empty.")
     fmt = detect_format(filename, head)
-    x, y, names = _read_npz(stream, limits) if fmt == "npz" else _read_csv(stream, limits)
-    return ParsedDataset(x=x, y=_check_labels(y, limits), format=fmt, feature_names=names)
+    x, y, names = _read_npz(stream, limits, task) if fmt == "npz" else _read_csv(stream, limits, task)
+    y = _check_targets(y) if task == REGRESSION else _check_labels(y, limits)
+    return ParsedDataset(x=x, y=y, format=fmt, feature_names=names, task=task)
 
 
 # --- .npz ----------------------------------------------------------------------
 
-def _read_npz(stream: BinaryIO, limits: Limits) -> tuple[np.ndarray, np.ndarray, None]:
+def _read_npz(stream: BinaryIO, limits: Limits, task: str) -> tuple[np.ndarray, np.ndarray, None]:
     head = stream.read(6)
     stream.seek(0)
     if head.startswith(b"\x93NUMPY"):
@@ -129,7 +150,7 @@ def _read_npz(stream: BinaryIO, limits: Limits) -> tuple[np.ndarray, np.ndarray,
         if decoded > limits.max_upload_bytes:
             raise UploadInvalid(f"X and y take {decoded:,} bytes once decompressed; at most "
                                 f"{limits.max_upload_bytes:,} are allowed.", too_large=True)
-        _check_npz_headers(_npy_header(archive, "X"), _npy_header(archive, "y"), limits)
+        _check_npz_headers(_npy_header(archive, "X"), _npy_header(archive, "y"), limits, task)
         x, y = (_npz_array(archive, key) for key in ("X", "y"))
     with np.errstate(over="ignore", invalid="ignore"):
         features = x.astype(np.float32, copy=False)
@@ -165,7 +186,7 @@ def _npy_header(archive: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...
 
 
 def _check_npz_headers(x_header: tuple[tuple[int, ...], np.dtype], y_header: tuple[tuple[int, ...], np.dtype],
-                       limits: Limits) -> None:
+                       limits: Limits, task: str) -> None:
     """Shapes, dtypes and sizes, as declared, before any array is read; the converted
     arrays (float32 X, int64 y) count against the limit too, before any conversion."""
     (x_shape, x_dtype), (y_shape, y_dtype) = x_header, y_header
@@ -178,7 +199,8 @@ def _check_npz_headers(x_header: tuple[tuple[int, ...], np.dtype], y_header: tup
     if x_dtype.kind not in "biuf":
         raise UploadInvalid(f"X must be numeric; it has dtype {x_dtype}.")
     if y_dtype.kind not in "biuf":
-        raise UploadInvalid(f"y must hold integer class labels; it has dtype {y_dtype}.")
+        what = "numeric regression targets" if task == REGRESSION else "integer class labels"
+        raise UploadInvalid(f"y must hold {what}; it has dtype {y_dtype}.")
     rows, features = x_shape
     _check_shape(rows, features, limits)
     declared = rows * features * x_dtype.itemsize + rows * y_dtype.itemsize
@@ -202,7 +224,7 @@ _CONVERT = re.compile(r"could not convert string (?P<value>.*) to float32 at row
 _COLUMNS = re.compile(r"the number of columns changed from (?P<was>\d+) to (?P<now>\d+) at row (?P<row>\d+)")
 
 
-def _read_csv(stream: BinaryIO, limits: Limits) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_csv(stream: BinaryIO, limits: Limits, task: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
         header_line = text.readline()
@@ -222,7 +244,7 @@ def _read_csv(stream: BinaryIO, limits: Limits) -> tuple[np.ndarray, np.ndarray,
     except ValueError as exc:
         if isinstance(exc, UploadInvalid):
             raise
-        raise UploadInvalid(_csv_error(str(exc), names)) from None
+        raise UploadInvalid(_csv_error(str(exc), names, task)) from None
     finally:
         text.detach()
     if values.size == 0:
@@ -256,15 +278,17 @@ def _check_header(names: list[str], limits: Limits) -> None:
                             "are allowed.")
 
 
-def _csv_error(message: str, names: list[str]) -> str:
+def _csv_error(message: str, names: list[str], task: str) -> str:
     """numpy's parse error, restated with the column's name and the data row (header not counted)."""
     match = _CONVERT.search(message)
     if match:
         col = int(match["col"]) - 1
         column = f"column '{names[col]}'" if 0 <= col < len(names) else f"column {col + 1}"
         what = "an empty value" if match["value"] == "''" else f"the non-numeric value {match['value']}"
-        rule = ("labels must be integer class labels 0..k-1" if 0 <= col < len(names) and names[col] == LABEL_COLUMN
-                else "every column must be a number")
+        label = 0 <= col < len(names) and names[col] == LABEL_COLUMN
+        rule = ("every column must be a number" if not label
+                else "regression targets must be numbers" if task == REGRESSION
+                else "labels must be integer class labels 0..k-1")
         return f"Data row {int(match['row']) + 1}, {column}: {what}; {rule}."
     match = _COLUMNS.search(message)
     if match:
@@ -293,6 +317,24 @@ def _check_finite(x: np.ndarray, names: list[str] | None) -> None:
         count = int(bad.sum())
         raise UploadInvalid(f"{count:,} value{'s are' if count > 1 else ' is'} NaN or infinite (or beyond float32's range, "
                             f"about ±3.4e38); the first is at row {row + 1}, {feature}.")
+
+
+def _check_targets(y: np.ndarray) -> np.ndarray:
+    """Regression targets: finite numbers (float32), at least MIN_REGRESSION_ROWS, not all equal."""
+    if y.shape[0] < MIN_REGRESSION_ROWS:
+        raise UploadInvalid(f"A regression dataset needs at least {MIN_REGRESSION_ROWS} rows (one for training, "
+                            f"one for validation); it has {y.shape[0]}.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        targets = np.asarray(y).astype(np.float32)
+    bad = ~np.isfinite(targets)
+    if bad.any():
+        count = int(bad.sum())
+        raise UploadInvalid(f"{count:,} target{'s are' if count > 1 else ' is'} NaN or infinite (or beyond "
+                            f"float32's range, about ±3.4e38); the first is at row {int(np.argmax(bad)) + 1}. "
+                            "Regression targets must be finite numbers.")
+    if targets.min() == targets.max():
+        raise UploadInvalid(f"Every target is {_label(targets[0])}: a regression dataset needs targets that vary.")
+    return targets
 
 
 def _label(value: np.generic) -> int | float:

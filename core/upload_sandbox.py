@@ -47,6 +47,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from core.datasets import CLASSIFICATION
 from core.settings import Limits
 from core.upload_parsing import ParsedDataset, UploadInvalid, parse_upload
 
@@ -71,8 +72,9 @@ class ParsersBusy(Exception):
     """Every parsing slot of this API process stayed taken for SLOT_WAIT_S."""
 
 
-def parse_in_child(stream: BinaryIO, filename: str | None, limits: Limits, workdir: Path) -> ParsedDataset:
-    """Read and check an upload in a child process; raises UploadInvalid like parse_upload.
+def parse_in_child(stream: BinaryIO, filename: str | None, limits: Limits, workdir: Path,
+                   task: str = CLASSIFICATION) -> ParsedDataset:
+    """Read and check an upload of ``task`` in a child process; raises UploadInvalid like parse_upload.
 
     ``stream`` must have a file descriptor (a werkzeug upload's spooled file gets one
     here); ``workdir`` takes the child's output for as long as this call runs. The
@@ -85,7 +87,7 @@ def parse_in_child(stream: BinaryIO, filename: str | None, limits: Limits, workd
         Path(workdir).mkdir(parents=True, exist_ok=True)
         out = Path(tempfile.mkdtemp(dir=workdir, prefix=".parse."))
         try:
-            result = _run_child(fd, filename, limits, out)
+            result = _run_child(fd, filename, limits, out, task)
             if not result["ok"]:
                 raise UploadInvalid(result["message"], too_large=result["too_large"])
             x = np.load(out / X_FILE, mmap_mode="r", allow_pickle=False)
@@ -95,12 +97,12 @@ def parse_in_child(stream: BinaryIO, filename: str | None, limits: Limits, workd
     finally:
         _slots.release()
     return ParsedDataset(x=x, y=y, format=result["format"], feature_names=result["feature_names"],
-                         described=result["described"])
+                         described=result["described"], task=task)
 
 
-def _run_child(fd: int, filename: str | None, limits: Limits, out: Path) -> dict:
+def _run_child(fd: int, filename: str | None, limits: Limits, out: Path, task: str) -> dict:
     command = [sys.executable, "-s", "-m", "core.upload_sandbox", str(fd), filename or "",
-               json.dumps(asdict(limits)), str(out)]
+               json.dumps(asdict(limits)), str(out), task]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     try:
         done = subprocess.run(command, cwd=ROOT, env=env, pass_fds=(fd,), stdin=subprocess.DEVNULL,
@@ -129,11 +131,11 @@ def _cap_memory(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-def _parse(fd: int, filename: str | None, limits: Limits, out: Path) -> dict:
+def _parse(fd: int, filename: str | None, limits: Limits, out: Path, task: str) -> dict:
     try:
         with os.fdopen(fd, "rb", closefd=False) as stream:
             stream.seek(0)
-            parsed = parse_upload(stream, filename, limits)
+            parsed = parse_upload(stream, filename, limits, task)
         np.save(out / X_FILE, parsed.x, allow_pickle=False)
         np.save(out / Y_FILE, parsed.y, allow_pickle=False)
         return {"ok": True, "format": parsed.format, "feature_names": parsed.feature_names,
@@ -150,8 +152,9 @@ def _parse(fd: int, filename: str | None, limits: Limits, out: Path) -> dict:
 
 def main(argv: list[str]) -> None:
     fd, filename, limits, out = int(argv[0]), argv[1] or None, Limits(**json.loads(argv[2])), Path(argv[3])
+    task = argv[4]
     _cap_memory(limits)
-    sys.stdout.write(json.dumps(_parse(fd, filename, limits, out)))
+    sys.stdout.write(json.dumps(_parse(fd, filename, limits, out, task)))
 
 
 if __name__ == "__main__":

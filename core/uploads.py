@@ -1,7 +1,7 @@
 """Uploaded datasets: their rows in the ``datasets`` table and their arrays on disk.
 
 The arrays are stored as two ``.npy`` files (``x.npy`` float32, ``y.npy``
-int64) under ``$TRAINRX_DATA_DIR/datasets/<id>/``: no pickle, memory-mappable,
+int64 class labels, or float32 targets for a regression upload) under ``$TRAINRX_DATA_DIR/datasets/<id>/``: no pickle, memory-mappable,
 readable by any NumPy. A dataset directory appears whole or not at all.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from core.datasets import DatasetArrays, DatasetShape
+from core.datasets import CLASSIFICATION, REGRESSION, DatasetArrays, DatasetShape
 from core.db import datasets, jobs
 from core.jobstore import QUEUED, RUNNING, as_utc, utcnow
 from core.jsonsafe import json_safe
@@ -42,13 +42,17 @@ class UploadStore:
     # --- writing ------------------------------------------------------------
 
     def create(self, parsed: ParsedDataset, *, owner: str, name: str | None, filename: str | None,
-               upload_bytes: int) -> dict:
+               upload_bytes: int, input_shape: list[int] | None = None) -> dict:
+        """Store a parsed upload; ``input_shape`` was checked against its features by the caller."""
         dataset_id = uuid.uuid4().hex
-        stored = self._write_arrays(dataset_id, parsed.x, parsed.y)
+        regression = parsed.task == REGRESSION
+        stored = self._write_arrays(dataset_id, parsed.x, parsed.y, np.float32 if regression else np.int64)
         row = {
             "id": dataset_id, "name": json_safe(name or filename), "owner": owner, "format": parsed.format,
             "filename": json_safe(filename), "rows": parsed.rows, "features": parsed.features,
-            "classes": int(parsed.y.max()) + 1, "class_counts": parsed.class_counts(),
+            "classes": 0 if regression else int(parsed.y.max()) + 1, "class_counts": parsed.class_counts(),
+            "task": parsed.task, "input_shape": None if input_shape is None else [int(n) for n in input_shape],
+            "target": parsed.target_summary() if regression else None,
             "feature_names": json_safe(parsed.feature_names), "feature_ranges": json_safe(parsed.feature_ranges()),
             "upload_bytes": int(upload_bytes), "stored_bytes": stored, "created_at": utcnow(), "last_used_at": None,
         }
@@ -60,13 +64,13 @@ class UploadStore:
             raise
         return self.get(dataset_id, owner=owner)
 
-    def _write_arrays(self, dataset_id: str, x: np.ndarray, y: np.ndarray) -> int:
+    def _write_arrays(self, dataset_id: str, x: np.ndarray, y: np.ndarray, y_dtype: type) -> int:
         """Write both files into a temporary directory, then rename it into place."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{dataset_id}."))
         try:
             np.save(tmp / X_FILE, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
-            np.save(tmp / Y_FILE, np.ascontiguousarray(y, dtype=np.int64), allow_pickle=False)
+            np.save(tmp / Y_FILE, np.ascontiguousarray(y, dtype=y_dtype), allow_pickle=False)
             size = sum(f.stat().st_size for f in tmp.iterdir())
             os.replace(tmp, self.root / dataset_id)
         except BaseException:
@@ -124,8 +128,12 @@ class UploadStore:
         """An upload's shape if ``owner`` has it (None: any owner), else None: the request
         specification's dataset resolver. Another owner's upload does not exist for you."""
         row = self.get(dataset_id, owner=owner)
-        return DatasetShape(rows=int(row["rows"]), features=int(row["features"]),
-                            classes=int(row["classes"])) if row else None
+        if row is None:
+            return None
+        shape = row.get("input_shape")
+        return DatasetShape(rows=int(row["rows"]), features=int(row["features"]), classes=int(row["classes"]),
+                            task=row.get("task") or CLASSIFICATION,
+                            input_shape=None if shape is None else tuple(int(n) for n in shape))
 
     def bytes_used(self, owner: str) -> int:
         """What the owner's uploads take on disk (the per-owner storage cap counts this)."""

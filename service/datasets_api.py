@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from core.datasets import BUILTIN_DATASETS, describe_builtin
+from core.datasets import BUILTIN_DATASETS, CLASSIFICATION, TASKS, describe_builtin, input_shape_problem
 from core.upload_parsing import UploadInvalid
 from core.upload_sandbox import ParsersBusy, parse_in_child
 from core.uploads import IN_USE, MISSING, UploadStore
@@ -22,7 +23,7 @@ from service.upload_schemas import UPLOAD_REQUEST_BODY, UploadedDatasetSchema
 
 blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Datasets")
 
-UPLOAD_FIELDS = {"file", "name"}
+UPLOAD_FIELDS = {"file", "name", "task", "input_shape"}
 STORAGE_RETRY_AFTER_S = 3600  # room comes back only when the owner deletes uploads (or retention does)
 
 
@@ -42,9 +43,30 @@ def is_upload(req: Request) -> bool:
 
 
 def dataset_resource(row: dict) -> dict:
-    return {**{k: row[k] for k in ("id", "name", "format", "filename", "rows", "features", "classes",
-                                   "class_counts", "feature_ranges", "upload_bytes", "created_at", "last_used_at")},
+    return {**{k: row[k] for k in ("id", "name", "format", "filename", "task", "input_shape", "rows", "features",
+                                   "classes", "class_counts", "target", "feature_ranges", "upload_bytes",
+                                   "created_at", "last_used_at")},
             "size_bytes": row["stored_bytes"], "links": {"self": url_for("datasets.Dataset", dataset_id=row["id"])}}
+
+
+def _upload_options(form: dict, errors: dict) -> tuple[str, list[int] | None]:
+    """The declared task (default classification; never guessed from the labels) and input shape
+    (a JSON list, checked against the feature count once the file is read)."""
+    task = form.get("task", CLASSIFICATION)
+    if task not in TASKS:
+        errors["task"] = [f"Must be one of: {', '.join(TASKS)}."]
+    shape = form.get("input_shape")
+    if shape is None:
+        return task, None
+    try:
+        shape = json.loads(shape)
+    except ValueError:
+        errors["input_shape"] = ['Must be a JSON list, e.g. "[1, 8, 8]".']
+        return task, None
+    problem = input_shape_problem(shape, None)
+    if problem:
+        errors["input_shape"] = [problem]
+    return task, shape
 
 
 def _check_storage(owner: str, used: int, adding: int) -> None:
@@ -78,7 +100,10 @@ class Datasets(MethodView):
     @blp.alt_response(429, description="The owner's uploads would exceed TRAINRX_MAX_UPLOAD_MB_PER_OWNER (or the "
                                        "rate limit is reached); `Retry-After` says when to try again.")
     def post(self):
-        """Upload a dataset (.npz or .csv) to train on with `dataset: {"id": ...}`."""
+        """Upload a dataset (.npz or .csv) to train on with `dataset: {"id": ...}`.
+
+        `task=regression` keeps the labels as numeric targets; `input_shape` lets convolutions
+        see each row as `[C, L]` or `[C, H, W]`."""
         limit = parts().settings.limits.max_upload_bytes
         if request.mimetype != "multipart/form-data":
             abort(415, message="Upload the dataset as multipart/form-data, the file in the field 'file' "
@@ -91,6 +116,7 @@ class Datasets(MethodView):
         request.max_content_length = limit
         try:
             upload, name = request.files.get("file"), request.form.get("name")
+            form = {key: request.form[key] for key in ("task", "input_shape") if key in request.form}
             unknown = (set(request.files) | set(request.form)) - UPLOAD_FIELDS
         except RequestEntityTooLarge:
             abort(413, message=_too_large(limit))
@@ -100,6 +126,7 @@ class Datasets(MethodView):
             errors["file"] = ["Missing data for required field."]
         if name is not None and not 1 <= len(name) <= 100:
             errors["name"] = ["Length must be between 1 and 100."]
+        task, input_shape = _upload_options(form, errors)
         if errors:
             abort(422, message="The request is invalid.", errors=errors)
         stream = upload.stream
@@ -108,13 +135,18 @@ class Datasets(MethodView):
         stream.seek(0)
         _check_storage(owner, uploads().bytes_used(owner), size)  # before parsing: room for the file itself
         try:  # in a child process: never on this process's event loop (core/upload_sandbox.py)
-            parsed = parse_in_child(stream, upload.filename, parts().settings.limits, parts().settings.uploads_dir)
+            parsed = parse_in_child(stream, upload.filename, parts().settings.limits, parts().settings.uploads_dir,
+                                    task)
         except UploadInvalid as exc:
             abort(413 if exc.too_large else 422, message=str(exc), errors={"file": [str(exc)]})
         except ParsersBusy:
             abort(503, message="The API is reading other uploads at the moment; retry in a few seconds.",
                   headers={"Retry-After": "5"})
-        row = uploads().create(parsed, owner=owner, name=name, filename=upload.filename, upload_bytes=size)
+        shape_problem = None if input_shape is None else input_shape_problem(input_shape, parsed.features)
+        if shape_problem:
+            abort(422, message=f"input_shape: {shape_problem}", errors={"input_shape": [shape_problem]})
+        row = uploads().create(parsed, owner=owner, name=name, filename=upload.filename, upload_bytes=size,
+                               input_shape=input_shape)
         # After storing: what it takes on disk counts (float32 features may be larger than a compressed
         # .npz or smaller than CSV text), and two uploads racing for the last room cannot both keep it.
         used = uploads().bytes_used(owner)

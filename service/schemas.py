@@ -15,10 +15,12 @@ from marshmallow import RAISE, Schema, fields, post_dump, validate
 from marshmallow.utils import missing
 
 from core import events
+from core.datasets import TASKS
 from core.jobstore import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from core.queueing import QUEUES
 from core.tokens import OWNER_PATTERN, OWNER_RULE
 from service.model_metadata import model_metadata
+from service.upload_schemas import TargetSummarySchema
 
 STATUSES = [QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED]
 
@@ -230,11 +232,18 @@ class DiagnosisSchema(Schema):
 class DatasetSchema(Schema):
     name = fields.String()
     description = fields.String()
+    task = fields.String(validate=validate.OneOf(TASKS),
+                         metadata={"description": "classification or regression (one output, `classes` 0)."})
+    input_shape = fields.List(fields.Integer(), allow_none=True, metadata={
+        "description": "How convolutions see a row: [C, L] or [C, H, W]; null: no spatial shape (no `cnn`)."})
     features = fields.Integer()
-    classes = fields.Integer()
+    classes = fields.Integer(metadata={"description": "0 for regression."})
     samples = fields.Integer(metadata={"description": "Samples split into training and validation."})
     test_samples = fields.Integer(metadata={"description": "Held-out test samples (0: no test set)."})
-    class_counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    class_counts = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                               metadata={"description": "Empty for regression."})
+    target = fields.Nested(TargetSummarySchema, metadata={"description": "Regression only: the targets' range "
+                                                                        "and spread, in their units."})
     preprocessing = fields.Dict()
 
 

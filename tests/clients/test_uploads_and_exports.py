@@ -3,6 +3,8 @@ with fitted scaling, the exported model, logs, deletion."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,25 @@ def test_cli_upload_download_model_and_logs(sdk, api_url, tmp_path):
     assert target.stat().st_size > 1000
     logs = run_cli("logs", job.id, url=api_url)
     assert logs.returncode == 0 and "epoch 2:" in logs.stdout
+
+
+def test_a_regression_upload_with_a_shape_from_the_sdk_and_the_cli(sdk, api_url, tmp_path):
+    x = np.random.default_rng(3).normal(size=(30, 8)).astype(np.float32)
+    y = x.sum(axis=1) * 2.5
+    path = tmp_path / "signal.npz"
+    path.write_bytes(as_npz(x, y))
+    dataset = sdk.datasets.upload(path, task="regression", input_shape=(2, 4))
+    assert (dataset.task, dataset.input_shape, dataset.classes) == ("regression", [2, 4], 0)
+    assert dataset.target["max"] == pytest.approx(float(y.max()), rel=1e-6)
+    with pytest.raises(UnprocessableEntityError) as caught:
+        sdk.datasets.upload(path, task="regression", input_shape=[3, 3])
+    assert "input_shape" in caught.value.errors
+    out = run_cli("datasets", "upload", str(path), "--task", "regression", "--input-shape", "1,2,4", "--json",
+                  url=api_url)
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert (shown["task"], shown["input_shape"]) == ("regression", [1, 2, 4])
+    bad = run_cli("datasets", "upload", str(path), "--input-shape", "one,two", url=api_url)
+    assert bad.returncode != 0 and "--input-shape" in bad.stderr
+    for dataset_id in (dataset.id, shown["id"]):
+        sdk.datasets.delete(dataset_id)

@@ -77,3 +77,21 @@ def test_the_bootstrap_token_is_made_once_and_kept_private(tmp_path):
     with pytest.raises(ValueError, match="at least 32"):
         bootstrap_admin_token(store, tmp_path, "short")
     engine.dispose()
+
+
+def test_uploads_made_before_tasks_are_classification_without_a_shape():
+    from sqlalchemy import text
+
+    from core.uploads import UploadStore
+
+    engine = make_engine("sqlite://")
+    migrate.upgrade(engine, "0004")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO datasets (id, name, owner, format, rows, features, classes, class_counts, feature_ranges, "
+            "upload_bytes, stored_bytes, created_at) VALUES ('" + "c" * 32 + "', 'old', 'tester', 'npz', 10, 2, 2, "
+            "'{}', '[]', 1, 1, '2026-01-01 00:00:00')"))
+    migrate.upgrade(engine)
+    shape = UploadStore(engine, Path("/nonexistent")).shape("c" * 32, owner="tester")
+    assert (shape.task, shape.input_shape, shape.classes) == ("classification", None, 2)
+    engine.dispose()

@@ -35,7 +35,11 @@ def test_defaults_are_filled_in_and_shorthands_become_objects():
     assert spec["activation"] == {"name": "relu"}
     assert spec["optimizer"] == {"name": "adam", "learning_rate": 0.001, "betas": [0.9, 0.999], "eps": 1e-8}
     assert spec["regularization"] == {"l1": 0.0, "l2": 0.0, "dropout": 0.0}
-    assert spec["dataset"] == {"name": "digits", "validation_split": 0.2, "train_samples": None, "split_seed": 0}
+    assert spec["dataset"] == {"name": "digits", "validation_split": 0.2, "train_samples": None, "split_seed": 0,
+                               "task": "classification", "input_shape": [1, 8, 8]}
+    assert spec["architecture"] == {"type": "mlp", "hidden_layers": [16], "batch_norm": False, "residual": False,
+                                    "init": "default"}
+    assert spec["loss"] == "cross_entropy"
     assert spec["patience"] is None and "early_stopping" not in spec
     assert spec["max_runtime_s"] == Limits().default_runtime_s
 

@@ -178,3 +178,50 @@ def _file(folder, data: bytes):
     stream.write(data)
     stream.seek(0)
     return stream
+
+
+# --- regression uploads --------------------------------------------------------
+
+def regression(data: bytes, filename: str) -> object:
+    return parse_upload(io.BytesIO(data), filename, Limits(), "regression")
+
+
+def regression_refusal(data: bytes, filename: str) -> str:
+    with pytest.raises(UploadInvalid) as info:
+        regression(data, filename)
+    return str(info.value)
+
+
+def test_regression_targets_stay_floats_in_both_formats():
+    targets = np.linspace(-3.5, 1e6, len(Y)).astype(np.float32)
+    from_npz = regression(as_npz(X, targets), "d.npz")
+    assert from_npz.task == "regression" and from_npz.y.dtype == np.float32
+    np.testing.assert_array_equal(from_npz.y, targets)
+    lines = as_csv(X, Y).decode().splitlines()  # the label column, rewritten with fractional targets
+    rows = [",".join([*line.split(",")[:-1], repr(float(t))]) for line, t in zip(lines[1:], targets)]
+    from_csv = regression("\n".join([lines[0], *rows]).encode(), "d.csv")
+    np.testing.assert_array_equal(from_csv.y, targets)
+    assert from_npz.class_counts() == {} and from_npz.target_summary()["max"] == pytest.approx(1e6)
+    assert from_npz.description()["target"] == from_npz.target_summary()
+
+
+def test_fractional_labels_are_refused_unless_the_upload_is_regression():
+    targets = np.full(len(Y), 0.5)
+    targets[0] = 1.25
+    assert "integer class labels" in str(refusal(as_npz(X, targets), "d.npz"))
+    assert regression(as_npz(X, targets), "d.npz").y[0] == 1.25
+
+
+@pytest.mark.parametrize("bad, message", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+                                          (1e39, "beyond float32's range")])
+def test_a_regression_target_that_is_not_a_finite_float32_is_named(bad, message):
+    targets = np.arange(len(Y), dtype=np.float64)
+    targets[5] = bad
+    text = regression_refusal(as_npz(X, targets), "d.npz")
+    assert message in text and "row 6" in text
+
+
+def test_regression_needs_varying_targets_and_two_rows():
+    assert "vary" in regression_refusal(as_npz(X, np.full(len(Y), 3.0)), "d.npz")
+    assert "at least 2 rows" in regression_refusal(as_npz(X[:1], np.array([1.0])), "d.npz")
+    assert "numbers" in regression_refusal(b"a,label\n1,x\n2,3\n", "d.csv")

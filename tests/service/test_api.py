@@ -140,7 +140,16 @@ def test_listing_is_newest_first_with_cursor_pages_and_a_status_filter(client):
 
 def test_datasets_are_listed_with_shapes_and_class_counts(client):
     items = {d["name"]: d for d in client.get("/v1/datasets").get_json()["items"]}
-    assert set(items) == {"digits", "mnist1d", "moons", "spirals", "mnist-5k"}
+    assert set(items) == {"digits", "mnist1d", "moons", "spirals", "mnist-5k", "diabetes", "friedman1"}
+    assert {name: (d["task"], d["input_shape"]) for name, d in items.items()} == {
+        "digits": ("classification", [1, 8, 8]), "mnist1d": ("classification", [1, 40]),
+        "mnist-5k": ("classification", [1, 28, 28]), "moons": ("classification", None),
+        "spirals": ("classification", None), "diabetes": ("regression", None), "friedman1": ("regression", None)}
+    diabetes = items["diabetes"]
+    assert (diabetes["samples"], diabetes["features"], diabetes["classes"], diabetes["class_counts"]) == \
+        (442, 10, 0, {})
+    assert diabetes["target"]["min"] == 25.0 and diabetes["target"]["max"] == 346.0
+    assert "target" not in items["digits"]
     assert items["mnist-5k"]["features"] == 784 and items["mnist-5k"]["samples"] == 5000
     assert items["mnist-5k"]["preprocessing"] == {"method": "divide", "value": 255.0,
                                                   "note": "pixel intensities 0..255 divided by 255"}

@@ -25,6 +25,7 @@ def test_an_upload_is_checked_stored_and_described(client, settings):
     assert dataset["feature_ranges"][0]["max"] > 1000 > dataset["feature_ranges"][2]["max"]
     assert dataset["size_bytes"] > 60 * 4 * 4 and dataset["upload_bytes"] > 0
     assert dataset["created_at"].endswith("+00:00") and dataset["last_used_at"] is None
+    assert (dataset["task"], dataset["input_shape"], dataset["target"]) == ("classification", None, None)
     assert client.get(dataset["links"]["self"]).get_json() == dataset
     stored = settings.uploads_dir / dataset["id"]
     np.testing.assert_array_equal(np.load(stored / "x.npy", allow_pickle=False), X)
@@ -75,7 +76,8 @@ def test_a_request_names_an_upload_by_id_and_gets_its_defaults(client):
     job = submit(client, {"dataset": {"id": dataset["id"]}, "architecture": {"hidden_layers": [4]},
                           "device": "cuda"})
     assert job["request"]["dataset"] == {"id": dataset["id"], "validation_split": 0.2, "train_samples": None,
-                                         "split_seed": 0, "scale": "none"}
+                                         "split_seed": 0, "scale": "none", "task": "classification",
+                                         "input_shape": None}
     client.post(f"/v1/jobs/{job['id']}/cancel")
 
 
@@ -106,3 +108,61 @@ def test_an_upload_in_use_cannot_be_deleted_until_its_jobs_finish(client, settin
     assert client.delete(dataset["links"]["self"]).status_code == 204
     assert_error_shape(client.get(dataset["links"]["self"]), 404)
     assert not (settings.uploads_dir / dataset["id"]).exists()
+
+
+def test_a_regression_upload_keeps_its_float_targets_and_shape_and_trains_a_cnn_request(client, settings):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 12)).astype(np.float32)
+    y = (x @ rng.normal(size=12) + 100.0).astype(np.float32)  # float targets in their own units
+    dataset = uploaded(client, as_npz(x, y), "signal.npz", task="regression", input_shape="[3, 4]")
+    assert (dataset["task"], dataset["input_shape"], dataset["classes"], dataset["class_counts"]) == \
+        ("regression", [3, 4], 0, {})
+    assert dataset["target"]["min"] == float(y.min()) and dataset["target"]["max"] == float(y.max())
+    assert client.get(dataset["links"]["self"]).get_json() == dataset
+    stored = np.load(settings.uploads_dir / dataset["id"] / "y.npy", allow_pickle=False)
+    assert stored.dtype == np.float32
+    np.testing.assert_array_equal(stored, y)
+    request = {"dataset": {"id": dataset["id"]}, "device": "cuda",  # waits on the gpu queue: never trained here
+               "architecture": {"type": "cnn", "conv_layers": [4, {"channels": 4, "pool": "avg"}],
+                                "hidden_layers": [8]}}
+    job = submit(client, request)
+    assert (job["request"]["dataset"]["task"], job["request"]["dataset"]["input_shape"], job["request"]["loss"]) == \
+        ("regression", [3, 4], "mse")
+    client.post(f"/v1/jobs/{job['id']}/cancel")
+    # The upload's task decides the metrics: accuracy ones are refused, each named.
+    errors = assert_error_shape(client.post("/v1/jobs", json={**request, "loss": "cross_entropy", "patience": 2,
+                                                              "early_stopping": {"monitor": "val_accuracy"}}),
+                                422)["errors"]
+    assert set(errors) == {"loss", "early_stopping"} and "monitor" in errors["early_stopping"]
+    # [3, 4] is 3 channels of length 4 (1-D): a third pool would take it to length 0; that block is named.
+    deep = {**request, "architecture": {**request["architecture"], "conv_layers": [{"channels": 4, "pool": "max"}] * 3}}
+    errors = assert_error_shape(client.post("/v1/jobs", json=deep), 422)["errors"]
+    assert list(errors["architecture"]["conv_layers"]) == ["2"]
+
+
+def test_whole_number_labels_are_classes_unless_the_upload_says_regression(client):
+    y = np.arange(40) % 4  # counts or classes? only the uploader knows
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    assert uploaded(client, as_csv(x, y), "counts.csv")["task"] == "classification"
+    dataset = uploaded(client, as_csv(x, y), "counts.csv", task="regression")
+    assert dataset["task"] == "regression" and dataset["classes"] == 0 and dataset["target"]["max"] == 3.0
+
+
+def test_upload_task_and_shape_mistakes_are_named(client):
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    y = np.arange(40) % 2
+    for form, message in [({"task": "ranking"}, "Must be one of"), ({"input_shape": "1,6"}, "JSON list"),
+                          ({"input_shape": "[6]"}, "2 or 3 positive integers"),
+                          ({"input_shape": "[1, 0, 6]"}, "2 or 3 positive integers")]:
+        errors = assert_error_shape(upload(client, as_npz(x, y), **form), 422)["errors"]
+        assert list(errors) == list(form) and message in errors[next(iter(form))][0], (form, errors)
+    errors = assert_error_shape(upload(client, as_npz(x, y), input_shape="[1, 2, 4]"), 422)["errors"]
+    assert list(errors) == ["input_shape"] and "6 features" in errors["input_shape"][0]
+    bad = y.astype(np.float32)
+    bad[7] = np.nan
+    body = assert_error_shape(upload(client, as_npz(x, bad), task="regression"), 422)
+    assert "NaN or infinite" in body["errors"]["file"][0] and "row 8" in body["errors"]["file"][0]
+    bad[7] = np.inf
+    assert "NaN or infinite" in assert_error_shape(upload(client, as_npz(x, bad), task="regression"), 422)["message"]
+    same = np.full(40, 2.5, np.float32)
+    assert "vary" in assert_error_shape(upload(client, as_npz(x, same), task="regression"), 422)["message"]

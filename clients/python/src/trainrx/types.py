@@ -11,10 +11,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Mapping, TypeVar, Union
+from typing import Any, Literal, Mapping, TypedDict, TypeVar, Union
 
 __all__ = ["Progress", "Summary", "Timings", "JobError", "Job", "Curves", "Suggestion", "Finding", "Diagnosis",
-           "Dataset", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "Token", "Identity", "FINISHED_STATUSES"]
+           "Dataset", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "Token", "Identity", "FINISHED_STATUSES",
+           "JobRequest", "DatasetRef", "Architecture", "ConvBlock", "EarlyStopping", "Targets", "Task", "Loss"]
 
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 T = TypeVar("T")
@@ -61,6 +62,79 @@ def build(cls: type[T], data: Mapping[str, Any] | None) -> T | None:
 def _raw() -> Any:
     return field(default_factory=dict, repr=False, compare=False)
 
+
+# --- requests ------------------------------------------------------------------
+# What POST /v1/jobs takes, for editors and type checkers: plain dicts (``jobs.create`` sends
+# any mapping). Every key is optional here; the server fills the defaults and answers 422 naming
+# each bad field (docs/requests.md).
+
+Task = Literal["classification", "regression"]
+Loss = Literal["cross_entropy", "mse", "huber"]
+
+
+class ConvBlock(TypedDict, total=False):
+    """One convolution block; a bare ``int`` in ``conv_layers`` is ``{"channels": n}``."""
+
+    channels: int
+    kernel: int  # odd, default 3 ("same" padding)
+    stride: int  # default 1
+    pool: Literal["max", "avg"] | None  # 2 wide, stride 2; default None
+
+
+class Architecture(TypedDict, total=False):
+    type: Literal["mlp", "cnn"]  # default "mlp"
+    hidden_layers: list[int]  # required; may be empty for a cnn (its dense head)
+    conv_layers: list[Union[int, ConvBlock]]  # cnn only
+    global_pool: bool  # cnn only, default True (False: flatten)
+    batch_norm: bool
+    residual: bool
+    init: str
+
+
+class DatasetRef(TypedDict, total=False):
+    name: str  # a built-in, or
+    id: str  # an upload
+    validation_split: float
+    train_samples: int | None
+    split_seed: int
+    scale: Literal["none", "standard", "minmax"]  # uploads only
+    input_shape: list[int] | None  # [C, L] or [C, H, W]; default: the dataset's
+    task: Task  # set by the dataset; echoed in the normalised request
+
+
+class EarlyStopping(TypedDict, total=False):
+    monitor: Literal["val_loss", "val_accuracy", "val_r2", "val_mae"]  # the dataset's task's metrics
+    min_delta: float
+    restore_best: bool
+
+
+class Targets(TypedDict, total=False):
+    train_accuracy: float | None  # classification
+    val_accuracy: float | None
+    train_r2: float | None  # regression
+    val_r2: float | None
+
+
+class JobRequest(TypedDict, total=False):
+    name: str | None
+    dataset: DatasetRef
+    architecture: Architecture
+    activation: Union[str, dict]
+    optimizer: Union[str, dict]
+    loss: Loss | None  # classification: cross_entropy; regression: mse (default) or huber
+    regularization: dict
+    patience: int | None
+    early_stopping: EarlyStopping | None
+    epochs: int
+    batch_size: int
+    seed: int
+    device: Literal["auto", "cpu", "cuda"]
+    diagnose: bool
+    targets: Targets | None
+    max_runtime_s: int
+
+
+# --- results --------------------------------------------------------------------
 
 @dataclass
 class Progress:
@@ -234,13 +308,18 @@ class Diagnosis:
 
 @dataclass
 class Dataset:
-    """A built-in dataset (``name``) or an upload (``id``; use ``{"dataset": {"id": ...}}``)."""
+    """A built-in dataset (``name``) or an upload (``id``; use ``{"dataset": {"id": ...}}``).
+    ``task`` is classification or regression (``classes`` 0, ``target`` its range); ``input_shape``
+    is how a cnn sees a row (``[C, L]`` or ``[C, H, W]``), None when it has no spatial shape."""
 
     name: str | None = None
     id: str | None = None
     description: str | None = None
+    task: str | None = None
+    input_shape: list[int] | None = None
     features: int | None = None
     classes: int | None = None
+    target: dict | None = None
     samples: int | None = None
     test_samples: int | None = None
     rows: int | None = None

@@ -214,11 +214,23 @@ def datasets_list(ctx: click.Context, as_json: bool) -> None:
 @datasets.command(name="upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", default=None, help="A name for the dataset.")
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None,
+              help="regression: y / label are numeric targets (default: classification, labels 0..k-1).")
+@click.option("--input-shape", default=None, metavar="C,L | C,H,W",
+              help="How a cnn sees a row, e.g. 1,8,8 (the product must be the feature count).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def datasets_upload(ctx: click.Context, file: str, name: str | None, as_json: bool) -> None:
+def datasets_upload(ctx: click.Context, file: str, name: str | None, task: str | None, input_shape: str | None,
+                    as_json: bool) -> None:
     """Upload a .npz (X, y) or .csv (with a label column) file."""
-    dataset = _client(ctx).datasets.upload(file, name=name)
+    shape = None
+    if input_shape is not None:
+        try:
+            shape = [int(n) for n in input_shape.replace("[", "").replace("]", "").split(",")]
+        except ValueError:
+            raise click.BadParameter("give 2 or 3 integers separated by commas, e.g. 1,8,8",
+                                     param_hint="--input-shape") from None
+    dataset = _client(ctx).datasets.upload(file, name=name, task=task, input_shape=shape)
     _print_json(dataset.raw) if as_json else click.echo(f"{dataset.id} {dataset.name or ''}".rstrip())
 
 
