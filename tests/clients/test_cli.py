@@ -261,3 +261,23 @@ def test_regression_metrics_parse_and_mae_is_lower_is_better(metric):
     assert Expectation.parse(f"{metric}>=0.5").metric == metric
     assert lower_is_better(metric) is metric.endswith("_mae")
     assert lower_is_better(metric.replace("r2", "loss").replace("mae", "loss"))
+
+
+def test_a_regression_job_and_its_curves_are_shown_in_r2_and_mae():
+    from trainrx.cli import render
+    from trainrx.types import Curves, Job, build
+
+    job = build(Job, regression_job("d" * 32, train_loss=0.06, val_loss=0.08, train_r2=0.94, val_r2=0.92,
+                                    train_mae=0.9, val_mae=1.1))
+    assert "train_r2 0.9400  train_mae 0.9000  val_loss 0.0800  val_r2 0.9200  val_mae 1.1000" in render.job_text(job)
+    assert "accuracy" not in render.job_text(job) and "R² 0.9200" in render.jobs_table([job])
+    # The API's curves of a regression job: the accuracy lists are empty.
+    curves = build(Curves, {"job_id": "d" * 32, "status": "succeeded", "epoch": [1, 2], "train_loss": [0.9, 0.5],
+                            "train_accuracy": [], "val_loss": [0.9, 0.6], "val_accuracy": [], "train_r2": [0.1, 0.5],
+                            "val_r2": [0.1, 0.4], "train_mae": [3.0, 2.0], "val_mae": [3.1, 2.2],
+                            "learning_rate": [0.001, 0.001], "grad_norm": {}})
+    assert [set(r) for r in curves.rows()] == [{"epoch", "train_loss", "train_r2", "train_mae", "val_loss", "val_r2",
+                                                "val_mae", "learning_rate", "grad_norm"}] * 2
+    table = render.curves_table(curves).splitlines()
+    assert table[0].split() == ["epoch", "train_loss", "train_r2", "train_mae", "val_loss", "val_r2", "val_mae", "lr"]
+    assert table[-1].split()[:3] == ["2", "0.5000", "0.5000"]
