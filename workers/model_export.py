@@ -54,14 +54,14 @@ def _within(deadline: float, timeout_s: float, export: Callable[..., Any], *args
 
 
 def save_exports(artifacts: LocalArtifactStore, job_id: str, network: torch.nn.Module, preprocessing: dict,
-                 features: int, log: Callable[[str], None], *, timeout_s: float) -> dict:
+                 features: int, log: Callable[[str], None], *, timeout_s: float, task: str = "classification") -> dict:
     """Write model.pt2 and model.onnx; returns their entries for the job's ``artifacts``.
 
     Both exports together get ``timeout_s``; one that runs out is recorded like a failed export."""
     saved: dict = {}
     deadline = time.monotonic() + timeout_s
     try:
-        model = served_model(network, preprocessing, features)
+        model = served_model(network, preprocessing, features, task)
     except Exception as exc:
         operator_log.exception("job %s: the input scaling for the exports could not be built", job_id)
         log(f"model export skipped: the input scaling could not be built: {describe_exception(exc)}")

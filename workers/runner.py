@@ -27,7 +27,7 @@ from core.uploads import UploadMissing
 from workers.engine import checkpoint, loop
 from workers.engine.config import JobConfig
 from workers.engine.data import prepare
-from workers.engine.weights import weights_bytes
+from trainrx.network import weights_bytes
 from workers.job_hooks import JobHooks
 from workers.model_export import save_exports
 
@@ -115,11 +115,12 @@ def _run(job: dict, config: JobConfig, worker: str, hooks: JobHooks, settings: S
         if not store.heartbeat(job_id, run).current:  # never overwrite the files of a run that replaced this one
             raise Superseded(f"job {job_id}: run {run} was superseded")
         artifacts.write_bytes(job_id, WEIGHTS_FILE, weights_bytes(
-            result.model, config.to_dict(), data.info["preprocessing"], data.features, data.classes))
+            result.model, config.to_dict(), data.info["preprocessing"], data.features, data.classes, config.task,
+            config.dataset.input_shape))
         saved[WEIGHTS_KEY] = WEIGHTS_FILE
         # After training and outside max_runtime_s, under a limit of their own.
         saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
-                                  hooks.log, timeout_s=settings.export_timeout_s))
+                                  hooks.log, timeout_s=settings.export_timeout_s, task=config.task))
     probes = result.probes
     diagnosis = hooks.diagnose(result.rows, result.summary, result.stop_reason,
                                steps=probes.steps if probes else None, initial=probes.initial if probes else None)

@@ -10,9 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from core.datasets import load_builtin
-from workers.engine.config import NetworkConfig
-from workers.engine.model import build_model
-from workers.engine.weights import read_weights
+from trainrx.network import build_network, network_config, read_weights
 
 CASES = {
     "relu-batchnorm-residual-dropout": {"dataset": {"name": "digits"}, "activation": "relu",
@@ -37,7 +35,7 @@ def test_load_model_predicts_like_the_server_side_model(sdk, name):
     assert model.preprocessing == job.data["preprocessing"]
 
     state, meta = read_weights(sdk.jobs.weights_bytes(job.id))
-    reference = build_model(NetworkConfig.from_request(meta["spec"], meta["features"], meta["classes"]))
+    reference = build_network(network_config(meta))
     reference.load_state_dict(state)
     reference.eval()
 

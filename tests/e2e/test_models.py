@@ -19,7 +19,7 @@ from tests.conftest import run_job
 from tests.e2e.test_training import rebuild
 from tests.sample_uploads import as_npz, blobs, uploaded
 from workers.engine.data import stratified_split
-from workers.engine.scaling import InputScaling
+from trainrx.network import InputScaling
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,11 +13,11 @@ from safetensors.torch import load as load_safetensors
 from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.spec import ACTIVATIONS, OPTIMIZERS
 from tests.conftest import OWNER, run_job, submit, wait_for
-from workers.engine.config import DatasetConfig, NetworkConfig
+from trainrx.network import build_network, network_config, read_weights
+from workers.engine.config import DatasetConfig
 from workers.engine.data import prepare
-from workers.engine.loop import evaluate
-from workers.engine.model import build_model
-from workers.engine.weights import read_weights
+from workers.engine.evaluation import evaluate
+from workers.engine.objective import Classification
 
 TINY = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8, 8]}, "epochs": 2}
 
@@ -61,7 +61,7 @@ def test_a_finished_job_has_curves_diagnosis_weights_and_timings(live):
 def rebuild(weights: bytes):
     state, meta = read_weights(weights)
     spec = meta["spec"]
-    model = build_model(NetworkConfig.from_request(spec, meta["features"], meta["classes"]))
+    model = build_network(network_config(meta))
     model.load_state_dict(state)
     model.eval()
     return model, spec, meta
@@ -84,7 +84,8 @@ def test_weights_round_trip_into_a_freshly_built_model(live):
                                      "note": "pixel intensities 0..16 divided by 16"}
     assert set(load_safetensors(raw)) == set(model.state_dict())
     data = validation_data(spec)
-    val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
+    evaluation = evaluate(model, data.x_val, data.y_val, Classification())
+    val_loss, val_accuracy = evaluation.loss, evaluation.metrics["accuracy"]
     assert val_accuracy == job["summary"]["val_accuracy"]
     assert val_loss == pytest.approx(job["summary"]["val_loss"], rel=1e-5)
 
@@ -103,7 +104,7 @@ def test_early_stopping_stops_and_restores_the_best_epoch(live):
     assert summary["val_loss"] == c["val_loss"][best - 1] != c["val_loss"][-1]
     model, spec, _ = rebuild(live.get(job["links"]["weights"]).data)
     data = validation_data(spec)
-    assert evaluate(model, data.x_val, data.y_val)[0] == pytest.approx(c["val_loss"][best - 1], rel=1e-5)
+    assert evaluate(model, data.x_val, data.y_val, Classification()).loss == pytest.approx(c["val_loss"][best - 1], rel=1e-5)
 
 
 def test_the_recipe_headline_deep_sigmoid_sgd_stays_near_chance_relu_adam_fits(live):

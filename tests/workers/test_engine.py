@@ -16,7 +16,7 @@ from workers.engine import loop
 from workers.engine.config import JobConfig
 from workers.engine.data import prepare, stratified_split
 from workers.engine.early_stopping import EarlyStopping
-from workers.engine.model import MLP, Maxout, build_model
+from trainrx.network import Maxout, build_network as build_model
 from workers.engine.optim import weight_penalty
 
 
@@ -102,7 +102,7 @@ def test_dropout_is_on_in_training_and_off_in_eval():
     train_out = hidden(x)
     model.eval()
     eval_out = hidden(x)
-    active = hidden.act(hidden.pre_activation(x))
+    active = hidden.act(hidden.norm(hidden.linear(x)))
     assert torch.equal(eval_out, active)
     dropped = (train_out == 0) & (active != 0)
     assert 0.3 < dropped.float().mean().item() / (active != 0).float().mean().item() < 0.7

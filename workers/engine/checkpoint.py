@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from trainrx.network import Network
 from workers.engine.config import JobConfig
 from workers.engine.early_stopping import EarlyStopping
-from workers.engine.model import MLP
 from workers.engine.probes import Probes
 
 FORMAT_VERSION = 1
@@ -50,7 +50,7 @@ class CheckpointMismatch(CheckpointError):
 class TrainingState:
     """Everything that carries from one epoch to the next, and so what a checkpoint holds."""
 
-    model: MLP
+    model: Network
     optimizer: torch.optim.Optimizer
     shuffle: torch.Generator  # the batch order
     stopper: EarlyStopping | None

@@ -1,4 +1,5 @@
-"""Early stopping on a validation metric, as Keras and Lightning define it."""
+"""Early stopping on a validation metric, as Keras and Lightning define it: ``val_loss`` and
+``val_mae`` improve downwards, ``val_accuracy`` and ``val_r2`` upwards."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ class EarlyStopping:
         self.monitor = monitor
         self.min_delta = min_delta
         self.restore_best = restore_best
-        self.mode_min = monitor.endswith("loss")
+        self.mode_min = monitor.endswith(("loss", "mae"))  # lower is better; accuracy and r2: higher
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None

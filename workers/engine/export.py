@@ -1,10 +1,11 @@
 """The trained network as a program that runs without this project's code.
 
-``served_model`` puts the input scaling in front of a CPU copy of the network
-in eval mode (dropout off, batch norm frozen), so raw inputs of the dataset's
-format give the right predictions. ``to_pt2`` exports it with ``torch.export``
-(a dynamic batch dimension); ``to_onnx`` with the ONNX exporter (which needs
-the ``onnx`` and ``onnxscript`` packages).
+``served_model`` is ``trainrx.network.ServedModel`` around a CPU copy of the network in eval mode
+(dropout off, batch norm frozen): the input scaling first, so raw rows ``[batch, features]`` of the
+dataset's format give the right predictions, a CNN's reshape inside, and for regression the target
+scaling last (predictions ``[batch]`` in the target's units). ``to_pt2`` exports it with
+``torch.export`` (a dynamic batch dimension); ``to_onnx`` with the ONNX exporter (which needs the
+``onnx`` and ``onnxscript`` packages).
 """
 
 from __future__ import annotations
@@ -17,30 +18,23 @@ import warnings
 import torch
 from torch import nn
 
-from workers.engine.scaling import InputScaling
+from trainrx.network import ServedModel
 
 EXAMPLE_BATCH = 2  # torch.export treats sizes 0 and 1 as special; any other size stands for every batch
 
 
-class ServedModel(nn.Module):
-    """raw inputs -> input scaling -> network -> logits."""
-
-    def __init__(self, scaling: InputScaling | None, network: nn.Module) -> None:
-        super().__init__()
-        self.scaling = scaling if scaling is not None else nn.Identity()
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(self.scaling(x))
-
-
-def served_model(network: nn.Module, preprocessing: dict, features: int) -> ServedModel:
+def served_model(network: nn.Module, preprocessing: dict, features: int, task: str = "classification") -> ServedModel:
     network = copy.deepcopy(network).to("cpu").float()
-    return ServedModel(InputScaling.from_preprocessing(preprocessing, features), network).eval()
+    return ServedModel(network, preprocessing, features, task).eval()
 
 
 def _example(features: int) -> tuple[torch.Tensor]:
     return (torch.zeros(EXAMPLE_BATCH, features),)
+
+
+def output_name(model: ServedModel) -> str:
+    """``logits`` for classification, ``prediction`` for regression."""
+    return "logits" if model.target is None else "prediction"
 
 
 def to_pt2(model: ServedModel, features: int) -> bytes:
@@ -61,7 +55,7 @@ def to_onnx(model: ServedModel, features: int) -> tuple[bytes, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, _example(features), dynamo=True, verbose=False,
-                                        input_names=["x"], output_names=["logits"],
+                                        input_names=["x"], output_names=[output_name(model)],
                                         dynamic_shapes={"x": {0: "batch"}})
     finally:
         exporter_log.setLevel(level)

@@ -9,18 +9,21 @@ from typing import Callable, Protocol
 
 import torch
 
-from core.cost import EVAL_BATCH
+from trainrx.network import Network, build_network
 from workers.engine import checkpoint
 from workers.engine.checkpoint import TrainingState
 from workers.engine.config import JobConfig
 from workers.engine.data import DeviceData
 from workers.engine.early_stopping import EarlyStopping
-from workers.engine.model import MLP, build_model
-from workers.engine.objective import Classification
+from workers.engine.evaluation import Evaluation, evaluate
+from workers.engine.objective import Classification, Regression, objective_for
 from workers.engine.optim import build_optimizer, weight_penalty
-from workers.engine.probes import PROBE_SAMPLES, Probes, forward_with_stats
+from workers.engine.probes import Probes
 
 from core.stop_reasons import CANCELLED, DIVERGED, EARLY_STOPPED, SHUTDOWN, TIME_LIMIT
+
+
+Objective = Classification | Regression
 
 
 class Hooks(Protocol):
@@ -62,7 +65,7 @@ class NoHooks:
 
 @dataclass
 class RunResult:
-    model: MLP
+    model: Network
     rows: list[dict]
     summary: dict | None
     stop_reason: str | None
@@ -71,51 +74,19 @@ class RunResult:
     resumed_from: int | None = None  # the epoch of the checkpoint the run resumed from
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-@torch.inference_mode()
-def evaluate(model: MLP, x: torch.Tensor, y: torch.Tensor, objective=Classification,
-             probe_activation: str | None = None) -> tuple[float, float] | tuple[float, float, dict]:
-    """Mean loss and accuracy in eval mode (dropout off, batch norm frozen). With
-    ``probe_activation``, the first PROBE_SAMPLES samples also yield activation statistics."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    stats = None
-    start = 0
-    if probe_activation is not None and x.shape[0]:
-        logits, stats = forward_with_stats(model, x[:PROBE_SAMPLES], probe_activation)
-        loss_sum += objective.loss(logits, y[:PROBE_SAMPLES], reduction="sum")
-        correct += objective.correct(logits, y[:PROBE_SAMPLES])
-        start = PROBE_SAMPLES
-    for start in range(start, x.shape[0], EVAL_BATCH):
-        logits = model(x[start:start + EVAL_BATCH])
-        target = y[start:start + EVAL_BATCH]
-        loss_sum += objective.loss(logits, target, reduction="sum")
-        correct += objective.correct(logits, target)
-    model.train(was_training)
-    n = max(int(x.shape[0]), 1)
-    if probe_activation is not None:
-        return loss_sum.item() / n, correct.item() / n, stats
-    return loss_sum.item() / n, correct.item() / n
-
-
-_LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _format(value: float | None) -> str:
     return "non-finite" if value is None else f"{value:.4f}"
 
 
-def _summary(row: dict, best_epoch: int | None, epochs_run: int, stopped_early: bool) -> dict:
-    return {
-        "train_loss": row["train_loss"], "val_loss": row["val_loss"],
-        "train_accuracy": row["train_accuracy"], "val_accuracy": row["val_accuracy"],
-        "best_epoch": best_epoch, "epochs_run": epochs_run, "stopped_early": stopped_early,
-    }
+def _summary(row: dict, objective: Objective, best_epoch: int | None, epochs_run: int,
+             stopped_early: bool) -> dict:
+    keys = ["train_loss", "val_loss"] + [f"{split}_{m}" for m in objective.metrics_names for split in ("train", "val")]
+    return {**{key: row[key] for key in keys},
+            "best_epoch": best_epoch, "epochs_run": epochs_run, "stopped_early": stopped_early}
 
 
 class _BestByValLoss:
@@ -137,7 +108,7 @@ class _BestByValLoss:
 def _start(config: JobConfig, data: DeviceData) -> TrainingState:
     """The state before epoch 1: every random draw of the run follows from the request's seed."""
     torch.manual_seed(config.seed)
-    model = build_model(config.network(data.features, data.classes)).to(data.x_train.device)
+    model = build_network(config.network(data.features, data.outputs)).to(data.x_train.device)
     stopper = None
     if config.patience is not None:
         es = config.early_stopping
@@ -151,8 +122,8 @@ def _start(config: JobConfig, data: DeviceData) -> TrainingState:
                          shuffle=torch.Generator().manual_seed(config.seed), stopper=stopper, probes=probes)
 
 
-def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, epoch: int, hooks: Hooks,
-                 past_deadline: Callable[[], bool]) -> tuple[str | None, int, torch.Tensor]:
+def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, objective: Objective, epoch: int,
+                 hooks: Hooks, past_deadline: Callable[[], bool]) -> tuple[str | None, int, torch.Tensor]:
     """One pass over the training data in a fresh random order. Returns why it stopped
     before the end (or None), the steps taken and the per-layer gradient norms summed over them."""
     model, optimizer, probes = state.model, state.optimizer, state.probes
@@ -173,7 +144,7 @@ def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, epoc
         idx = order[start:start + batch_size]
         if skip_single and idx.shape[0] == 1:
             continue
-        loss = Classification.loss(model(data.x_train[idx]), data.y_train[idx])
+        loss = objective.loss(model(data.x_train[idx]), data.y_train[idx])
         penalty = weight_penalty(weights, l1, l2)
         optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
@@ -193,30 +164,29 @@ def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, epoc
     return None, steps, grad_sums
 
 
-def _epoch_row(config: JobConfig, data: DeviceData, state: TrainingState, epoch: int, steps: int,
-               grad_sums: torch.Tensor) -> dict:
-    """Evaluate the network after an epoch: the epoch's curves row."""
-    model, probes = state.model, state.probes
-    layers = model.weight_layers()
-    names = [name for name, _ in layers]
-    if probes:
-        train_loss, train_acc, activations = evaluate(model, data.x_train_eval, data.y_train_eval, Classification,
-                                                      probe_activation=config.activation.name)
-    else:
-        (train_loss, train_acc), activations = evaluate(model, data.x_train_eval, data.y_train_eval,
-                                                        Classification), None
-    val_loss, val_acc = evaluate(model, data.x_val, data.y_val, Classification)
+def _evaluate_epoch(config: JobConfig, data: DeviceData, state: TrainingState,
+                    objective: Objective) -> tuple[Evaluation, Evaluation]:
+    """The network after an epoch on (the first EVAL_SAMPLE_LIMIT) training samples, whose first
+    chunk is the probe batch, and on the validation split."""
+    probe_activation = config.activation.name if state.probes else None
+    train = evaluate(state.model, data.x_train_eval, data.y_train_eval, objective, probe_activation)
+    return train, evaluate(state.model, data.x_val, data.y_val, objective)
+
+
+def _curves_row(state: TrainingState, epoch: int, train: Evaluation, val: Evaluation, steps: int,
+                grad_sums: torch.Tensor) -> dict:
+    """The epoch's curves row: losses and metrics, learning rate, mean gradient norm per layer, probes."""
+    layers = state.model.weight_layers()
     norms_mean = (grad_sums / max(steps, 1)).tolist()
     first, last = norms_mean[0], norms_mean[-1]
-    row = {
-        "epoch": epoch, "train_loss": _finite(train_loss), "train_accuracy": train_acc,
-        "val_loss": _finite(val_loss), "val_accuracy": val_acc,
-        "learning_rate": state.optimizer.param_groups[0]["lr"],
-        "grad_norm": {name: _finite(v) for name, v in zip(names, norms_mean)},
-    }
-    if probes:
+    row = {"epoch": epoch,
+           "train_loss": _finite(train.loss), **{f"train_{k}": _finite(v) for k, v in train.metrics.items()},
+           "val_loss": _finite(val.loss), **{f"val_{k}": _finite(v) for k, v in val.metrics.items()},
+           "learning_rate": state.optimizer.param_groups[0]["lr"],
+           "grad_norm": {name: _finite(v) for (name, _), v in zip(layers, norms_mean)}}
+    if state.probes:
         row["grad_ratio"] = _finite(first / last) if last > 0 and math.isfinite(first) else None
-        row.update(probes.epoch_values([layer.weight for _, layer in layers], activations))
+        row.update(state.probes.epoch_values([layer.weight for _, layer in layers], train.activations))
     return row
 
 
@@ -228,7 +198,7 @@ def _best_epoch(state: TrainingState) -> int | None:
     return state.best_by_val_loss.update(state.rows)
 
 
-def _final_summary(data: DeviceData, state: TrainingState, reason: str | None) -> dict | None:
+def _final_summary(data: DeviceData, state: TrainingState, objective: Objective, reason: str | None) -> dict | None:
     """The summary of the epoch the run returns (the best one when early stopping restores
     it, whose weights it loads), with the test set's figures when there is one."""
     if not state.rows:
@@ -237,11 +207,12 @@ def _final_summary(data: DeviceData, state: TrainingState, reason: str | None) -
     if stopper and stopper.restore_best and stopper.best_state is not None:
         state.model.load_state_dict(stopper.best_state)
         returned = next(r for r in state.rows if r["epoch"] == stopper.best_epoch)
-    summary = _summary(returned, _best_epoch(state), len(state.rows), reason == EARLY_STOPPED)
+    summary = _summary(returned, objective, _best_epoch(state), len(state.rows), reason == EARLY_STOPPED)
     summary["returned_epoch"] = returned["epoch"]
     if data.x_test is not None:
-        test_loss, test_acc = evaluate(state.model, data.x_test, data.y_test, Classification)
-        summary["test_loss"], summary["test_accuracy"] = _finite(test_loss), test_acc
+        test = evaluate(state.model, data.x_test, data.y_test, objective)
+        summary["test_loss"] = _finite(test.loss)
+        summary.update({f"test_{k}": _finite(v) for k, v in test.metrics.items()})
     return summary
 
 
@@ -262,24 +233,29 @@ def run(config: JobConfig, data: DeviceData, hooks: Hooks | None = None,
     epochs 1..k. Raises ``checkpoint.CheckpointError`` for a checkpoint it cannot use."""
     hooks = hooks or NoHooks()
     state = _start(config, data)
+    objective = objective_for(config, data.target_std)
     if resume is not None:
         checkpoint.restore(resume, state, config)
     resumed_from = state.epoch if resume is not None else None
     started, earlier_s = clock(), state.train_s
     if deadline is None:
         deadline = started + config.max_runtime_s - earlier_s
+    logged = ["train_loss", *(f"train_{m}" for m in objective.metrics_names),
+              "val_loss", *(f"val_{m}" for m in objective.metrics_names)]
 
     reason: str | None = None
     for epoch in range(state.epoch + 1, config.epochs + 1):
-        reason, steps, grad_sums = _train_epoch(config, data, state, epoch, hooks, lambda: clock() > deadline)
+        reason, steps, grad_sums = _train_epoch(config, data, state, objective, epoch, hooks,
+                                                lambda: clock() > deadline)
         if reason in (CANCELLED, SHUTDOWN) or (reason == TIME_LIMIT and steps == 0):
             break
-        row = _epoch_row(config, data, state, epoch, steps, grad_sums)
+        train, val = _evaluate_epoch(config, data, state, objective)
+        row = _curves_row(state, epoch, train, val, steps, grad_sums)
         state.rows.append(row)
         state.epoch = epoch
         stop = state.stopper.update(epoch, row, state.model) if state.stopper else False
-        hooks.on_epoch(row, _summary(row, _best_epoch(state), len(state.rows), False), state.probes)
-        hooks.log(f"epoch {epoch}: " + " ".join(f"{key}={_format(row[key])}" for key in _LOGGED))
+        hooks.on_epoch(row, _summary(row, objective, _best_epoch(state), len(state.rows), False), state.probes)
+        hooks.log(f"epoch {epoch}: " + " ".join(f"{key}={_format(row[key])}" for key in logged))
         if reason:
             break
         if stop:
@@ -291,5 +267,5 @@ def run(config: JobConfig, data: DeviceData, hooks: Hooks | None = None,
             state.train_s = earlier_s + clock() - started
             hooks.checkpoint(epoch, checkpoint.capture(state, config))
     state.train_s = earlier_s + clock() - started
-    summary = _final_summary(data, state, reason)
+    summary = _final_summary(data, state, objective, reason)
     return RunResult(state.model, state.rows, summary, reason, state.train_s, state.probes, resumed_from)

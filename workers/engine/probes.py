@@ -2,22 +2,30 @@
 
 Per step, at sampled steps only (every step at the start, where an explosion
 can happen and be over inside epoch 1, then about ten a epoch): the batch loss
-and the total gradient norm. Per epoch: the largest per-layer gradient norm,
-weight norms and update/weight ratios, and, on a fixed batch of training
-samples in eval mode (the first chunk of the evaluation pass that the curves need
-anyway, so no extra forward pass), per hidden layer the fraction of ReLU-family units that
-never activate, the fraction of sigmoid/tanh pre-activations in the flat
-range, and the activation variance. The same activation statistics are taken
-once before the first step, for the initialisation check.
+and the total gradient norm. Per epoch: the largest per-layer gradient norm
+(convolutions and linear layers), weight norms and update/weight ratios, and, on a
+fixed batch of training samples in eval mode (the first chunk of the evaluation pass
+that the curves need anyway, so no extra forward pass), per block (``conv<i>``,
+``hidden<i>``) the fraction of ReLU-family units that never activate (for a
+convolution: channels never positive anywhere on the batch), the fraction of
+sigmoid/tanh pre-activations in the flat range, and the activation variance. The
+same activation statistics are taken once before the first step, for the
+initialisation check.
+
+The activation statistics are read by forward hooks on each block's activation
+module while the real forward runs (``ActivationRecorder``): what the probes see is
+what the network computes.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
-from workers.engine.model import MLP
+from trainrx.network import Network
 
 RELU_FAMILY = {"relu", "leaky_relu", "prelu"}
 # |pre-activation| beyond which the output is within 1% of its bound (sigmoid: 0 or 1, tanh: -1 or 1);
@@ -28,23 +36,36 @@ FIRST_STEPS = 50
 SAMPLES_PER_EPOCH = 10
 
 
-def forward_with_stats(model: MLP, x: torch.Tensor, activation: str) -> tuple[torch.Tensor, dict]:
-    """The model's forward pass, also returning per hidden layer (as device tensors, no sync):
-    activation variance, and the dead or saturated fractions where they apply."""
+def _never_positive(pre: torch.Tensor) -> torch.Tensor:
+    """The share of units (dim 1: features, or channels) not positive for any sample or position."""
+    return (pre <= 0).transpose(0, 1).flatten(1).all(dim=1).float().mean()
+
+
+@contextmanager
+def recording(model: Network, activation: str) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """While open, every forward of ``model`` appends, per block input to output (as device
+    tensors, no sync): activation variance, and the dead or saturated fractions where they apply.
+    Read through forward hooks on each block's activation module: its input is the
+    pre-activation, its output the activation."""
     stats: dict[str, list[torch.Tensor]] = {"activation_variance": [], "dead_fraction": [],
                                              "saturated_fraction": []}
-    h = x
-    for block in model.hidden:
-        pre = block.pre_activation(h)
-        out = block.act(pre)
+
+    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        pre = inputs[0]
         stats["activation_variance"].append(out.float().var(unbiased=False))
         if activation in RELU_FAMILY:
-            stats["dead_fraction"].append((pre <= 0).all(dim=0).float().mean())
+            stats["dead_fraction"].append(_never_positive(pre))
         if activation in SATURATION_LIMIT:
             stats["saturated_fraction"].append((pre.abs() > SATURATION_LIMIT[activation]).float().mean())
-        out = block.dropout(out)
-        h = h + out if block.residual else out
-    return model.output(h), {k: v for k, v in stats.items() if v}
+
+    handles = [block.act.register_forward_hook(hook) for _, block in model.blocks()]
+    try:
+        yield stats
+    finally:
+        for handle in handles:
+            handle.remove()
+        for key in [k for k, v in stats.items() if not v]:
+            del stats[key]
 
 
 def stats_to_lists(stats: dict[str, list[torch.Tensor]], names: list[str]) -> dict[str, dict[str, float]]:
@@ -58,14 +79,19 @@ def stats_to_lists(stats: dict[str, list[torch.Tensor]], names: list[str]) -> di
     return out
 
 
+def block_names(model: Network) -> list[str]:
+    return [name for name, _ in model.blocks()]
+
+
 @torch.inference_mode()
-def activation_stats(model: MLP, x: torch.Tensor, activation: str) -> dict:
-    """The statistics of ``forward_with_stats`` for one batch, in eval mode."""
+def activation_stats(model: Network, x: torch.Tensor, activation: str) -> dict:
+    """The activation statistics of one eval-mode forward of ``x``."""
     was_training = model.training
     model.eval()
-    _, stats = forward_with_stats(model, x, activation)
+    with recording(model, activation) as stats:
+        model(x)
     model.train(was_training)
-    return stats_to_lists(stats, [f"hidden{i + 1}" for i in range(len(model.hidden))])
+    return stats_to_lists(stats, block_names(model))
 
 
 def _finite(v: float) -> float | None:
@@ -75,7 +101,7 @@ def _finite(v: float) -> float | None:
 class Probes:
     """Collects the probe values of one run; the loop calls it at fixed points."""
 
-    def __init__(self, model: MLP, x_probe: torch.Tensor, activation: str, layer_names: list[str],
+    def __init__(self, model: Network, x_probe: torch.Tensor, activation: str, layer_names: list[str],
                  steps_per_epoch: int) -> None:
         self.model = model
         self.x_probe = x_probe[:PROBE_SAMPLES]
@@ -83,7 +109,7 @@ class Probes:
         self.layer_names = layer_names
         self.every = max(1, steps_per_epoch // SAMPLES_PER_EPOCH)
         self.steps: dict[str, list] = {"step": [], "epoch": [], "loss": [], "grad_norm": []}
-        self.initial = activation_stats(model, self.x_probe, activation) if len(model.hidden) else {}
+        self.initial = activation_stats(model, self.x_probe, activation) if block_names(model) else {}
         self._grad_max: torch.Tensor | None = None
         self._start: list[torch.Tensor] = []
         self._nonfinite_grads = False
@@ -119,7 +145,7 @@ class Probes:
 
     def epoch_values(self, weights: list[torch.Tensor], activations: dict | None) -> dict:
         """The epoch's probe values; ``activations`` are the statistics the evaluation pass over
-        the training samples collected (``forward_with_stats``)."""
+        the training samples collected (``recording``)."""
         with torch.no_grad():
             weight_norms = torch.stack(torch._foreach_norm([w.detach() for w in weights]))
             deltas = torch._foreach_sub([w.detach() for w in weights], self._start)
@@ -135,7 +161,7 @@ class Probes:
         }
         nonfinite = self._nonfinite_grads or any(not math.isfinite(v) for v in w_norm + grad_max)
         if activations and not nonfinite:
-            stats = stats_to_lists(activations, [f"hidden{i + 1}" for i in range(len(self.model.hidden))])
+            stats = stats_to_lists(activations, block_names(self.model))
             values.update({k: {n_: _finite(v) for n_, v in d.items()} for k, d in stats.items()})
         values["nonfinite"] = nonfinite
         return values

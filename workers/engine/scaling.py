@@ -1,16 +1,12 @@
-"""Input scaling: fitted on the training split only, applied on the device, and
-built into the exported model as its first step.
-
-Every method is ``(x - shift) / scale`` per feature. The same module scales
-the training data and runs inside the exported program, so the two agree to
-the bit.
+"""Input and target scaling, fitted on the training split only. The module that applies the
+input scaling (``trainrx.network.InputScaling``, ``(x - shift) / scale`` per feature) scales the
+training data on the device and runs first inside the exported program, so the two agree to the bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 
 def fit_scaling(x_train: np.ndarray, method: str, given: dict) -> dict:
@@ -34,32 +30,12 @@ def fit_scaling(x_train: np.ndarray, method: str, given: dict) -> dict:
     raise ValueError(f"unknown scaling {method!r}")
 
 
-class InputScaling(nn.Module):
-    """``(x - shift) / scale``, per feature, in float32."""
-
-    def __init__(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("shift", shift.to(torch.float32))
-        self.register_buffer("scale", scale.to(torch.float32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.shift) / self.scale
-
-    @classmethod
-    def from_preprocessing(cls, preprocessing: dict, features: int) -> "InputScaling | None":
-        """The module for a preprocessing record; None when the inputs are used as given."""
-        method = preprocessing.get("method", "none")
-        if method == "none":
-            return None
-        if method == "divide":
-            shift, scale = [0.0] * features, [float(preprocessing["value"])] * features
-        elif method == "standard":
-            shift, scale = preprocessing["mean"], preprocessing["std"]
-        elif method == "minmax":
-            shift, scale = preprocessing["min"], preprocessing["range"]
-        else:
-            raise ValueError(f"unknown preprocessing method {method!r}")
-        return cls(torch.tensor(shift, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64))
+def fit_target(y_train: np.ndarray) -> dict:
+    """Regression: the mean and standard deviation of the training targets, which the network
+    learns to predict standardised (``(y - mean) / std``); a constant target keeps std 1."""
+    y = np.asarray(y_train, dtype=np.float64)
+    std = float(y.std()) if y.size else 1.0
+    return {"mean": float(y.mean()) if y.size else 0.0, "std": std if std > 0 else 1.0}
 
 
 def input_summary(x: torch.Tensor) -> dict:
