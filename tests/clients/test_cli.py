@@ -222,14 +222,10 @@ def test_check_a_regression_job_by_r2_and_mae_against_a_recorded_baseline(script
     # MAE is lower-is-better: a rise of 0.09 is a regression of 0.09.
     mae = check("--baseline", base, "--metric", "val_mae", "--max-drop", "0.05")
     assert mae.returncode == 1 and "val_mae regressed by 0.0900, more than 0.05" in mae.stdout
-    assert check("--baseline", base, "--metric", "val_mae", "--max-drop", "0.1").returncode == 0
-    loss = check("--baseline", base, "--metric", "val_loss", "--max-drop", "0.01")
-    assert loss.returncode == 1 and "val_loss regressed by 0.0150" in loss.stdout
     # R² is higher-is-better, and the default metric for a regression baseline (it has no val_accuracy).
     r2 = check("--baseline", base, "--max-drop", "0.01")
     assert r2.returncode == 1 and f"val_r2 within 0.01 of baseline {base[:8]}" in r2.stdout
     assert "val_r2 regressed by 0.0150" in r2.stdout
-    assert check("--baseline", base, "--max-drop", "0.02").returncode == 0
     # A better (lower) MAE than the baseline's passes with no allowance at all.
     script.on("GET", f"/v1/jobs/{base}", (200, later, {}))
     script.on("GET", f"/v1/jobs/{new}", (200, earlier | {"id": new}, {}))

@@ -1,6 +1,7 @@
 """Real tiny trainings through the engine and the diagnosis, with no services: a small MLP
 fits friedman1 (the issue's bar, validation R² >= 0.9) and is healthy; a regression run that
-cannot fit is a training problem, in R², with a fix that applies to it."""
+cannot fit is a training problem, in R², with a fix that applies to it; a deep plain CNN is a
+training problem (vanishing gradients through its conv layers), never overfitting."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.settings import Limits
 from core.spec import merge_patch, normalise
 from workers.diagnosis import diagnose
+from workers.diagnosis import thresholds as T
 from workers.engine import loop
+from workers.engine.config import JobConfig
 from workers.engine.data import prepare
 
 FRIEDMAN_MLP = {"dataset": {"name": "friedman1"}, "architecture": {"hidden_layers": [64, 64]}, "activation": "relu",
@@ -20,14 +23,22 @@ FRIEDMAN_MLP = {"dataset": {"name": "friedman1"}, "architecture": {"hidden_layer
 CANNOT_FIT = {"dataset": {"name": "friedman1"}, "architecture": {"hidden_layers": [64] * 6}, "activation": "sigmoid",
               "optimizer": {"name": "sgd", "learning_rate": 0.01}, "epochs": 10, "batch_size": 64, "seed": 0}
 
+# The recipe's "deeper is worse on training data" network: 20 plain conv blocks (the issue's case, two epochs).
+DEEP_PLAIN_CNN = {"dataset": {"name": "digits"}, "architecture": {"type": "cnn", "conv_layers": [16] * 20,
+                                                                   "hidden_layers": []},
+                  "activation": "relu", "optimizer": {"name": "adam", "learning_rate": 0.001}, "epochs": 2,
+                  "batch_size": 64, "seed": 0}
+
 
 def train_and_diagnose(raw: dict) -> tuple[dict, loop.RunResult, dict]:
+    """What the worker does with a job, less the services: one typed config for the engine and the diagnosis."""
     request = normalise(raw, limits=Limits(), resolver=None)
-    meta = BUILTIN_DATASETS[request["dataset"]["name"]]
-    data = prepare(load_builtin(meta.name), request["dataset"], meta.classes, torch.device("cpu"))
-    result = loop.run(request, data)
+    config = JobConfig.from_request(request)
+    meta = BUILTIN_DATASETS[config.dataset.name]
+    data = prepare(load_builtin(meta.name), config.dataset, meta.classes, torch.device("cpu"))
+    result = loop.run(config, data)
     probes = result.probes
-    diagnosis = diagnose(request, result.rows, result.summary, result.stop_reason, data.info, limits=Limits(),
+    diagnosis = diagnose(config, result.rows, result.summary, result.stop_reason, data.info, limits=Limits(),
                          resolver=None, steps=probes.steps if probes else None,
                          initial=probes.initial if probes else None)
     return request, result, diagnosis
@@ -72,3 +83,16 @@ def test_a_regression_run_that_cannot_fit_is_a_training_problem(stuck):
     assert fix["activation"]["name"] == "relu"
     patched = normalise(merge_patch(request, fix), limits=Limits(), resolver=None)
     assert patched["dataset"]["task"] == "regression"
+
+
+def test_a_deep_plain_cnn_is_a_training_problem_of_vanishing_gradients_never_overfitting():
+    request, result, diagnosis = train_and_diagnose(DEEP_PLAIN_CNN)
+    assert list(result.rows[-1]["grad_norm"]) == [f"conv{i}" for i in range(1, 21)] + ["output"]
+    assert diagnosis["verdict"] == "training_problem", diagnosis
+    codes = [f["code"] for f in diagnosis["findings"]]
+    assert codes[:2] == ["poor_training_fit", "vanishing_gradient"] and "overfitting" not in codes
+    vanishing = diagnosis["findings"][1]
+    assert vanishing["evidence"]["first_to_last_grad_ratio"] < T.VANISHING_RATIO
+    assert vanishing["evidence"]["hidden_layers"] == 20
+    fixes = [s["patch"] for s in vanishing["suggestions"]]
+    assert {"architecture": {"residual": True}} in fixes and {"architecture": {"init": "kaiming_normal"}} in fixes
