@@ -1,8 +1,12 @@
-"""`jobs.load_model` rebuilds the network with the SDK's own torch code; its
-predictions equal those of the server-side model (workers/engine) on real inputs,
-and, on raw rows, those of the exported `.pt2` program."""
+"""`jobs.load_model` through the real service: it rebuilds the network from the weights the worker
+wrote (the SDK's `trainrx.network`, the module the worker trained with), with the job's request and
+scaling, and on raw rows predicts like the exported `.pt2` program. The parity of every
+architecture with the engine, without services, is `tests/workers/test_parity.py`."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from core.datasets import load_builtin
+from tests.workers.model_requests import SPEC_KNOWS_CNNS
 from trainrx.network import build_network, network_config, read_weights
 
 CASES = {
@@ -58,3 +63,50 @@ def test_load_model_takes_raw_rows_like_the_exported_program(sdk, tmp_path):
     torch.testing.assert_close(ours, exported, rtol=0, atol=1e-5)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
     assert torch.equal(model.predict(raw.numpy()), exported.argmax(dim=-1))
+
+
+def test_the_network_module_imports_no_server_code_and_its_config_no_torch():
+    """The workers import trainrx.network; it must not import them back (or anything of the server)."""
+    code = ("import sys, trainrx.network_config; no_torch = 'torch' not in sys.modules; "
+            "import trainrx.network, trainrx.torch_model; "
+            "print(no_torch, sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'flask_smorest', 'celery', "
+            "'sqlalchemy', 'service', 'workers', 'core', 'tests'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True)
+    assert out.stdout.strip() == "True []"
+
+
+needs_the_request_side = pytest.mark.skipif(
+    not SPEC_KNOWS_CNNS, reason="CNN and regression requests need the request side of issue 10 (core/spec.py)")
+JOBS = {
+    "cnn-digits": {"dataset": {"name": "digits", "train_samples": 300},
+                   "architecture": {"type": "cnn", "conv_layers": [4, {"channels": 4, "pool": "max"}],
+                                    "hidden_layers": [8], "batch_norm": True, "residual": True},
+                   "activation": "prelu"},
+    "regression-friedman1": {"dataset": {"name": "friedman1", "train_samples": 300},
+                             "architecture": {"hidden_layers": [16]}, "loss": "huber"},
+}
+
+
+@needs_the_request_side
+@pytest.mark.parametrize("name", list(JOBS))
+def test_load_model_and_the_pt2_work_for_cnn_and_regression_jobs(sdk, tmp_path, name):
+    job = sdk.jobs.wait(sdk.jobs.create({**JOBS[name], "epochs": 2}).id, timeout=300)
+    assert job.status == "succeeded"
+    model = sdk.jobs.load_model(job.id)
+    program = torch.export.load(str(sdk.jobs.download_model(job.id, tmp_path / "model.pt2"))).module()
+    if name.startswith("cnn"):
+        raw = torch.as_tensor(load_digits().data[:64], dtype=torch.float32)  # pixel intensities 0..16
+        assert model.input_shape == [1, 8, 8] and len(model.network.conv) == 2
+    else:
+        from sklearn.datasets import make_friedman1
+
+        raw = torch.as_tensor(make_friedman1(n_samples=64, noise=1.0, random_state=1)[0], dtype=torch.float32)
+        assert model.task == "regression" and "target" in model.preprocessing
+    with torch.inference_mode():
+        ours, exported = model(raw), program(raw)
+    torch.testing.assert_close(ours, exported, rtol=1e-5, atol=1e-4)
+    if model.task == "regression":
+        assert ours.shape == (64,) and torch.equal(model.predict(raw.numpy()), ours)
+        assert 5 < ours.mean().item() < 25  # friedman1's targets are about 14 +- 5: original units
+    else:
+        assert ours.shape == (64, 10) and torch.equal(model.predict(raw.numpy()), ours.argmax(dim=-1))

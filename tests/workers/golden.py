@@ -32,6 +32,7 @@ from workers.engine.config import JobConfig
 from workers.engine.data import prepare
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "golden_curves.json"
+RECORDED_THREADS = 2  # torch's intra-op threads when the fixture was recorded (the 2-core machines' default)
 
 
 def _request(**fields) -> dict:

@@ -30,7 +30,7 @@ EXAMPLES = ROOT / "examples"
 # The contract's built-in shapes and tasks (core/datasets.py declares them once the request side has them).
 INPUT_SHAPES = {"digits": [1, 8, 8], "mnist-5k": [1, 28, 28], "mnist1d": [1, 40]}
 REGRESSION_BUILTINS = {"friedman1", "diabetes"}
-_SPEC_KNOWS_CNNS = "conv_layers" in ArchitectureSpec._declared_fields
+SPEC_KNOWS_CNNS = "conv_layers" in ArchitectureSpec._declared_fields
 
 
 def _block(spec: int | dict) -> dict:
@@ -42,7 +42,7 @@ def _block(spec: int | dict) -> dict:
 def normalised(request: dict) -> dict:
     """The normalised request, as the worker receives it."""
     limits = Limits(max_parameters=10**8)
-    if _SPEC_KNOWS_CNNS:
+    if SPEC_KNOWS_CNNS:
         return normalise(request, limits=limits, resolver=None)
     request = copy.deepcopy(request)
     architecture = request["architecture"]

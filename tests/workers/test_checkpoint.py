@@ -181,3 +181,21 @@ def test_a_checkpoint_loads_without_unpickling_objects(blob):
     contents = checkpoint.read(blob, spec(epochs=2))
     assert contents["epoch"] == 1 and contents["format"] == checkpoint.FORMAT_VERSION
     assert contents["rng"]["torch"].dtype == torch.uint8 and contents["rng"]["shuffle"].dtype == torch.uint8
+
+
+@pytest.mark.parametrize("request_", [
+    {"dataset": {"name": "digits", "train_samples": 100},
+     "architecture": {"type": "cnn", "conv_layers": [3, {"channels": 3, "pool": "max"}], "hidden_layers": [],
+                      "batch_norm": True, "residual": True}, "regularization": {"dropout": 0.1}, "epochs": 3,
+     "batch_size": 32},
+    {"dataset": {"name": "diabetes"}, "architecture": {"hidden_layers": [8]}, "loss": "huber", "epochs": 3,
+     "optimizer": {"name": "adam", "learning_rate": 0.01}, "patience": 5, "early_stopping": {"monitor": "val_r2"}},
+], ids=["cnn", "regression"])
+def test_cnn_and_regression_runs_resume_bit_equal(request_):
+    from tests.workers.model_requests import config_for, data_for as model_data_for
+
+    config = config_for(request_)
+    data = model_data_for(config)
+    recorder = Recorder()
+    whole = loop.run(config, data, recorder)
+    assert_same_run(loop.run(config, data, resume=recorder.blobs[1]), whole)

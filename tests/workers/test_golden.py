@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-from tests.workers.golden import FIXTURE, run_case
+from tests.workers.golden import FIXTURE, RECORDED_THREADS, run_case
 
 GOLDEN = json.loads(FIXTURE.read_text())
 
@@ -25,7 +26,17 @@ def test_the_fixture_covers_the_mlp_space():
     assert {case["run"]["stop_reason"] for case in GOLDEN.values()} >= {None, "early_stopped", "diverged"}
 
 
+@pytest.fixture
+def recorded_threads():
+    """Sums split across threads round differently: compare with the thread count of the recording."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(RECORDED_THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", list(GOLDEN))
+@pytest.mark.usefixtures("recorded_threads")
 def test_an_existing_request_trains_exactly_as_before(name):
     case = GOLDEN[name]
     got, expected = run_case(case["request"], case["data"]), case["run"]

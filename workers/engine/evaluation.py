@@ -8,7 +8,7 @@ import torch
 
 from core.cost import EVAL_BATCH
 from trainrx.network import Network
-from workers.engine.objective import Classification, Regression
+from workers.engine.objective import Objective
 from workers.engine.probes import PROBE_SAMPLES, recording
 
 
@@ -24,7 +24,7 @@ class Evaluation:
 
 
 @torch.inference_mode()
-def evaluate(model: Network, x: torch.Tensor, y: torch.Tensor, objective: Classification | Regression,
+def evaluate(model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
              probe_activation: str | None = None) -> Evaluation:
     """In eval mode (dropout off, batch norm frozen), in chunks of EVAL_BATCH; with
     ``probe_activation``, the first chunk is the probe batch and hooks read its activations."""

@@ -16,14 +16,11 @@ from workers.engine.config import JobConfig
 from workers.engine.data import DeviceData
 from workers.engine.early_stopping import EarlyStopping
 from workers.engine.evaluation import Evaluation, evaluate
-from workers.engine.objective import Classification, Regression, objective_for
+from workers.engine.objective import Objective, objective_for
 from workers.engine.optim import build_optimizer, weight_penalty
 from workers.engine.probes import Probes
 
 from core.stop_reasons import CANCELLED, DIVERGED, EARLY_STOPPED, SHUTDOWN, TIME_LIMIT
-
-
-Objective = Classification | Regression
 
 
 class Hooks(Protocol):
@@ -122,8 +119,8 @@ def _start(config: JobConfig, data: DeviceData) -> TrainingState:
                          shuffle=torch.Generator().manual_seed(config.seed), stopper=stopper, probes=probes)
 
 
-def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, objective: Objective, epoch: int,
-                 hooks: Hooks, past_deadline: Callable[[], bool]) -> tuple[str | None, int, torch.Tensor]:
+def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, objective: Objective,
+                 epoch: int, hooks: Hooks, past_deadline: Callable[[], bool]) -> tuple[str | None, int, torch.Tensor]:
     """One pass over the training data in a fresh random order. Returns why it stopped
     before the end (or None), the steps taken and the per-layer gradient norms summed over them."""
     model, optimizer, probes = state.model, state.optimizer, state.probes
@@ -198,7 +195,8 @@ def _best_epoch(state: TrainingState) -> int | None:
     return state.best_by_val_loss.update(state.rows)
 
 
-def _final_summary(data: DeviceData, state: TrainingState, objective: Objective, reason: str | None) -> dict | None:
+def _final_summary(data: DeviceData, state: TrainingState, objective: Objective,
+                   reason: str | None) -> dict | None:
     """The summary of the epoch the run returns (the best one when early stopping restores
     it, whose weights it loads), with the test set's figures when there is one."""
     if not state.rows:

@@ -67,7 +67,10 @@ class Regression:
                 "mae": mae if math.isfinite(mae) else None}
 
 
-def objective_for(config: JobConfig, target_std: float | None) -> Classification | Regression:
+Objective = Classification | Regression
+
+
+def objective_for(config: JobConfig, target_std: float | None) -> Objective:
     if config.is_regression:
         return Regression(config.loss, target_std if target_std is not None else 1.0)
     return Classification()

@@ -127,11 +127,13 @@ class Jobs:
 
     def load_model(self, job_id: str, *, device: str = "cpu", timeout: TimeoutTypes = _NOT_GIVEN,
                    max_retries: int | None = None) -> "torch.nn.Module":
-        """The trained network, rebuilt from the weights with this package's own
-        torch code (needs ``pip install 'trainrx[torch]'``): a ``TrainedModel``
-        in eval mode whose ``model(x)`` takes raw rows and applies the job's
-        input scaling first, like the exported ``.pt2``; ``model.network(x)``
-        takes rows already scaled."""
+        """The trained network, rebuilt from the weights with ``trainrx.network``, the
+        module the workers train with (needs ``pip install 'trainrx[torch]'``): a
+        ``TrainedModel`` in eval mode whose ``model(x)`` takes raw rows ``[batch,
+        features]`` and applies the job's input scaling first, like the exported
+        ``.pt2``, returning logits, or for regression predictions in the target's
+        units; ``model.network(x)`` takes rows already scaled. Raises
+        ``trainrx.network.WeightsFormatError`` for weights of a newer format."""
         from trainrx.torch_model import model_from_weights
 
         return model_from_weights(self.weights_bytes(job_id, timeout=timeout, max_retries=max_retries),
