@@ -38,6 +38,7 @@ CLASSIFICATION, REGRESSION = "classification", "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
 INPUT_RANKS = (2, 3)  # [C, L] for 1-D convolutions, [C, H, W] for 2-D ones
 INPUT_SHAPE_RULE = "a list of 2 or 3 positive integers: [channels, length] or [channels, height, width]"
+LARGEST_SHOWN = 10**15
 
 
 def input_shape_problem(shape: object, features: int | None) -> str | None:
@@ -49,6 +50,9 @@ def input_shape_problem(shape: object, features: int | None) -> str | None:
         return f"Must be {INPUT_SHAPE_RULE}."
     size = math.prod(shape)
     if features is not None and size != features:
+        if size > LARGEST_SHOWN:  # huge numbers are neither useful to show nor cheap to format
+            return (f"Its product is over {LARGEST_SHOWN:.0e} values a row, but the dataset has {features:,} "
+                    "features; the product must equal the feature count.")
         return (f"{' x '.join(map(str, shape))} = {size:,} values a row, but the dataset has {features:,} "
                 "features; the product must equal the feature count.")
     return None

@@ -11,6 +11,9 @@ resolver), the loss (the task's default), the early-stopping monitor and the
 targets (the task's metrics only), and for a cnn the spatial size after every
 block. Requests stored before these keys existed lack them; readers default
 them (docs/requests.md, "Older requests").
+
+The activations and optimizers live in core/spec_components.py, the
+architecture in core/spec_architecture.py; everything is importable from here.
 """
 
 from __future__ import annotations
@@ -18,16 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
-                         validate, validates_schema)
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from core import cost
 from core.cost import count_parameters
 from core.datasets import (BUILTIN_DATASETS, CLASSIFICATION, INPUT_SHAPE_RULE, REGRESSION, TASKS, DatasetShape,
                            input_shape_problem)
 from core.settings import Limits
-
-_DEFAULT_LIMITS = Limits()  # for the OpenAPI description only; validation takes the limits in force
+from core.spec_architecture import ARCHITECTURES, ArchitectureSpec
+from core.spec_components import (ACTIVATIONS, DEFAULT_LIMITS, OPTIMIZERS, AdamOptimizer, Component, ReluActivation,
+                                  Strict, strict_bool, strict_int)
 
 # Uploaded datasets live in the database, which this module does not know: whoever
 # validates a request (the API, the worker checking a diagnosis patch) passes a
@@ -44,190 +47,29 @@ def dataset_shape(dataset: dict, resolver: DatasetResolver | None) -> DatasetSha
     return resolver(dataset["id"])
 
 
-def _strict_bool(**kwargs: Any) -> fields.Boolean:
-    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
-
-
-def _int(**kwargs: Any) -> fields.Integer:
-    return fields.Integer(strict=True, **kwargs)
-
-
-_LEARNING_RATE_RANGE = validate.Range(min=0, max=100, min_inclusive=False)
-
-
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
-        ordered = True
-
-
-# --- activations ---------------------------------------------------------
-
-class SigmoidActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("sigmoid"))
-
-
-class TanhActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("tanh"))
-
-
-class ReluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("relu"))
-
-
-class LeakyReluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("leaky_relu"))
-    negative_slope = fields.Float(load_default=0.01, validate=validate.Range(min=0, max=1, max_inclusive=False),
-                                  metadata={"description": "Slope below zero; the gradient is never 0."})
-
-
-class PreluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("prelu"),
-                         metadata={"description": "Parametric ReLU: one learned slope per unit, initialised at 0.25."})
-
-
-class EluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("elu"))
-
-
-class SeluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("selu"))
-
-
-class GeluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("gelu"))
-
-
-class SiluActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("silu"))
-
-
-class MaxoutActivation(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("maxout"))
-    pieces = _int(load_default=2, validate=validate.Range(min=2, max=8),
-                  metadata={"description": "Linear pieces per unit: the layer computes width x pieces "
-                                           "outputs and keeps the maximum of each group."})
-
-
-ACTIVATIONS: dict[str, type[Schema]] = {
-    "sigmoid": SigmoidActivation, "tanh": TanhActivation, "relu": ReluActivation,
-    "leaky_relu": LeakyReluActivation, "prelu": PreluActivation, "elu": EluActivation,
-    "selu": SeluActivation, "gelu": GeluActivation, "silu": SiluActivation, "maxout": MaxoutActivation,
-}
-
-# --- optimizers ----------------------------------------------------------
-
-
-def _learning_rate(default: float) -> fields.Float:
-    return fields.Float(load_default=default, validate=_LEARNING_RATE_RANGE,
-                        metadata={"description": "Step size, > 0 and <= 100."})
-
-
-def _betas() -> fields.List:
-    return fields.List(fields.Float(validate=validate.Range(min=0, max=1, max_inclusive=False)),
-                       load_default=lambda: [0.9, 0.999], validate=validate.Length(equal=2),
-                       metadata={"default": [0.9, 0.999]})
-
-
-class SgdOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("sgd"))
-    learning_rate = _learning_rate(0.01)
-
-
-class MomentumOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("momentum"))
-    learning_rate = _learning_rate(0.01)
-    momentum = fields.Float(load_default=0.9, validate=validate.Range(min=0, max=1, max_inclusive=False))
-
-
-class NesterovOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("nesterov"))
-    learning_rate = _learning_rate(0.01)
-    momentum = fields.Float(load_default=0.9, validate=validate.Range(min=0, max=1, min_inclusive=False,
-                                                                       max_inclusive=False))
-
-
-class AdagradOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("adagrad"))
-    learning_rate = _learning_rate(0.01)
-
-
-class RmspropOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("rmsprop"))
-    learning_rate = _learning_rate(0.001)
-    alpha = fields.Float(load_default=0.99, validate=validate.Range(min=0, max=1, min_inclusive=False,
-                                                                     max_inclusive=False),
-                         metadata={"description": "Decay of the running mean of squared gradients."})
-
-
-class AdamOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("adam"))
-    learning_rate = _learning_rate(0.001)
-    betas = _betas()
-    eps = fields.Float(load_default=1e-8, validate=validate.Range(min=0, max=1, min_inclusive=False))
-
-
-class AdamwOptimizer(_Strict):
-    name = fields.String(required=True, validate=validate.Equal("adamw"))
-    learning_rate = _learning_rate(0.001)
-    betas = _betas()
-    eps = fields.Float(load_default=1e-8, validate=validate.Range(min=0, max=1, min_inclusive=False))
-    weight_decay = fields.Float(load_default=0.01, validate=validate.Range(min=0, max=10),
-                                metadata={"description": "Decoupled weight decay (not a loss penalty)."})
-
-
-OPTIMIZERS: dict[str, type[Schema]] = {
-    "sgd": SgdOptimizer, "momentum": MomentumOptimizer, "nesterov": NesterovOptimizer,
-    "adagrad": AdagradOptimizer, "rmsprop": RmspropOptimizer, "adam": AdamOptimizer, "adamw": AdamwOptimizer,
-}
-
-
-class Component(fields.Field):
-    """A shorthand name (``"relu"``) or an object with ``name`` and that component's knobs."""
-
-    def __init__(self, kind: str, variants: dict[str, type[Schema]], **kwargs: Any) -> None:
-        self.kind = kind
-        self.variants = variants
-        refs = [{"$ref": f"#/components/schemas/{cls.__name__}"} for cls in variants.values()]
-        metadata = {
-            "oneOf": [{"type": "string", "enum": list(variants)}, *refs],
-            "description": f"The {kind}: a shorthand name, or an object with `name` and its knobs.",
-            **kwargs.pop("metadata", {}),
-        }
-        super().__init__(metadata=metadata, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict:
-        if isinstance(value, str):
-            value = {"name": value}
-        if not isinstance(value, dict):
-            raise ValidationError("Must be a string or an object with a 'name'.")
-        name = value.get("name")
-        if not isinstance(name, str) or name not in self.variants:
-            raise ValidationError({"name": [f"Must be one of: {', '.join(self.variants)}."]})
-        return self.variants[name]().load(value)
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return value
-
-
-# --- the rest of the request ---------------------------------------------
+# --- the dataset, regularization, early stopping, targets ----------------
 
 SCALES = ("none", "standard", "minmax")
-ARCHITECTURES = ("mlp", "cnn")
-POOLS = ("max", "avg")
-MAX_KERNEL = 15  # widest convolution kernel: beyond it "same" padding is mostly zeros on these inputs
-MAX_STRIDE = 4
 LOSSES = {CLASSIFICATION: ("cross_entropy",), REGRESSION: ("mse", "huber")}  # the first is the default
 MONITORS = {CLASSIFICATION: ("val_loss", "val_accuracy"), REGRESSION: ("val_loss", "val_r2", "val_mae")}
 TARGETS = {CLASSIFICATION: ("train_accuracy", "val_accuracy"), REGRESSION: ("train_r2", "val_r2")}
+# For the OpenAPI document: which built-ins have which task, and which have an input shape.
+_BUILTINS_OF = {task: [name for name, d in BUILTIN_DATASETS.items() if d.task == task] for task in TASKS}
+_SHAPED_BUILTINS = [name for name, d in BUILTIN_DATASETS.items() if d.input_shape is not None]
 
 
-class DatasetSpec(_Strict):
-    class Meta(_Strict.Meta):
+class DatasetSpec(Strict):
+    class Meta(Strict.Meta):
         # For the OpenAPI document (service/openapi_extras.py): what _one_source checks.
         openapi = {"oneOf": [
             {"required": ["name"], "not": {"anyOf": [{"required": ["id"]}, {"required": ["scale"]}]}},
             {"required": ["id"], "not": {"required": ["name"]}},
+        ], "anyOf": [
+            {"required": ["id"]},
+            *({"required": ["name"], "properties": {
+                "name": {"enum": [name]}, "task": {"enum": [d.task]},
+                "input_shape": {"enum": [None if d.input_shape is None else list(d.input_shape)]}}}
+              for name, d in BUILTIN_DATASETS.items()),
         ]}
 
     name = fields.String(validate=validate.OneOf(list(BUILTIN_DATASETS)),
@@ -236,10 +78,10 @@ class DatasetSpec(_Strict):
     validation_split = fields.Float(load_default=0.2, validate=validate.Range(min=0, max=0.5, min_inclusive=False),
                                     metadata={"description": "Share of the data held out for validation, "
                                                              "stratified by class (random for regression)."})
-    train_samples = _int(load_default=None, allow_none=True, validate=validate.Range(min=1),
-                         metadata={"description": "Keep only the first N training samples after the split."})
-    split_seed = _int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1),
-                      metadata={"description": "Fixes the split; independent of the training seed."})
+    train_samples = strict_int(load_default=None, allow_none=True, validate=validate.Range(min=1),
+                               metadata={"description": "Keep only the first N training samples after the split."})
+    split_seed = strict_int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1),
+                            metadata={"description": "Fixes the split; independent of the training seed."})
     scale = fields.String(validate=validate.OneOf(SCALES),
                           metadata={"default": "none", "description": "Uploads only: `standard` ((x - mean) / std) "
                                     "or `minmax` ((x - min) / (max - min)), fitted on the training split; `none` "
@@ -247,11 +89,12 @@ class DatasetSpec(_Strict):
     task = fields.String(validate=validate.OneOf(TASKS), metadata={
         "description": "Set by the dataset (the built-in's, or the upload's declared task) and echoed in the "
                        "normalised request; a request may repeat it but not change it."})
-    input_shape = fields.List(_int(validate=validate.Range(min=1)), allow_none=True,
+    input_shape = fields.List(strict_int(validate=validate.Range(min=1)), allow_none=True,
                               validate=validate.Length(min=2, max=3), metadata={
-        "description": f"How convolutions see a row: {INPUT_SHAPE_RULE} (channels first, C order), whose product "
-                       "is the dataset's feature count. Default (null): the dataset's own (GET /v1/datasets, or "
-                       "the upload's `input_shape`)."})
+        "description": f"Uploads: how convolutions see a row, {INPUT_SHAPE_RULE} (channels first, C order), "
+                       "whose product is the feature count; default (null) the upload's own `input_shape`. "
+                       "Built-in datasets have a fixed shape (GET /v1/datasets), which the normalised request "
+                       "shows; a request may repeat it, not change it."})
 
     @validates_schema
     def _one_source(self, data: dict, **kwargs: Any) -> None:
@@ -271,113 +114,7 @@ class DatasetSpec(_Strict):
         return data
 
 
-class ConvBlockSpec(_Strict):
-    channels = _int(required=True, validate=validate.Range(min=1),
-                    metadata={"maximum": _DEFAULT_LIMITS.max_width,
-                              "description": f"Output channels, 1-{_DEFAULT_LIMITS.max_width} (TRAINRX_MAX_WIDTH)."})
-    kernel = _int(load_default=3, validate=[validate.Range(min=1, max=MAX_KERNEL)],
-                  metadata={"description": "Kernel size along each spatial axis; odd, so that \"same\" padding "
-                                           "(kernel // 2) keeps the size."})
-    stride = _int(load_default=1, validate=validate.Range(min=1, max=MAX_STRIDE),
-                  metadata={"description": "Divides the spatial size (rounded up)."})
-    pool = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(POOLS),
-                         metadata={"description": "A 2-wide pool of stride 2 per spatial axis after the block "
-                                                  "(halves the size, rounded down); null: none."})
-
-    @validates_schema(skip_on_field_errors=False)
-    def _odd_kernel(self, data: dict, **kwargs: Any) -> None:
-        if data.get("kernel", 1) % 2 == 0:
-            raise ValidationError("Must be odd, so that \"same\" padding (kernel // 2) keeps the spatial size.",
-                                  "kernel")
-
-
-class ConvBlock(fields.Field):
-    """A convolution block: an object, or a bare integer (its channels, every other knob at its default)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        block = {"type": "object", "required": ["channels"], "additionalProperties": False,
-                 "properties": {"channels": {"type": "integer", "minimum": 1, "maximum": _DEFAULT_LIMITS.max_width},
-                                "kernel": {"type": "integer", "minimum": 1, "maximum": MAX_KERNEL, "default": 3,
-                                           "not": {"multipleOf": 2},
-                                           "description": "Odd: \"same\" padding (kernel // 2) keeps the size."},
-                                "stride": {"type": "integer", "minimum": 1, "maximum": MAX_STRIDE, "default": 1},
-                                "pool": {"type": "string", "enum": [*POOLS, None], "nullable": True,
-                                         "default": None, "description": "2 wide, stride 2; null: none."}}}
-        metadata = {"oneOf": [{"type": "integer", "minimum": 1, "maximum": _DEFAULT_LIMITS.max_width}, block],
-                    "description": "A block: conv (\"same\" padding) -> batch norm -> activation -> dropout -> "
-                                   "(+ input, with residual) -> pool. A bare integer N is "
-                                   "{\"channels\": N, \"kernel\": 3, \"stride\": 1, \"pool\": null}."}
-        super().__init__(metadata=metadata, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = {"channels": value}
-        if not isinstance(value, dict):
-            raise ValidationError("Must be an integer (the channels) or an object with 'channels'.")
-        return ConvBlockSpec().load(value)
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return value
-
-
-class ArchitectureSpec(_Strict):
-    class Meta(_Strict.Meta):
-        # For the OpenAPI document (service/openapi_extras.py): what _fits_type checks.
-        openapi = {"oneOf": [
-            {"properties": {"type": {"enum": ["mlp"]}, "hidden_layers": {"minItems": 1}},
-             "not": {"anyOf": [{"required": ["conv_layers"]}, {"required": ["global_pool"]}]},
-             "description": "mlp (the default): hidden_layers has at least one layer; no convolution keys."},
-            {"required": ["type", "conv_layers"], "properties": {"type": {"enum": ["cnn"]}},
-             "description": "cnn: conv_layers, then global_pool, then the dense head hidden_layers (may be empty)."},
-        ]}
-
-    type = fields.String(load_default="mlp", validate=validate.OneOf(ARCHITECTURES), metadata={
-        "description": "mlp: dense layers only. cnn: convolution blocks (1-D or 2-D by the rank of "
-                       "dataset.input_shape), then a global average pool or a flatten, then the dense head; "
-                       "needs a dataset with an input shape."})
-    conv_layers = fields.List(ConvBlock(), metadata={
-        "description": f"cnn only: 1-{_DEFAULT_LIMITS.max_hidden_layers} blocks, input to output "
-                       "(TRAINRX_MAX_HIDDEN_LAYERS); the spatial size must stay at least 1 after every stride "
-                       "and pool.", "minItems": 1, "maxItems": _DEFAULT_LIMITS.max_hidden_layers})
-    global_pool = _strict_bool(metadata={"default": True, "description": "cnn only: true averages each channel "
-                                         "over all positions; false flattens the last block's values."})
-    hidden_layers = fields.List(
-        _int(metadata={"minimum": 1, "maximum": _DEFAULT_LIMITS.max_width}), required=True,
-        metadata={"description": "Widths of the dense hidden layers, input to output. "
-                                 f"1-{_DEFAULT_LIMITS.max_hidden_layers} layers for an mlp, 0-"
-                                 f"{_DEFAULT_LIMITS.max_hidden_layers} for a cnn's head, of width "
-                                 f"1-{_DEFAULT_LIMITS.max_width} (operator limits); total parameters at most "
-                                 f"{_DEFAULT_LIMITS.max_parameters:,} by default.",
-                  "maxItems": _DEFAULT_LIMITS.max_hidden_layers})
-    batch_norm = _strict_bool(load_default=False)
-    residual = _strict_bool(load_default=False,
-                            metadata={"description": "Skip connections around hidden layers (and conv blocks) "
-                                                     "whose input and output shapes match."})
-    init = fields.String(load_default="default", validate=validate.OneOf(
-        ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]))
-
-    @validates_schema(skip_on_field_errors=False, pass_original=True)
-    def _fits_type(self, data: dict, original: Any, **kwargs: Any) -> None:
-        errors: dict[str, list[str]] = {}
-        if data.get("type") == "cnn" and "conv_layers" not in original:
-            errors["conv_layers"] = ["Missing data for required field: a cnn needs at least one block."]
-        elif data.get("type") == "mlp":
-            for key in ("conv_layers", "global_pool"):
-                if key in original:
-                    errors[key] = ["Only applies when architecture.type is cnn."]
-        if errors:
-            raise ValidationError(errors)
-
-    @post_load
-    def _normalise_type(self, data: dict, **kwargs: Any) -> dict:
-        ordered = {"type": data.pop("type")}
-        if ordered["type"] == "cnn":
-            ordered["conv_layers"] = data.pop("conv_layers")
-            ordered["global_pool"] = data.pop("global_pool", True)
-        return {**ordered, **data}
-
-
-class RegularizationSpec(_Strict):
+class RegularizationSpec(Strict):
     l1 = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=10),
                       metadata={"description": "Adds l1 * sum|w| over weight matrices to the loss."})
     l2 = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=10),
@@ -387,18 +124,18 @@ class RegularizationSpec(_Strict):
                                                     "layers and conv blocks)."})
 
 
-class EarlyStoppingSpec(_Strict):
+class EarlyStoppingSpec(Strict):
     monitor = fields.String(load_default="val_loss", validate=validate.OneOf(
         sorted({m for monitors in MONITORS.values() for m in monitors}, key=lambda m: (m != "val_loss", m))),
         metadata={"description": "classification: val_loss or val_accuracy; regression: val_loss, val_r2 or "
                                  "val_mae (lower is better for losses and val_mae)."})
     min_delta = fields.Float(load_default=0.0, validate=validate.Range(min=0),
                              metadata={"description": "Smallest change that counts as an improvement."})
-    restore_best = _strict_bool(load_default=True,
-                                metadata={"description": "Return the weights of the best epoch."})
+    restore_best = strict_bool(load_default=True,
+                               metadata={"description": "Return the weights of the best epoch."})
 
 
-class TargetsSpec(_Strict):
+class TargetsSpec(Strict):
     train_accuracy = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
                                   metadata={"description": "Classification: training accuracy that counts as "
                                                            "fitting the training data (recipe step 1). Default: "
@@ -414,6 +151,19 @@ class TargetsSpec(_Strict):
                           metadata={"description": "Regression: an absolute bar for validation R². Default: none."})
 
 
+def _task_rules(task: str) -> dict:
+    """For the OpenAPI document: what a request on a dataset of ``task`` may say (an upload's task is
+    known only to the server, so an ``id`` fits either)."""
+    other = [key for other in TASKS if other != task for key in TARGETS[other]]
+    return {"properties": {
+        "dataset": {"anyOf": [{"required": ["id"]}, {"properties": {"name": {"enum": _BUILTINS_OF[task]}}}]},
+        "loss": {"enum": [*LOSSES[task], None]},
+        "early_stopping": {"properties": {"monitor": {"enum": list(MONITORS[task])}}},
+        "targets": {"properties": {key: {"enum": [None]} for key in other}}},
+        "description": {CLASSIFICATION: "On a classification dataset: cross_entropy, accuracy metrics.",
+                        REGRESSION: "On a regression dataset: mse or huber, R² and MAE metrics."}[task]}
+
+
 @dataclass(frozen=True)
 class ResolvedDataset:
     """What validation knows of a request's dataset: its shape (None when it cannot be known: an
@@ -425,10 +175,10 @@ class ResolvedDataset:
     input_shape: tuple[int, ...] | None
 
 
-class JobRequestSchema(_Strict):
+class JobRequestSchema(Strict):
     """A training request (POST /v1/jobs)."""
 
-    class Meta(_Strict.Meta):
+    class Meta(Strict.Meta):
         # For the OpenAPI document (service/openapi_extras.py): the rules across fields of _check_request.
         openapi = {"allOf": [
             {"anyOf": [{"required": ["patience"], "properties": {"patience": {"type": "integer"}}},
@@ -438,16 +188,14 @@ class JobRequestSchema(_Strict):
             {"anyOf": [{"properties": {"batch_size": {"minimum": 2}}},
                        {"properties": {"architecture": {"properties": {"batch_norm": {"enum": [False]}}}}}],
              "description": "Batch norm needs batches of at least 2 samples."},
-            {"anyOf": [
-                {"properties": {"loss": {"enum": [*LOSSES[CLASSIFICATION], None]},
-                                "early_stopping": {"properties": {"monitor": {"enum": list(MONITORS[CLASSIFICATION])}}},
-                                "targets": {"properties": {key: {"enum": [None]} for key in TARGETS[REGRESSION]}}},
-                 "description": "On a classification dataset: cross_entropy, accuracy metrics."},
-                {"properties": {"loss": {"enum": [*LOSSES[REGRESSION], None]},
-                                "early_stopping": {"properties": {"monitor": {"enum": list(MONITORS[REGRESSION])}}},
-                                "targets": {"properties": {key: {"enum": [None]} for key in TARGETS[CLASSIFICATION]}}},
-                 "description": "On a regression dataset: mse or huber, R² and MAE metrics."},
-            ], "description": "The dataset's task decides the loss and the metrics that apply."},
+            {"anyOf": [_task_rules(task) for task in TASKS],
+             "description": "The dataset's task decides the loss and the metrics that apply."},
+            {"anyOf": [{"properties": {"architecture": {"properties": {"type": {"enum": ["mlp"]}}}}},
+                       {"properties": {"dataset": {"anyOf": [
+                           {"required": ["id"]},
+                           {"required": ["name"], "properties": {"name": {"enum": _SHAPED_BUILTINS}}}]}}}],
+             "description": "A cnn needs a dataset with an input shape: a built-in that has one, or an upload "
+                            "declared with one (at upload, or in dataset.input_shape)."},
         ]}
 
     name = fields.String(load_default=None, allow_none=True,
@@ -466,33 +214,33 @@ class JobRequestSchema(_Strict):
                                                   "standardised targets). null: the task's default."})
     regularization = fields.Nested(RegularizationSpec, load_default=lambda: RegularizationSpec().load({}),
                                    metadata={"default": {"l1": 0.0, "l2": 0.0, "dropout": 0.0}})
-    patience = _int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000),
-                    metadata={"description": "Early stopping: epochs without improvement before stopping; "
-                                             "null turns it off."})
+    patience = strict_int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000),
+                          metadata={"description": "Early stopping: epochs without improvement before stopping; "
+                                                   "null turns it off."})
     early_stopping = fields.Nested(EarlyStoppingSpec, load_default=None, allow_none=True,
                                    metadata={"description": "Only with patience set."})
-    epochs = _int(load_default=20, validate=validate.Range(min=1),
-                  metadata={"maximum": _DEFAULT_LIMITS.max_epochs,
-                            "description": f"1-{_DEFAULT_LIMITS.max_epochs} (operator limit)."})
-    batch_size = _int(load_default=64, validate=validate.Range(min=1),
-                      metadata={"maximum": _DEFAULT_LIMITS.max_batch_size,
-                                "description": f"1-{_DEFAULT_LIMITS.max_batch_size} (operator limit)."})
-    seed = _int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1))
+    epochs = strict_int(load_default=20, validate=validate.Range(min=1),
+                        metadata={"maximum": DEFAULT_LIMITS.max_epochs,
+                                  "description": f"1-{DEFAULT_LIMITS.max_epochs} (operator limit)."})
+    batch_size = strict_int(load_default=64, validate=validate.Range(min=1),
+                            metadata={"maximum": DEFAULT_LIMITS.max_batch_size,
+                                      "description": f"1-{DEFAULT_LIMITS.max_batch_size} (operator limit)."})
+    seed = strict_int(load_default=0, validate=validate.Range(min=0, max=2**32 - 1))
     device = fields.String(load_default="auto", validate=validate.OneOf(["auto", "cpu", "cuda"]),
                            metadata={"description": "cuda sends the job to the gpu queue; auto runs on CUDA "
                                                     "when a GPU worker takes it."})
-    diagnose = _strict_bool(load_default=True,
-                            metadata={"description": "Probe the training (gradients, activations, step losses) "
-                                                     "for the diagnosis; false turns the probes off."})
+    diagnose = strict_bool(load_default=True,
+                           metadata={"description": "Probe the training (gradients, activations, step losses) "
+                                                    "for the diagnosis; false turns the probes off."})
     targets = fields.Nested(TargetsSpec, load_default=None, allow_none=True,
                             metadata={"description": "Override what counts as good on training and validation "
                                                      "data: the accuracy keys for classification, the R² keys for "
                                                      "regression; null uses the documented defaults."})
-    max_runtime_s = _int(load_default=None, validate=validate.Range(min=1),
-                         metadata={"maximum": _DEFAULT_LIMITS.max_runtime_s,
-                                   "default": _DEFAULT_LIMITS.default_runtime_s,
-                                   "description": "Wall-clock budget; default and cap set by the operator "
-                                                  f"(default {_DEFAULT_LIMITS.default_runtime_s})."})
+    max_runtime_s = strict_int(load_default=None, validate=validate.Range(min=1),
+                               metadata={"maximum": DEFAULT_LIMITS.max_runtime_s,
+                                         "default": DEFAULT_LIMITS.default_runtime_s,
+                                         "description": "Wall-clock budget; default and cap set by the operator "
+                                                        f"(default {DEFAULT_LIMITS.default_runtime_s})."})
 
     def __init__(self, *, limits: Limits | None = None, resolver: DatasetResolver | None = None,
                  **kwargs: Any) -> None:
@@ -530,8 +278,9 @@ class JobRequestSchema(_Strict):
             resolved, dataset_errors = self._resolve(data["dataset"], limits)
             if dataset_errors:
                 errors["dataset"] = dataset_errors
-            arch_errors.update(self._shape_errors(arch, data.get("activation"), data["dataset"], resolved))
-            errors.update(self._task_errors(data, resolved.task))
+            if "id" not in dataset_errors:  # an unknown upload has no task or shape to check against
+                arch_errors.update(self._shape_errors(arch, data.get("activation"), data["dataset"], resolved))
+                errors.update(self._task_errors(data, resolved.task))
         if arch_errors:
             errors["architecture"] = arch_errors
         if errors:
@@ -586,10 +335,17 @@ class JobRequestSchema(_Strict):
                               "allowed (TRAINRX_MAX_CLASSES)."]
         task = shape.task if shape is not None else dataset.get("task", CLASSIFICATION)
         if shape is not None and dataset.get("task", task) != task:
-            errors["task"] = [f"Set by the dataset, which is a {task} dataset; leave dataset.task out."]
+            errors["task"] = [f"Set by the dataset, which is a {task} dataset; leave dataset.task out (null in a "
+                              "resubmit patch that changes the dataset)."]
         given = dataset.get("input_shape")
         input_shape = shape.input_shape if shape is not None else None
-        if given is not None:
+        if given is not None and "name" in dataset:
+            if shape is not None and tuple(given) != shape.input_shape:
+                fixed = "no input shape" if shape.input_shape is None else f"the shape {list(shape.input_shape)}"
+                errors["input_shape"] = [f"{dataset['name']!r} has {fixed}, which a request cannot change; "
+                                         "dataset.input_shape applies to uploads (null in a resubmit patch that "
+                                         "changes the dataset)."]
+        elif given is not None:
             problem = input_shape_problem(given, shape.features if shape is not None else None)
             if problem:
                 errors["input_shape"] = [problem]
@@ -665,7 +421,8 @@ class JobRequestSchema(_Strict):
         errors: dict[str, Any] = {}
         loss = data.get("loss")
         if loss is not None and loss not in LOSSES[task]:
-            errors["loss"] = [f"{loss!r} does not apply to a {task} dataset; use one of: {', '.join(LOSSES[task])}."]
+            errors["loss"] = [f"{loss!r} does not apply to a {task} dataset; use one of: {', '.join(LOSSES[task])} "
+                              "(null: the default)."]
         monitor = (data.get("early_stopping") or {}).get("monitor")
         if monitor is not None and monitor not in MONITORS[task] and data.get("patience") is not None:
             errors["early_stopping"] = {"monitor": [f"{monitor!r} is not a {task} metric; use one of: "
@@ -743,5 +500,5 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-__all__ = ["JobRequestSchema", "DatasetResolver", "normalise", "merge_patch", "count_parameters", "ACTIVATIONS",
-           "OPTIMIZERS", "SCALES", "ARCHITECTURES", "LOSSES", "MONITORS", "TARGETS", "dataset_shape"]
+__all__ = ["JobRequestSchema", "ArchitectureSpec", "DatasetResolver", "normalise", "merge_patch", "count_parameters",
+           "ACTIVATIONS", "OPTIMIZERS", "SCALES", "ARCHITECTURES", "LOSSES", "MONITORS", "TARGETS", "dataset_shape"]

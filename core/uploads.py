@@ -1,8 +1,9 @@
 """Uploaded datasets: their rows in the ``datasets`` table and their arrays on disk.
 
 The arrays are stored as two ``.npy`` files (``x.npy`` float32, ``y.npy``
-int64 class labels, or float32 targets for a regression upload) under ``$TRAINRX_DATA_DIR/datasets/<id>/``: no pickle, memory-mappable,
-readable by any NumPy. A dataset directory appears whole or not at all.
+int64 class labels, or float32 targets for a regression upload) under
+``$TRAINRX_DATA_DIR/datasets/<id>/``: no pickle, memory-mappable, readable by
+any NumPy. A dataset directory appears whole or not at all.
 """
 
 from __future__ import annotations

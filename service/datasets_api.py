@@ -24,6 +24,7 @@ from service.upload_schemas import UPLOAD_REQUEST_BODY, UploadedDatasetSchema
 blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Datasets")
 
 UPLOAD_FIELDS = {"file", "name", "task", "input_shape"}
+INPUT_SHAPE_CHARS = 100
 STORAGE_RETRY_AFTER_S = 3600  # room comes back only when the owner deletes uploads (or retention does)
 
 
@@ -59,6 +60,8 @@ def _upload_options(form: dict, errors: dict) -> tuple[str, list[int] | None]:
     if shape is None:
         return task, None
     try:
+        if len(shape) > INPUT_SHAPE_CHARS:  # a shape is a few numbers; nothing deeper reaches the JSON parser
+            raise ValueError(shape[:20])
         shape = json.loads(shape)
     except ValueError:
         errors["input_shape"] = ['Must be a JSON list, e.g. "[1, 8, 8]".']

@@ -49,22 +49,21 @@ class ProgressSchema(Schema):
 class SummarySchema(Schema):
     train_loss = fields.Float(allow_none=True)
     val_loss = fields.Float(allow_none=True)
-    train_accuracy = fields.Float(allow_none=True, metadata={"description": "Classification jobs."})
-    val_accuracy = fields.Float(allow_none=True, metadata={"description": "Classification jobs."})
-    train_r2 = fields.Float(allow_none=True, metadata={"description": "Regression jobs: R² (1 is perfect, 0 is "
-                                                                      "predicting the training mean)."})
-    val_r2 = fields.Float(allow_none=True, metadata={"description": "Regression jobs."})
-    train_mae = fields.Float(allow_none=True, metadata={"description": "Regression jobs: mean absolute error in "
-                                                                       "the target's units."})
-    val_mae = fields.Float(allow_none=True, metadata={"description": "Regression jobs."})
+    train_accuracy = fields.Float(allow_none=True)
+    val_accuracy = fields.Float(allow_none=True)
     best_epoch = fields.Integer(allow_none=True)
     epochs_run = fields.Integer()
     stopped_early = fields.Boolean()
     returned_epoch = fields.Integer(metadata={"description": "The epoch whose weights are returned."})
     test_loss = fields.Float(allow_none=True, metadata={"description": "Only for datasets with a test set."})
     test_accuracy = fields.Float(allow_none=True, metadata={"description": "Only for datasets with a test set."})
-    test_r2 = fields.Float(allow_none=True, metadata={"description": "Regression datasets with a test set."})
-    test_mae = fields.Float(allow_none=True, metadata={"description": "Regression datasets with a test set."})
+    # Regression jobs report these instead of the accuracies (R² scale-free, MAE in the target's units).
+    train_r2 = fields.Float(allow_none=True, metadata={"description": "Regression only."})
+    val_r2 = fields.Float(allow_none=True, metadata={"description": "Regression only."})
+    train_mae = fields.Float(allow_none=True, metadata={"description": "Regression only, in the target's units."})
+    val_mae = fields.Float(allow_none=True, metadata={"description": "Regression only, in the target's units."})
+    test_r2 = fields.Float(allow_none=True, metadata={"description": "Regression, with a test set."})
+    test_mae = fields.Float(allow_none=True, metadata={"description": "Regression, with a test set."})
 
 
 class TimingsSchema(Schema):
@@ -197,15 +196,15 @@ class CurvesSchema(Schema):
     epoch = fields.List(fields.Integer(), metadata={"description": "Epochs counted from 1."})
     train_loss = fields.List(fields.Float(allow_none=True),
                              metadata={"description": "Eval-mode pass over (up to 10,000) training samples."})
-    train_accuracy = fields.List(fields.Float(allow_none=True), metadata={"description": "Classification jobs."})
+    train_accuracy = fields.List(fields.Float(allow_none=True))
     val_loss = fields.List(fields.Float(allow_none=True))
-    val_accuracy = fields.List(fields.Float(allow_none=True), metadata={"description": "Classification jobs."})
-    train_r2 = fields.List(fields.Float(allow_none=True), metadata={"description": "Regression jobs: R²."})
-    val_r2 = fields.List(fields.Float(allow_none=True), metadata={"description": "Regression jobs: R²."})
+    val_accuracy = fields.List(fields.Float(allow_none=True))
+    train_r2 = fields.List(fields.Float(allow_none=True), metadata={"description": "Regression only."})
+    val_r2 = fields.List(fields.Float(allow_none=True), metadata={"description": "Regression only."})
     train_mae = fields.List(fields.Float(allow_none=True),
-                            metadata={"description": "Regression jobs: mean absolute error, target units."})
+                            metadata={"description": "Regression only, in the target's units."})
     val_mae = fields.List(fields.Float(allow_none=True),
-                          metadata={"description": "Regression jobs: mean absolute error, target units."})
+                          metadata={"description": "Regression only, in the target's units."})
     learning_rate = fields.List(fields.Float(allow_none=True))
     grad_norm = fields.Dict(keys=fields.String(), values=fields.List(fields.Float(allow_none=True)),
                             metadata={"description": "Per weight layer (input to output): mean over the "

@@ -174,6 +174,8 @@ def test_everyday_commands(sdk, api_url, tmp_path):
     assert follow.returncode == 0 and "succeeded" in follow.stdout
     datasets = run_cli("datasets", "list", url=api_url)
     assert "digits" in datasets.stdout and "mnist1d" in datasets.stdout
+    assert any(line.split()[:4] == ["digits", "digits", "classification", "1x8x8"]
+               for line in datasets.stdout.splitlines()), datasets.stdout
 
     queued = run_cli("submit", spec_file(tmp_path, WAITING, "waiting.yaml"), url=api_url)
     waiting_id, state = queued.stdout.split()

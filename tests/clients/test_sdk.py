@@ -109,8 +109,11 @@ def test_wait_gives_up_after_its_timeout_and_the_job_goes_on(sdk):
 
 
 def test_datasets_list(sdk):
-    names = {d.name for d in sdk.datasets.list()}
-    assert {"digits", "mnist1d", "moons", "spirals"} <= names
+    datasets = {d.name: d for d in sdk.datasets.list()}
+    assert {"digits", "mnist1d", "moons", "spirals", "diabetes", "friedman1"} <= set(datasets)
+    assert (datasets["digits"].task, datasets["digits"].input_shape) == ("classification", [1, 8, 8])
+    assert (datasets["friedman1"].task, datasets["friedman1"].classes, datasets["friedman1"].input_shape) == \
+        ("regression", 0, None)
 
 
 def test_bad_spec_files(sdk, tmp_path):

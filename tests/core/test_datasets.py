@@ -71,3 +71,8 @@ def test_an_input_shape_is_2_or_3_positive_integers_whose_product_is_the_feature
 def test_a_regression_shape_has_one_output():
     assert DatasetShape(10, 3, 0, task=REGRESSION).outputs == 1
     assert DatasetShape(10, 3, 4).outputs == 4
+
+
+def test_a_huge_input_shape_is_refused_without_printing_its_product():
+    problem = input_shape_problem([10**4000, 10**4000, 1], 64)
+    assert "over 1e+15" in problem and len(problem) < 200

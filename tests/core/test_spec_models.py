@@ -94,6 +94,8 @@ def test_classification_targets_keep_their_own_keys_only():
      ["dataset", "input_shape"]),
     ({"dataset": {"name": "digits", "input_shape": [64]}, "architecture": {"hidden_layers": [4]}},
      ["dataset", "input_shape"]),
+    ({"dataset": {"id": UPLOAD, "input_shape": [64]}, "architecture": {"hidden_layers": [4]}},
+     ["dataset", "input_shape"]),
     (cnn([8], dataset="moons"), ["architecture", "type"]),
     (cnn([8], dataset="diabetes"), ["architecture", "type"]),
     ({**CNN, "architecture": {"type": "rnn", "hidden_layers": [4]}}, ["architecture", "type"]),
@@ -155,11 +157,12 @@ def test_every_bad_field_of_a_cnn_request_is_reported_at_once():
     assert "monitor" in errors["early_stopping"] and "train_r2" in errors["targets"]
 
 
-def test_a_request_input_shape_lets_a_cnn_see_a_dataset_differently():
-    spec = load({**cnn([4]), "dataset": {"name": "digits", "input_shape": [4, 16]}})
-    assert spec["dataset"]["input_shape"] == [4, 16]
-    spec = load({**cnn([4]), "dataset": {"name": "moons", "input_shape": [1, 2]}})
-    assert spec["dataset"]["input_shape"] == [1, 2]
+def test_a_builtin_shape_can_be_repeated_not_changed():
+    assert load({**cnn([4]), "dataset": {"name": "digits", "input_shape": [1, 8, 8]}}) == load(cnn([4], "digits"))
+    assert load({"dataset": {"name": "moons", "input_shape": None}, "architecture": {"hidden_layers": [4]}})
+    for name, shape in (("digits", [4, 16]), ("moons", [1, 2])):
+        errors = errors_of({**cnn([4]), "dataset": {"name": name, "input_shape": shape}})
+        assert "applies to uploads" in errors["dataset"]["input_shape"][0]
 
 
 def test_an_upload_brings_its_task_and_shape_through_the_resolver():
@@ -211,3 +214,28 @@ def test_old_requests_without_the_new_keys_still_load_and_patch():
     assert patched["regularization"]["dropout"] == 0.2
     assert patched["architecture"]["type"] == "mlp" and patched["loss"] == "cross_entropy"
     assert patched["targets"] == {"train_accuracy": 0.9, "val_accuracy": None}
+
+
+def test_a_patch_to_another_task_nulls_what_the_old_dataset_decided():
+    digits = load({"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [8]},
+                   "targets": {"train_accuracy": 0.9}})
+    stale = errors_of(merge_patch(digits, {"dataset": {"name": "friedman1"}}))
+    assert set(stale) == {"dataset", "loss", "targets"} and set(stale["dataset"]) == {"task", "input_shape"}
+    moved = load(merge_patch(digits, {"dataset": {"name": "friedman1", "task": None, "input_shape": None},
+                                      "loss": None, "targets": None}))
+    assert (moved["dataset"]["task"], moved["dataset"]["input_shape"], moved["loss"]) == ("regression", None, "mse")
+
+
+def test_the_requests_in_docs_are_valid_and_normalise_as_shown():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "requests.md").read_text()
+    pairs = re.findall(r"```json\n(.*?)```\s*\n\s*is normalised to\s*\n\s*```json\n(.*?)```", text, re.S)
+    assert len(pairs) >= 2
+    for given, shown in pairs:
+        assert load(json.loads(given)) == json.loads(shown)
+    requests = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    for request in requests:
+        if "dataset" in request and "name" in request["dataset"]:
+            load(request)

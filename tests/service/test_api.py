@@ -158,6 +158,18 @@ def test_datasets_are_listed_with_shapes_and_class_counts(client):
     assert items["mnist1d"]["test_samples"] == 1000 and items["moons"]["test_samples"] == 0
 
 
+def test_regression_summaries_and_curves_keep_their_metrics():
+    """The job resource and the curves are dumped by their schemas, which drop keys they do not declare."""
+    from service.schemas import CurvesSchema, SummarySchema
+
+    summary = {"train_loss": 0.1, "val_loss": 0.2, "best_epoch": 3, "epochs_run": 3, "stopped_early": False,
+               "returned_epoch": 3, "train_r2": 0.9, "val_r2": 0.8, "train_mae": 1.5, "val_mae": 2.0}
+    assert SummarySchema().dump(summary) == summary
+    curves = {"epoch": [1], "train_loss": [0.5], "val_loss": [0.6], "train_r2": [0.4], "val_r2": [0.3],
+              "train_mae": [9.0], "val_mae": [9.5]}
+    assert CurvesSchema().dump(curves) == curves
+
+
 def test_health_counts_live_workers(client, worker):
     body = client.get("/healthz").get_json()
     assert body["status"] == "ok" and body["workers"] >= 1 and body["version"]

@@ -153,7 +153,8 @@ def test_upload_task_and_shape_mistakes_are_named(client):
     y = np.arange(40) % 2
     for form, message in [({"task": "ranking"}, "Must be one of"), ({"input_shape": "1,6"}, "JSON list"),
                           ({"input_shape": "[6]"}, "2 or 3 positive integers"),
-                          ({"input_shape": "[1, 0, 6]"}, "2 or 3 positive integers")]:
+                          ({"input_shape": "[1, 0, 6]"}, "2 or 3 positive integers"),
+                          ({"input_shape": "[" * 100_000 + "]" * 100_000}, "JSON list")]:
         errors = assert_error_shape(upload(client, as_npz(x, y), **form), 422)["errors"]
         assert list(errors) == list(form) and message in errors[next(iter(form))][0], (form, errors)
     errors = assert_error_shape(upload(client, as_npz(x, y), input_shape="[1, 2, 4]"), 422)["errors"]

@@ -206,9 +206,13 @@ def datasets_list(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_json([d.raw for d in items])
         return
-    rows = [(d.id or d.name, d.name or "", d.features, d.classes, d.samples or d.rows, d.test_samples or 0)
-            for d in items]
-    click.echo(render.table(["dataset", "name", "features", "classes", "samples", "test"], rows))
+    rows = [(d.id or d.name, d.name or "", d.task or "", _shape(d.input_shape), d.features, d.classes,
+             d.samples or d.rows, d.test_samples or 0) for d in items]
+    click.echo(render.table(["dataset", "name", "task", "shape", "features", "classes", "samples", "test"], rows))
+
+
+def _shape(shape: list[int] | None) -> str:
+    return "x".join(map(str, shape)) if shape else "-"
 
 
 @datasets.command(name="upload")
