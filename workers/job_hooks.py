@@ -147,7 +147,8 @@ class JobHooks:
     # --- for the runner -----------------------------------------------------
 
     def diagnose(self, rows: list[dict], summary: dict | None, stop_reason: str | None, **kwargs) -> dict:
-        return diagnose(self.request, rows, summary, stop_reason, self.data_info, limits=self.limits,
+        config = self.config if self.config is not None else self.request  # the runner sets the typed one
+        return diagnose(config, rows, summary, stop_reason, self.data_info, limits=self.limits,
                         resolver=self.resolver, **kwargs)
 
     def saved_checkpoint(self) -> tuple[int, bytes] | None:

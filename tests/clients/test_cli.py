@@ -9,10 +9,12 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from tests.clients.conftest import SMALL, WAITING, run_cli
+from tests.clients.conftest import JOB, SMALL, WAITING, run_cli
 
 DIVERGING = {"dataset": {"name": "digits"}, "architecture": {"hidden_layers": [64, 64]}, "activation": "elu",
              "optimizer": {"name": "sgd", "learning_rate": 100.0}, "epochs": 20}
+REGRESSION = {"name": "friedman1-small", "dataset": {"name": "friedman1"}, "architecture": {"hidden_layers": [32]},
+              "optimizer": {"name": "adam", "learning_rate": 0.01}, "epochs": 6}
 
 
 def spec_file(tmp_path, spec: dict, name: str = "model.yaml"):
@@ -187,3 +189,93 @@ def test_everyday_commands(sdk, api_url, tmp_path):
     invalid = run_cli("submit", spec_file(tmp_path, {"dataset": {"name": "nope"}}, "bad.yaml"), url=api_url)
     assert invalid.returncode == 2 and "UnprocessableEntityError: The request is invalid." in invalid.stderr
     assert "architecture: Missing data for required field." in invalid.stderr
+
+
+# --- regression jobs: R² and MAE -------------------------------------------------
+
+def regression_job(job_id: str, **summary) -> dict:
+    """A finished regression job as the API returns it: R² and MAE in place of the accuracies."""
+    return {**JOB, "id": job_id, "status": "succeeded", "progress": {"epoch": 6, "epochs": 6},
+            "summary": {"best_epoch": 6, "epochs_run": 6, "stopped_early": False, "returned_epoch": 6, **summary}}
+
+
+def test_check_a_regression_job_by_r2_and_mae_against_a_recorded_baseline(scripted, tmp_path):
+    script, client = scripted
+    base, new = "b" * 32, "c" * 32
+    # Two regression summaries (the later job a little worse on every metric).
+    earlier = regression_job(base, train_loss=0.061, val_loss=0.083, train_r2=0.939, val_r2=0.917, train_mae=0.94,
+                             val_mae=1.07)
+    later = regression_job(new, train_loss=0.075, val_loss=0.098, train_r2=0.925, val_r2=0.902, train_mae=1.03,
+                           val_mae=1.16)
+    script.on("GET", f"/v1/jobs/{base}", (200, earlier, {}))
+    script.on("POST", "/v1/jobs", (202, {**JOB, "id": new, "status": "queued"}, {}))
+    script.on("GET", f"/v1/jobs/{new}", (200, later, {}))
+    script.on("GET", f"/v1/jobs/{new}/diagnosis", (200, {"job_id": new, "status": "succeeded", "final": True,
+                                                         "verdict": "healthy", "findings": []}, {}))
+    spec = spec_file(tmp_path, REGRESSION)
+
+    def check(*args: str):
+        return run_cli("check", spec, "--no-progress", *args, url=client.base_url)
+
+    held = check("--expect", "val_r2>=0.9", "--expect", "val_mae<1.2", "--expect", "test_r2>=0.5")
+    assert held.returncode == 1, held.stdout + held.stderr  # this job has no test set
+    assert "✓ val_r2>=0.9" in held.stdout and "✓ val_mae<1.2" in held.stdout
+    assert "test_r2 is not available for this job" in held.stdout
+    # MAE is lower-is-better: a rise of 0.09 is a regression of 0.09.
+    mae = check("--baseline", base, "--metric", "val_mae", "--max-drop", "0.05")
+    assert mae.returncode == 1 and "val_mae regressed by 0.0900, more than 0.05" in mae.stdout
+    # R² is higher-is-better, and the default metric for a regression baseline (it has no val_accuracy).
+    r2 = check("--baseline", base, "--max-drop", "0.01")
+    assert r2.returncode == 1 and f"val_r2 within 0.01 of baseline {base[:8]}" in r2.stdout
+    assert "val_r2 regressed by 0.0150" in r2.stdout
+    # A better (lower) MAE than the baseline's passes with no allowance at all.
+    script.on("GET", f"/v1/jobs/{base}", (200, later, {}))
+    script.on("GET", f"/v1/jobs/{new}", (200, earlier | {"id": new}, {}))
+    assert check("--baseline", base, "--metric", "val_mae", "--max-drop", "0").returncode == 0
+    assert check("--baseline", base, "--metric", "train_accuracy").returncode == 2  # the baseline has none
+
+
+def test_check_a_live_regression_job(sdk, api_url, tmp_path):
+    baseline = sdk.jobs.wait(sdk.jobs.create(REGRESSION).id, timeout=300)
+    assert baseline.summary.val_accuracy is None and baseline.summary.val_r2 is not None, baseline.raw
+    spec = spec_file(tmp_path, REGRESSION)
+    same = run_cli("check", spec, "--expect", "val_r2>=0.5", "--expect", f"val_mae<={baseline.summary.val_mae}",
+                   "--baseline", baseline.id, "--metric", "val_mae", "--max-drop", "0", url=api_url)
+    assert same.returncode == 0, same.stdout + same.stderr  # CPU training is reproducible: the same MAE
+    assert "✓ val_r2>=0.5" in same.stdout
+    # One epoch at a tenth of the rate: a worse (higher) MAE, and a lower R² against the default metric.
+    shorter = spec_file(tmp_path, {**REGRESSION, "epochs": 1, "optimizer": {"name": "adam", "learning_rate": 0.001}},
+                        "short.yaml")
+    worse = run_cli("check", shorter, "--baseline", baseline.id, "--metric", "val_mae", url=api_url)
+    assert worse.returncode == 1 and "val_mae regressed by" in worse.stdout, worse.stdout + worse.stderr
+    by_r2 = run_cli("check", shorter, "--baseline", baseline.id, url=api_url)
+    assert by_r2.returncode == 1 and "val_r2 regressed by" in by_r2.stdout, by_r2.stdout + by_r2.stderr
+
+
+@pytest.mark.parametrize("metric", ["train_r2", "val_r2", "test_r2", "train_mae", "val_mae", "test_mae"])
+def test_regression_metrics_parse_and_mae_is_lower_is_better(metric):
+    from trainrx.cli.check import Expectation, lower_is_better
+
+    assert Expectation.parse(f"{metric}>=0.5").metric == metric
+    assert lower_is_better(metric) is metric.endswith("_mae")
+    assert lower_is_better(metric.replace("r2", "loss").replace("mae", "loss"))
+
+
+def test_a_regression_job_and_its_curves_are_shown_in_r2_and_mae():
+    from trainrx.cli import render
+    from trainrx.types import Curves, Job, build
+
+    job = build(Job, regression_job("d" * 32, train_loss=0.06, val_loss=0.08, train_r2=0.94, val_r2=0.92,
+                                    train_mae=0.9, val_mae=1.1))
+    assert "train_r2 0.9400  train_mae 0.9000  val_loss 0.0800  val_r2 0.9200  val_mae 1.1000" in render.job_text(job)
+    assert "accuracy" not in render.job_text(job) and "R² 0.9200" in render.jobs_table([job])
+    # The API's curves of a regression job: the accuracy lists are empty.
+    curves = build(Curves, {"job_id": "d" * 32, "status": "succeeded", "epoch": [1, 2], "train_loss": [0.9, 0.5],
+                            "train_accuracy": [], "val_loss": [0.9, 0.6], "val_accuracy": [], "train_r2": [0.1, 0.5],
+                            "val_r2": [0.1, 0.4], "train_mae": [3.0, 2.0], "val_mae": [3.1, 2.2],
+                            "learning_rate": [0.001, 0.001], "grad_norm": {}})
+    assert [set(r) for r in curves.rows()] == [{"epoch", "train_loss", "train_r2", "train_mae", "val_loss", "val_r2",
+                                                "val_mae", "learning_rate", "grad_norm"}] * 2
+    table = render.curves_table(curves).splitlines()
+    assert table[0].split() == ["epoch", "train_loss", "train_r2", "train_mae", "val_loss", "val_r2", "val_mae", "lr"]
+    assert table[-1].split()[:3] == ["2", "0.5000", "0.5000"]

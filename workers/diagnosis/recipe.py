@@ -6,6 +6,7 @@ Never blame overfitting for a network that does not fit its training data.
 from __future__ import annotations
 
 import logging
+from typing import Any, Mapping
 
 from marshmallow import ValidationError
 
@@ -16,6 +17,7 @@ from workers.diagnosis import symptoms
 from workers.diagnosis import thresholds as T
 from workers.diagnosis.evidence import Run, finite
 from workers.diagnosis.findings import ERROR, INFO, SEVERITY_RANK, WARNING, finding
+from workers.engine.config import JobConfig
 
 log = logging.getLogger("trainrx.diagnosis")
 
@@ -29,45 +31,61 @@ CODE_ORDER = ["poor_training_fit", *CAUSE_ORDER[:-1], "overfitting", "class_imba
 
 
 def train_target(run: Run) -> float:
-    targets = run.request.get("targets") or {}
-    if targets.get("train_accuracy") is not None:
-        return targets["train_accuracy"]
+    """Halfway from chance to perfect (0.5 R² for regression, whose chance is 0), unless the request says."""
+    target = run.target(run.train_key)
+    if target is not None:
+        return target
     return run.chance + T.TRAIN_FIT_FRACTION * (1 - run.chance)
 
 
-def poor_training_fit(run: Run, causes: list[dict]) -> dict | None:
+def train_fit(run: Run) -> float | None:
+    """The returned model's training accuracy (or R²); None when its loss was not finite."""
     row = run.returned
-    train_acc = row.get("train_accuracy") if row and row.get("train_loss") is not None else None
-    target = train_target(run)
-    if train_acc is not None and train_acc >= target and not run.diverged:
+    return row.get(run.train_key) if row and row.get("train_loss") is not None else None
+
+
+def fits_training_data(run: Run) -> bool:
+    fit = train_fit(run)
+    return fit is not None and fit >= train_target(run) and not run.diverged
+
+
+def poor_training_fit(run: Run, causes: list[dict]) -> dict | None:
+    if fits_training_data(run):
         return None
+    row, train_score, target = run.returned, train_fit(run), train_target(run)
+    m, label = run.metric, run.metric_label
     fixes = [s for cause in causes for s in cause["suggestions"]]
     if not causes:
-        request = run.request
-        widths = request["architecture"]["hidden_layers"]
-        fixes = [P.suggestion(P.architecture(hidden_layers=[w * 2 for w in widths]), "A wider network has more "
-                              "capacity to fit the training data."),
-                 P.suggestion({"epochs": min(request["epochs"] * 3, 10_000)}, "Train longer."),
-                 P.suggestion(P.learning_rate(request, 3.0), "Larger steps reach a better fit in the same time.")]
+        config = run.config
+        fixes = [P.suggestion(P.wider(config), "A wider network has more capacity to fit the training data."),
+                 P.suggestion({"epochs": min(config.epochs * 3, 10_000)}, "Train longer."),
+                 P.suggestion(P.learning_rate(config, 3.0), "Larger steps reach a better fit in the same time.")]
+    fixes.append(P.suggestion(P.without_regularization(run.config), "Regularisation trades fit on the training "
+                              "data for generalisation: by the recipe it is a fix for overfitting, and a network "
+                              "that does not fit its training data needs none until it does."))
     named = ", ".join(c["code"] for c in causes) or "no single symptom; the network may be too small or "\
                                                     "trained too briefly"
+    chance = ("predicting the training mean scores R² = 0" if run.regression
+              else f"chance is {run.chance:.3f}")
     return finding(
         "poor_training_fit", ERROR, row["epoch"] if row else None,
-        {"train_accuracy": train_acc, "threshold": target, "chance_accuracy": run.chance,
-         "val_accuracy": row.get("val_accuracy") if row else None, "diverged": run.diverged},
-        f"The network is not good on its own training data (training accuracy "
-        f"{'undefined' if train_acc is None else f'{train_acc:.3f}'} against a bar of {target:.3f}; chance is "
-        f"{run.chance:.3f}). By the recipe this is a training problem, not overfitting: fix the training "
+        {f"train_{m}": train_score, "threshold": target, f"chance_{m}": run.chance,
+         f"val_{m}": row.get(run.val_key) if row else None, "diverged": run.diverged},
+        f"The network is not good on its own training data (training {label} "
+        f"{'undefined' if train_score is None else f'{train_score:.3f}'} against a bar of {target:.3f}; {chance}). "
+        f"By the recipe this is a training problem, not overfitting: fix the training "
         f"before looking at validation results. Seen: {named}.", fixes)
 
 
 def overfitting(run: Run) -> dict | None:
+    """Judged on the fit metric's gap (accuracy, or R² for regression) and the validation loss curve."""
     row = run.returned
-    train_acc, val_acc = row.get("train_accuracy"), row.get("val_accuracy")
-    if train_acc is None or val_acc is None:
+    m, label = run.metric, run.metric_label
+    train_score, val_score = row.get(run.train_key), row.get(run.val_key)
+    if train_score is None or val_score is None:
         return None
-    gap = train_acc - val_acc
-    skill = max(train_acc - run.chance, 1e-9)
+    gap = train_score - val_score
+    skill = max(train_score - run.chance, 1e-9)
     relative_gap = gap / skill
     val_losses, train_losses = run.series("val_loss"), run.series("train_loss")
     finite_val = [(v, i) for i, v in enumerate(val_losses) if v is not None]
@@ -81,39 +99,39 @@ def overfitting(run: Run) -> dict | None:
             train_fell = (train_losses[last] is not None and train_losses[at] is not None
                           and train_losses[last] < train_losses[at])
             turned = rise > T.VAL_LOSS_RISE and last - at >= T.VAL_RISE_MIN_EPOCHS and train_fell
-    target = (run.request.get("targets") or {}).get("val_accuracy")
-    below_target = target is not None and val_acc < target
+    target = run.target(run.val_key)
+    below_target = target is not None and val_score < target
     if run.restored_best and not below_target:
         return None
     if not (below_target or (turned and gap >= T.OVERFIT_MIN_GAP) or relative_gap >= T.OVERFIT_RELATIVE_GAP):
         return None
-    request = run.request
+    config = run.config
     fixes = []
-    if request.get("patience") is None:
+    if config.patience is None:
         fixes.append(P.suggestion({"patience": 5}, "Early stopping keeps the weights of the epoch with the "
                                   "lowest validation loss instead of the last one."))
-    if request["regularization"]["l2"] < 1e-3:
+    if config.regularization.l2 < 1e-3:
         fixes.append(P.suggestion({"regularization": {"l2": 1e-3}}, "An L2 penalty shrinks the weights at "
                                   "every step, preferring simpler functions."))
-    if request["regularization"]["dropout"] < 0.3:
+    if config.regularization.dropout < 0.3:
         fixes.append(P.suggestion({"regularization": {"dropout": 0.3}}, "Dropout trains a different thinned "
                                   "network every step, so no unit can rely on memorised co-adaptations."))
-    if request["dataset"].get("train_samples") is not None:
+    if config.dataset.train_samples is not None:
         fixes.append(P.suggestion({"dataset": {"train_samples": None}}, "Train on all the training data "
                                   "instead of a subset."))
     why = []
     if turned:
         why.append(f"the validation loss rose {rise:.0%} above its minimum (epoch {min_epoch}) while the "
                    "training loss kept falling")
-    why.append(f"training accuracy {train_acc:.3f} against validation accuracy {val_acc:.3f}")
+    why.append(f"training {label} {train_score:.3f} against validation {label} {val_score:.3f}")
     if below_target:
-        why.append(f"validation accuracy is below the requested {target:.3f}")
+        why.append(f"validation {label} is below the requested {target:.3f}")
     return finding(
         "overfitting", WARNING, min_epoch if turned else row["epoch"],
-        {"train_accuracy": train_acc, "val_accuracy": val_acc, "accuracy_gap": gap,
+        {f"train_{m}": train_score, f"val_{m}": val_score, f"{m}_gap": gap,
          "relative_gap": relative_gap, "relative_gap_threshold": T.OVERFIT_RELATIVE_GAP,
          "val_loss_rise": rise, "threshold": T.VAL_LOSS_RISE, "val_loss_min_epoch": min_epoch,
-         "val_accuracy_target": target},
+         f"val_{m}_target": target},
         "The network is good on its training data but worse on validation data: "
         + "; ".join(why) + ". It has learned its training samples rather than the pattern; by the recipe, "
         "this is overfitting.", fixes)
@@ -123,14 +141,15 @@ def early_stopped(run: Run) -> dict | None:
     summary = run.summary or {}
     if not summary.get("stopped_early"):
         return None
-    es = run.request.get("early_stopping") or {}
-    restored = bool(es.get("restore_best"))
+    stopping, patience = run.config.early_stopping, run.config.patience
+    restored = bool(stopping and stopping.restore_best)
+    monitor = stopping.monitor if stopping else "val_loss"
     return finding(
         "early_stopped", INFO, summary.get("epochs_run"),
         {"stopped_epoch": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
-         "patience": run.request.get("patience"), "weights_restored": restored},
-        f"Early stopping ended training at epoch {summary.get('epochs_run')}: {es.get('monitor', 'val_loss')} "
-        f"had not improved for {run.request.get('patience')} epochs. "
+         "patience": patience, "weights_restored": restored},
+        f"Early stopping ended training at epoch {summary.get('epochs_run')}: {monitor} "
+        f"had not improved for {patience} epochs. "
         + (f"The weights of the best epoch ({summary.get('best_epoch')}) were restored, so the returned model "
            "is the one from before the validation results turned." if restored else
            "The weights of the last epoch were kept (restore_best is false)."), [])
@@ -151,16 +170,17 @@ def _valid_suggestions(request: dict, item: dict, limits: Limits, resolver: Data
     return {**item, "suggestions": kept}
 
 
-def diagnose(request: dict, rows: list[dict], summary: dict | None, stop_reason: str | None,
+def diagnose(config: JobConfig | Mapping[str, Any], rows: list[dict], summary: dict | None, stop_reason: str | None,
              data_info: dict | None, *, limits: Limits, resolver: DatasetResolver | None,
              steps: dict | None = None, initial: dict | None = None, final: bool = True) -> dict:
-    """The verdict and findings; ``limits`` and ``resolver`` check the suggested patches (core.spec.normalise)."""
-    run = Run(request, rows, summary, stop_reason, data_info, steps, initial, final)
+    """The verdict and findings for the job's typed config (a normalised request dict is read into
+    one); ``limits`` and ``resolver`` check the suggested patches (core.spec.normalise)."""
+    if not isinstance(config, JobConfig):
+        config = JobConfig.from_request(config)
+    run = Run(config, rows, summary, stop_reason, data_info, steps, initial, final)
     if not rows:
         return {"verdict": None, "findings": []}
-    train_row = run.returned
-    fitted = (train_row.get("train_loss") is not None and not run.diverged
-              and (train_row.get("train_accuracy") or 0) >= train_target(run))
+    fitted = fits_training_data(run)
     causes = [f for f in (symptoms.unnormalized_input(run), symptoms.exploding_gradient(run),
                           symptoms.vanishing_gradient(run, fitted),
                           symptoms.dead_relu(run), symptoms.saturated_activation(run),
@@ -194,6 +214,6 @@ def diagnose(request: dict, rows: list[dict], summary: dict | None, stop_reason:
     for extra in (symptoms.class_imbalance(run), early_stopped(run)):
         if extra:
             findings.append(extra)
-    findings = [_valid_suggestions(request, f, limits, resolver) for f in findings]
+    findings = [_valid_suggestions(config.request, f, limits, resolver) for f in findings]
     findings.sort(key=lambda f: (SEVERITY_RANK[f["severity"]], CODE_ORDER.index(f["code"])))
     return {"verdict": verdict, "findings": findings}

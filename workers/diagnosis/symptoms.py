@@ -10,7 +10,7 @@ import math
 
 from workers.diagnosis import patches as P
 from workers.diagnosis import thresholds as T
-from workers.diagnosis.evidence import Run, finite, median
+from workers.diagnosis.evidence import Run, finite, layer_label, median
 from workers.diagnosis.findings import WARNING, finding
 
 ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad")
@@ -47,16 +47,16 @@ def exploding_gradient(run: Run) -> dict | None:
     what = ("the loss or the gradients turned NaN/Inf, so training stopped there" if nonfinite else
             f"the total gradient norm grew {growth:,.0f}-fold within training" if growth and growth >= T.EXPLODING_GROWTH
             else f"a batch loss reached {loss_factor:,.0f} times its starting value")
-    request = run.request
-    opt = request["optimizer"]["name"]
+    config = run.config
+    opt = config.optimizer.name
     return finding(
         "exploding_gradient", WARNING, epoch, evidence,
         f"The updates blew up: {what}. Steps that large throw the weights far from where the gradient was "
         "measured; afterwards units can die and the loss stays at or above chance. The learning rate is too "
         "high for this network and optimizer.",
-        [P.suggestion(P.learning_rate(request, 0.01), "A learning rate 100 times smaller keeps each step "
+        [P.suggestion(P.learning_rate(config, 0.01), "A learning rate 100 times smaller keeps each step "
                       "within the region where the gradient is a good guide."),
-         P.suggestion(P.optimizer(request, "adam") if opt not in ADAPTIVE else P.learning_rate(request, 0.1),
+         P.suggestion(P.optimizer(config, "adam") if opt not in ADAPTIVE else P.learning_rate(config, 0.1),
                       "Adam scales each step by a running gradient magnitude, which bounds the step size."
                       if opt not in ADAPTIVE else "A 10 times smaller learning rate for the adaptive optimizer.")])
 
@@ -84,38 +84,38 @@ def vanishing_gradient(run: Run, fitted: bool) -> dict | None:
                     and ratio < T.VANISHING_RATIO_MILD and monotone >= T.VANISHING_MONOTONE_SHARE)
     if not (strong or corroborated):
         return None
-    request = run.request
-    act = request["activation"]["name"]
-    arch = request["architecture"]
+    config = run.config
+    act = config.activation.name
+    arch = config.architecture
     last_row = run.rows[-1]["grad_norm"]
     threshold = T.VANISHING_RATIO if strong else T.VANISHING_RATIO_MILD
     evidence = {"first_to_last_grad_ratio": ratio, "threshold": threshold,
                 "first_layer_grad_norm": last_row.get(first), "last_layer_grad_norm": last_row.get(last),
                 "share_of_layers_shrinking": monotone, "hidden_layers": len(run.layers) - 1}
-    he_init = {} if arch["init"].startswith("kaiming") else {"init": "kaiming_normal"}
+    he_init = {} if arch.init.startswith("kaiming") else {"init": "kaiming_normal"}
     fixes = []
     if act in ("sigmoid", "tanh"):
-        fixes.append(P.suggestion({**P.activation(request, "relu"), **({"architecture": he_init} if he_init else {})},
+        fixes.append(P.suggestion({**P.activation(config, "relu"), **({"architecture": he_init} if he_init else {})},
                                   "ReLU passes the gradient unchanged through every active unit, so it does not "
                                   "shrink layer by layer" + ("; He (Kaiming) initialisation keeps the signal's "
                                                              "scale through a deep ReLU stack." if he_init else ".")))
     elif he_init:
         fixes.append(P.suggestion(P.architecture(**he_init), "He (Kaiming) initialisation sizes each layer for "
                                   "ReLU-family units, so signal and gradient keep their scale through the depth."))
-    if not arch["batch_norm"]:
+    if not arch.batch_norm:
         fixes.append(P.suggestion(P.architecture(batch_norm=True), "Batch norm rescales each layer's inputs, "
                                   "which keeps gradients from shrinking with depth."))
-    if act == "tanh" and arch["init"] != "xavier_normal":
+    if act == "tanh" and arch.init != "xavier_normal":
         fixes.append(P.suggestion(P.architecture(init="xavier_normal"), "Xavier initialisation keeps tanh units "
                                   "in their responsive range through the depth."))
     if act in ("sigmoid", "tanh"):
-        fixes.append(P.suggestion({**P.activation(request, "leaky_relu"),
+        fixes.append(P.suggestion({**P.activation(config, "leaky_relu"),
                                    **({"architecture": he_init} if he_init else {})},
                                   "Leaky ReLU also keeps a small gradient for negative inputs."))
-        fixes.append(P.suggestion({**P.activation(request, "maxout"),
+        fixes.append(P.suggestion({**P.activation(config, "maxout"),
                                    **({"architecture": he_init} if he_init else {})},
                                   "Maxout is a learnable piecewise-linear activation (ReLU is a special case)."))
-    if not arch["residual"] and P.has_equal_width_neighbours(request):
+    if not arch.residual and P.residual_applies(config):
         fixes.append(P.suggestion(P.architecture(residual=True), "Skip connections give the gradient a path "
                                   "to the early layers that bypasses the activations."))
     return finding(
@@ -131,53 +131,54 @@ def vanishing_gradient(run: Run, fitted: bool) -> dict | None:
 
 
 def dead_relu(run: Run) -> dict | None:
-    if run.request["activation"]["name"] != "relu":
+    if run.config.activation.name != "relu":
         return None
     last = run.rows[-1] if run.rows else {}
     fractions = last.get("dead_fraction") or {}
     worst = max(((k, v) for k, v in fractions.items() if v is not None), key=lambda kv: kv[1], default=None)
     if worst is None or worst[1] <= T.DEAD_FRACTION:
         return None
-    request = run.request
-    layer_index = list(fractions).index(worst[0]) + 1
+    config = run.config
+    layer_index = list(fractions).index(worst[0]) + 1  # counted from the input, conv layers included
     flags = [max(finite((r.get("dead_fraction") or {}).values()), default=0) > T.DEAD_FRACTION for r in run.rows]
     return finding(
         "dead_relu", WARNING, _first_epoch(flags, run.rows),
         {"dead_fraction": worst[1], "threshold": T.DEAD_FRACTION, "hidden_layer": layer_index,
          "layers_over_threshold": sum(1 for v in fractions.values() if v is not None and v > T.DEAD_FRACTION)},
-        f"{worst[1]:.0%} of the ReLU units in hidden layer {layer_index} never activate on a batch of training "
-        "samples. A ReLU that is negative for every input has a zero gradient and never recovers, so that "
+        f"{worst[1]:.0%} of the ReLU {'channels' if worst[0].startswith('conv') else 'units'} in "
+        f"{layer_label(worst[0])} never activate on a batch of training samples. A ReLU that "
+        "is negative for every input has a zero gradient and never recovers, so that "
         "part of the network has stopped learning; a too-large step usually pushed it there.",
-        [P.suggestion(P.activation(request, "leaky_relu"), "Leaky ReLU keeps a small slope below zero, so a "
+        [P.suggestion(P.activation(config, "leaky_relu"), "Leaky ReLU keeps a small slope below zero, so a "
                       "unit pushed negative still gets a gradient and can come back."),
-         P.suggestion(P.activation(request, "prelu"), "PReLU learns that slope."),
-         P.suggestion(P.learning_rate(request, 0.1), "Smaller steps are less likely to push units into the "
+         P.suggestion(P.activation(config, "prelu"), "PReLU learns that slope."),
+         P.suggestion(P.learning_rate(config, 0.1), "Smaller steps are less likely to push units into the "
                       "dead region.")])
 
 
 def saturated_activation(run: Run) -> dict | None:
-    act = run.request["activation"]["name"]
+    act = run.config.activation.name
     if act not in ("sigmoid", "tanh") or not run.rows:
         return None
     fractions = run.rows[-1].get("saturated_fraction") or {}
     worst = max(((k, v) for k, v in fractions.items() if v is not None), key=lambda kv: kv[1], default=None)
     if worst is None or worst[1] <= T.SATURATED_FRACTION:
         return None
-    request = run.request
+    arch = run.config.architecture
     layer_index = list(fractions).index(worst[0]) + 1
     flags = [max(finite((r.get("saturated_fraction") or {}).values()), default=0) > T.SATURATED_FRACTION
              for r in run.rows]
-    fixes = [P.suggestion(P.activation(request, "relu"), "ReLU does not saturate for positive inputs.")]
-    if not request["architecture"]["batch_norm"]:
+    fixes = [P.suggestion(P.activation(run.config, "relu"), "ReLU does not saturate for positive inputs.")]
+    if not arch.batch_norm:
         fixes.append(P.suggestion(P.architecture(batch_norm=True), "Batch norm keeps pre-activations near "
                                   "zero, in the responsive range."))
-    if request["architecture"]["init"] != "xavier_normal":
+    if arch.init != "xavier_normal":
         fixes.append(P.suggestion(P.architecture(init="xavier_normal"), "Xavier initialisation sizes the "
                                   "weights so that pre-activations start in the responsive range."))
     return finding(
         "saturated_activation", WARNING, _first_epoch(flags, run.rows),
         {"saturated_fraction": worst[1], "threshold": T.SATURATED_FRACTION, "hidden_layer": layer_index},
-        f"{worst[1]:.0%} of the {act} pre-activations in hidden layer {layer_index} sit on the flat ends of "
+        f"{worst[1]:.0%} of the {act} pre-activations in {layer_label(worst[0])} sit on the flat ends of "
         f"the curve, where the output is within 1% of its bound and the derivative is below 0.01; gradients "
         "through those units all but vanish.", fixes)
 
@@ -189,15 +190,15 @@ def poor_weight_initialization(run: Run) -> dict | None:
     ratio = variances[-1] / variances[0]
     if 1 / T.INIT_VARIANCE_RATIO <= ratio <= T.INIT_VARIANCE_RATIO:
         return None
-    request = run.request
-    act = request["activation"]["name"]
+    arch = run.config.architecture
+    act = run.config.activation.name
     scheme = P.init_for(act)
     direction = "collapses" if ratio < 1 else "explodes"
     fixes = []
-    if request["architecture"]["init"] != scheme:
+    if arch.init != scheme:
         fixes.append(P.suggestion(P.architecture(init=scheme), f"{scheme} scales each layer's weights by its "
                                   f"fan-in so that activation variance is kept through the depth for {act}."))
-    if not request["architecture"]["batch_norm"]:
+    if not arch.batch_norm:
         fixes.append(P.suggestion(P.architecture(batch_norm=True), "Batch norm re-normalises every layer."))
     return finding(
         "poor_weight_initialization", WARNING, 0,
@@ -222,24 +223,24 @@ def slow_convergence(run: Run, fitted: bool) -> dict | None:
     still_falling = not fitted and per_epoch > T.STILL_FALLING_PER_EPOCH
     if not (stuck or still_falling):
         return None
-    request = run.request
-    opt = request["optimizer"]["name"]
+    config = run.config
+    opt, lr = config.optimizer.name, config.optimizer.learning_rate
     update = median(finite(v for r in run.rows for v in (r.get("update_ratio") or {}).values()))
     evidence = {"initial_loss": start, "final_train_loss": last, "relative_decrease": decrease,
                 "threshold": T.SLOW_MIN_DECREASE, "recent_decrease_per_epoch": per_epoch,
-                "median_update_ratio": update, "learning_rate": request["optimizer"]["learning_rate"]}
-    fixes = [P.suggestion(P.raise_learning_rate(request), "A larger learning rate (at least 10 times, and at "
+                "median_update_ratio": update, "learning_rate": lr}
+    fixes = [P.suggestion(P.raise_learning_rate(config), "A larger learning rate (at least 10 times, and at "
                           f"least the rate that usually trains small networks with {opt}) takes steps that "
                           "actually move the weights.")]
     if opt not in ("adam", "adamw"):
-        fixes.append(P.suggestion(P.optimizer(request, "adam"), "Adam adapts the step size per parameter and "
+        fixes.append(P.suggestion(P.optimizer(config, "adam"), "Adam adapts the step size per parameter and "
                                   "adds momentum, so it does not depend on a well-tuned global rate."))
     if opt == "sgd":
-        fixes.append(P.suggestion(P.optimizer(request, "momentum", learning_rate=request["optimizer"][
-            "learning_rate"]), "Momentum accumulates past steps and rolls through plateaus."))
+        fixes.append(P.suggestion(P.optimizer(config, "momentum", learning_rate=lr),
+                                  "Momentum accumulates past steps and rolls through plateaus."))
     if still_falling and not stuck:
-        epochs = min(request["epochs"] * 3, 10_000)
-        fixes.insert(0, P.suggestion({"epochs": epochs} if epochs != request["epochs"] else None,
+        epochs = min(config.epochs * 3, 10_000)
+        fixes.insert(0, P.suggestion({"epochs": epochs} if epochs != config.epochs else None,
                                      "The loss was still falling when training ended: train longer."))
         text = (f"The training loss was still falling by {per_epoch:.1%} an epoch when training ended, before the "
                 "network fitted its training data: it needs more or larger steps.")
@@ -251,7 +252,8 @@ def slow_convergence(run: Run, fitted: bool) -> dict | None:
 
 
 def oscillating_loss(run: Run) -> dict | None:
-    acc = finite(run.series("train_accuracy"))
+    """Judged on the fit metric (accuracy, or R² for regression): both run from chance to 1."""
+    acc = finite(run.fit_series)
     if len(acc) < T.OSCILLATION_MIN_EPOCHS:
         return None
     swings = 0
@@ -263,18 +265,21 @@ def oscillating_loss(run: Run) -> dict | None:
     needed = max(2, math.ceil(T.OSCILLATION_SHARE * len(acc)))
     if swings < needed:
         return None
-    request = run.request
+    config = run.config
     return finding(
         "oscillating_loss", WARNING, run.rows[-1]["epoch"],
         {"swings": swings, "threshold": needed, "swing_size": T.OSCILLATION_GAP, "epochs": len(acc)},
-        f"The training accuracy zig-zags: {swings} peaks or troughs of at least {T.OSCILLATION_GAP:.0%} over "
+        f"The training {run.metric_label} zig-zags: {swings} peaks or troughs of at least "
+        f"{T.OSCILLATION_GAP:g} over "
         f"{len(acc)} epochs. The optimizer overshoots the minimum back and forth.",
-        [P.suggestion(P.learning_rate(request, 0.3), "A smaller learning rate stops the overshooting."),
-         P.suggestion(P.optimizer(request, "adam") if request["optimizer"]["name"] not in ("adam", "adamw")
+        [P.suggestion(P.learning_rate(config, 0.3), "A smaller learning rate stops the overshooting."),
+         P.suggestion(P.optimizer(config, "adam") if config.optimizer.name not in ("adam", "adamw")
                       else None, "Adam's momentum and per-parameter scaling damp the zig-zag.")])
 
 
 def class_imbalance(run: Run) -> dict | None:
+    if run.regression:  # no classes
+        return None
     counts = [c for c in run.class_counts.values() if c > 0]
     if len(counts) < 2 or max(counts) / min(counts) < T.IMBALANCE_RATIO:
         return None
@@ -289,8 +294,8 @@ def class_imbalance(run: Run) -> dict | None:
 
 def unnormalized_input(run: Run) -> dict | None:
     """Uploaded data used as given whose inputs are far from order 1 or on very different scales."""
-    dataset = run.request["dataset"]
-    if dataset.get("id") is None or dataset.get("scale", "none") != "none":
+    dataset = run.config.dataset
+    if dataset.id is None or dataset.scale != "none":
         return None
     stats = (run.data_info or {}).get("input_stats") or {}
     abs_max, std_min, std_max = stats.get("abs_max"), stats.get("std_min"), stats.get("std_max")

@@ -8,6 +8,9 @@ AUTOTRAINER, DeepDiagnosis, UMLAUT); where we chose differently, the reason says
 # Default bar: halfway from chance (the majority class's share) to perfect. Chance-level
 # training accuracy is the unmistakable failure; halfway leaves room for hard data
 # (a small MLP on MNIST-1D sits near it) while catching networks that did not learn.
+# Regression measures fit in R², whose chance (predicting the training mean) is 0: the same
+# rule gives R² >= 0.5, half the targets' variance explained. Every threshold on the fit
+# metric below (gaps, swings) applies to R² unchanged, as both run from chance to 1.
 TRAIN_FIT_FRACTION = 0.5
 
 # Recipe step 2: overfitting. Judged by the returned model's gap and by the validation
@@ -16,7 +19,7 @@ TRAIN_FIT_FRACTION = 0.5
 # Overfit ratio) at least 2 epochs after that minimum, while the training loss kept falling.
 VAL_LOSS_RISE = 0.10
 VAL_RISE_MIN_EPOCHS = 2
-# ... and it matters only when the accuracy gap is real (5 points): a model whose validation
+# ... and it matters only when the accuracy (R²) gap is real (5 points): a model whose validation
 # accuracy is within 5 points of its training accuracy generalises as well as it fits.
 OVERFIT_MIN_GAP = 0.05
 # Without a turned curve, a gap this large relative to the training skill

@@ -1,5 +1,5 @@
 """A one-line progress display for ``jobs.wait(progress=True)`` and the CLI:
-status, epochs, loss and validation accuracy. On a terminal it redraws one
+status, epochs, loss and validation accuracy (R² for regression). On a terminal it redraws one
 line; in a log (CI) it prints a line per change, at most every few seconds."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class ProgressDisplay:
         self.file = file or sys.stderr
         self.tty = bool(getattr(self.file, "isatty", lambda: False)())
         self.status, self.epoch, self.loss, self.val_accuracy = "queued", 0, None, None
+        self.val_label = "val_acc"
         self._last_line, self._last_print = "", 0.0
 
     def on_event(self, event: Any) -> None:
@@ -31,7 +32,8 @@ class ProgressDisplay:
             self.status = event.status
             self._draw(force=True)
         elif isinstance(event, EpochEvent):
-            self.epoch, self.loss, self.val_accuracy = event.epoch, event.train_loss, event.val_accuracy
+            self.epoch, self.loss = event.epoch, event.train_loss
+            self._validation(event.val_accuracy, event.val_r2)
             self._draw()
         elif isinstance(event, EndEvent):
             self.on_job(event.job)
@@ -42,8 +44,14 @@ class ProgressDisplay:
         self.epochs = job.progress.epochs or self.epochs
         self.epoch = job.progress.epoch
         if job.summary is not None:
-            self.loss, self.val_accuracy = job.summary.train_loss, job.summary.val_accuracy
+            self.loss = job.summary.train_loss
+            self._validation(job.summary.val_accuracy, job.summary.val_r2)
         self._draw(force=changed or job.finished)
+
+    def _validation(self, accuracy: float | None, r2: float | None) -> None:
+        """The validation accuracy, or a regression job's R²."""
+        regression = accuracy is None and r2 is not None
+        self.val_label, self.val_accuracy = ("val_r2", r2) if regression else ("val_acc", accuracy)
 
     def line(self) -> str:
         total = self.epochs or 0
@@ -51,7 +59,7 @@ class ProgressDisplay:
         bar = "#" * done + "-" * (_BAR - done)
         of = f"/{total}" if total else ""
         return (f"job {self.job_id[:8]} {self.status:<9} [{bar}] epoch {self.epoch}{of}  "
-                f"loss {_fmt(self.loss)}  val_acc {_fmt(self.val_accuracy)}")
+                f"loss {_fmt(self.loss)}  {self.val_label} {_fmt(self.val_accuracy)}")
 
     def _draw(self, force: bool = False) -> None:
         line = self.line()

@@ -145,22 +145,23 @@ class Progress:
 
 @dataclass
 class Summary:
-    """The metrics of the epoch whose weights are returned (``returned_epoch``)."""
+    """The metrics of the epoch whose weights are returned (``returned_epoch``). A classification
+    job has the accuracies; a regression job has R² and MAE (in the target's units) instead."""
 
     train_loss: float | None = None
     val_loss: float | None = None
     train_accuracy: float | None = None
     val_accuracy: float | None = None
+    train_r2: float | None = None
+    val_r2: float | None = None
+    train_mae: float | None = None
+    val_mae: float | None = None
     best_epoch: int | None = None
     epochs_run: int | None = None
     stopped_early: bool | None = None
     returned_epoch: int | None = None
     test_loss: float | None = None
     test_accuracy: float | None = None
-    train_r2: float | None = None  # regression jobs: R² and MAE instead of the accuracies
-    val_r2: float | None = None
-    train_mae: float | None = None
-    val_mae: float | None = None
     test_r2: float | None = None
     test_mae: float | None = None
     raw: dict = _raw()
@@ -240,7 +241,8 @@ class Identity:
 @dataclass
 class Curves:
     """Per-epoch lists, index i is epoch ``epoch[i]``; ``grad_norm`` maps each
-    weight layer (input to output) to its list."""
+    weight layer (input to output: conv1.., hidden1.., output) to its list. A
+    regression job's curves have the R² and MAE lists and empty accuracy lists."""
 
     job_id: str
     status: str
@@ -249,13 +251,19 @@ class Curves:
     train_accuracy: list[float | None] = field(default_factory=list)
     val_loss: list[float | None] = field(default_factory=list)
     val_accuracy: list[float | None] = field(default_factory=list)
+    train_r2: list[float | None] = field(default_factory=list)
+    val_r2: list[float | None] = field(default_factory=list)
+    train_mae: list[float | None] = field(default_factory=list)
+    val_mae: list[float | None] = field(default_factory=list)
     learning_rate: list[float | None] = field(default_factory=list)
     grad_norm: dict[str, list[float | None]] = field(default_factory=dict)
     raw: dict = _raw()
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per epoch (the shape of an ``epoch`` event)."""
-        keys = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"]
+        """One dict per epoch (the shape of an ``epoch`` event): the metrics this job has."""
+        keys = [k for k in ("epoch", "train_loss", "train_accuracy", "train_r2", "train_mae", "val_loss",
+                            "val_accuracy", "val_r2", "val_mae", "learning_rate")
+                if len(getattr(self, k)) == len(self.epoch)]
         return [{**{k: getattr(self, k)[i] for k in keys},
                  "grad_norm": {name: values[i] for name, values in self.grad_norm.items()}}
                 for i in range(len(self.epoch))]
@@ -351,6 +359,10 @@ class EpochEvent:
     train_accuracy: float | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None
+    train_r2: float | None = None  # regression jobs: R² and MAE in place of the accuracies
+    val_r2: float | None = None
+    train_mae: float | None = None
+    val_mae: float | None = None
     learning_rate: float | None = None
     grad_norm: dict = field(default_factory=dict)
     type: Literal["epoch"] = "epoch"

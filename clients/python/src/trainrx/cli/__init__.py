@@ -22,7 +22,8 @@ from trainrx._specs import load_spec
 from trainrx._version import __version__
 from trainrx.cli import render
 from trainrx.cli.check import (EXPECTATION_FAILED, INVALID, JOB_FAILED, OK, SERVICE_ERROR, Baseline, Expectation,
-                               ExpectationSyntaxError, Outcome, evaluate, github_error, junit_xml, known_metric)
+                               ExpectationSyntaxError, Outcome, default_baseline_metric, evaluate, github_error,
+                               junit_xml, known_metric)
 from trainrx.errors import (APIError, NotFoundError, SpecError, TrainrxError,
                             UnprocessableEntityError, WaitTimeoutError, format_field_errors)
 from trainrx.types import Diagnosis, Job
@@ -293,14 +294,15 @@ class _CheckRun:
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--expect", "expect", multiple=True, metavar="'METRIC OP VALUE'",
-              help="e.g. 'val_accuracy>=0.95'; metrics from the job summary (train_/val_/test_ accuracy and loss, "
-                   "best_epoch). Repeatable.")
+              help="e.g. 'val_accuracy>=0.95' or 'val_r2>=0.5'; metrics from the job summary (train_/val_/test_ "
+                   "accuracy and loss; r2 and mae for regression; best_epoch). Repeatable.")
 @click.option("--fail-on", "fail_on", multiple=True, metavar="CODES",
               help="Fail when the diagnosis has any of these finding codes (comma-separated, repeatable).")
 @click.option("--verdict", "verdicts", multiple=True, metavar="VERDICT",
               help="Require this diagnosis verdict (healthy, training_problem, overfitting); repeat to allow several.")
 @click.option("--baseline", default=None, metavar="JOB_ID", help="Compare with this earlier job.")
-@click.option("--metric", default=None, help="With --baseline: the metric compared (default val_accuracy).")
+@click.option("--metric", default=None, help="With --baseline: the metric compared (default val_accuracy; val_r2 "
+                                              "for a regression baseline). *_loss and *_mae: lower is better.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=None,
               help="With --baseline: the largest allowed regression, absolute (default 0).")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
@@ -322,8 +324,7 @@ def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple
         raise click.BadParameter(str(exc), param_hint="--expect") from None
     if baseline is None and (metric is not None or max_drop is not None):
         raise click.UsageError("--metric and --max-drop need --baseline JOB_ID.")
-    metric = metric or "val_accuracy"
-    if not known_metric(metric):
+    if metric is not None and not known_metric(metric):
         raise click.BadParameter(f"unknown metric {metric!r}", param_hint="--metric")
     codes, allowed = _split(fail_on), _split(verdicts)
     client = _client(ctx)
@@ -342,6 +343,7 @@ def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple
             raise click.BadParameter(f"no job {baseline!r} on {client.base_url}", param_hint="--baseline") from None
         except APIError as exc:
             run.finish(SERVICE_ERROR, [], error=f"{type(exc).__name__}: {exc}")
+        metric = metric or default_baseline_metric(earlier.summary)
         value = earlier.summary.get(metric) if earlier.summary is not None else None
         if not isinstance(value, (int, float)):
             raise click.BadParameter(f"job {baseline} has no {metric} to compare with", param_hint="--baseline")

@@ -15,8 +15,10 @@ from trainrx.types import Diagnosis, Job
 # Exit codes of `trainrx check` (and of the other commands where they apply).
 OK, EXPECTATION_FAILED, INVALID, SERVICE_ERROR, JOB_FAILED = 0, 1, 2, 3, 4
 
-METRICS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss", "best_epoch", "epochs_run",
-           "returned_epoch")
+# Summary keys: classification jobs have the accuracies, regression jobs R² and MAE instead.
+METRICS = ("train_accuracy", "val_accuracy", "train_r2", "val_r2", "train_mae", "val_mae", "train_loss", "val_loss",
+           "best_epoch", "epochs_run", "returned_epoch")
+TEST_METRICS = ("test_loss", "test_accuracy", "test_r2", "test_mae")
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt}
 _EXPECT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
@@ -31,7 +33,15 @@ def known_metric(name: str) -> bool:
 
 
 def lower_is_better(metric: str) -> bool:
-    return metric.endswith("_loss")
+    """Losses and mean absolute errors fall as a model improves; accuracy and R² rise."""
+    return metric.endswith(("_loss", "_mae"))
+
+
+def default_baseline_metric(summary: Any) -> str:
+    """val_accuracy, or val_r2 for a regression job (its summary has no accuracy)."""
+    if summary is not None and summary.get("val_accuracy") is None and summary.get("val_r2") is not None:
+        return "val_r2"
+    return "val_accuracy"
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ class Expectation:
         metric, op, number = match.groups()
         if not known_metric(metric):
             raise ExpectationSyntaxError(f"Unknown metric {metric!r} in {text!r}: use one of "
-                                         f"{', '.join(METRICS)} or test_loss/test_accuracy.")
+                                         f"{', '.join(METRICS + TEST_METRICS)}.")
         return cls(metric, op, float(number))
 
     def __str__(self) -> str:

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any, Iterable, Sequence
 
-from trainrx.types import Curves, Diagnosis, Finding, Job
+from trainrx.types import Curves, Diagnosis, Finding, Job, Summary
 
 
 def number(value: Any, spec: str = ".4f") -> str:
@@ -36,6 +36,11 @@ def marks() -> tuple[str, str]:
         return "PASS", "FAIL"
 
 
+def fit_metrics(summary: Summary) -> tuple[str, ...]:
+    """What a job measures its fit by: accuracy, or R² and MAE for a regression job."""
+    return ("r2", "mae") if summary.train_accuracy is None and summary.train_r2 is not None else ("accuracy",)
+
+
 def job_text(job: Job) -> str:
     lines = [f"job      {job.id}" + (f"  ({job.name})" if job.name else ""),
              f"status   {job.status}",
@@ -46,11 +51,12 @@ def job_text(job: Job) -> str:
         lines.append(f"finished {job.finished_at.isoformat(timespec='seconds')}")
     if job.summary is not None:
         s = job.summary
-        lines.append(f"summary  train_loss {number(s.train_loss)}  train_accuracy {number(s.train_accuracy)}  "
-                     f"val_loss {number(s.val_loss)}  val_accuracy {number(s.val_accuracy)}")
+        metrics = fit_metrics(s)
+        lines.append("summary  " + "  ".join(f"{split}_{m} {number(s.get(f'{split}_{m}'))}" for split in
+                                             ("train", "val") for m in ("loss", *metrics)))
         extra = [f"best_epoch {number(s.best_epoch)}", f"epochs_run {number(s.epochs_run)}"]
-        if s.test_accuracy is not None:
-            extra += [f"test_loss {number(s.test_loss)}", f"test_accuracy {number(s.test_accuracy)}"]
+        if s.test_loss is not None:
+            extra += [f"test_{m} {number(s.get(f'test_{m}'))}" for m in ("loss", *metrics)]
         if s.stopped_early:
             extra.append("stopped early")
         lines.append("         " + "  ".join(extra))
@@ -62,16 +68,29 @@ def job_text(job: Job) -> str:
 
 
 def jobs_table(jobs: Iterable[Job]) -> str:
-    rows = [(j.id, j.name or "", j.status, f"{j.progress.epoch}/{j.progress.epochs}",
-             number(j.summary.val_accuracy if j.summary else None),
+    def val_score(job: Job) -> str:  # validation accuracy, or R² (shown as such) for a regression job
+        s = job.summary
+        if s is not None and s.val_accuracy is None and s.val_r2 is not None:
+            return f"R² {number(s.val_r2)}"
+        return number(s.val_accuracy if s else None)
+
+    rows = [(j.id, j.name or "", j.status, f"{j.progress.epoch}/{j.progress.epochs}", val_score(j),
              j.created_at.isoformat(timespec="seconds") if j.created_at else "") for j in jobs]
     return table(["id", "name", "status", "epochs", "val_acc", "created"], rows)
 
 
+CURVE_COLUMNS = {"train_loss": "train_loss", "train_accuracy": "train_acc", "train_r2": "train_r2",
+                 "train_mae": "train_mae", "val_loss": "val_loss", "val_accuracy": "val_acc", "val_r2": "val_r2",
+                 "val_mae": "val_mae"}
+
+
 def curves_table(curves: Curves) -> str:
-    rows = [(r["epoch"], number(r["train_loss"]), number(r["train_accuracy"]), number(r["val_loss"]),
-             number(r["val_accuracy"]), number(r["learning_rate"], ".3g")) for r in curves.rows()]
-    return table(["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"], rows)
+    rows = curves.rows()
+    # The metrics the job has; with no epoch yet, the classification columns.
+    keys = [k for k in CURVE_COLUMNS if k in rows[0]] if rows else ["train_loss", "train_accuracy", "val_loss",
+                                                                      "val_accuracy"]
+    table_rows = [(r["epoch"], *(number(r[k]) for k in keys), number(r.get("learning_rate"), ".3g")) for r in rows]
+    return table(["epoch", *(CURVE_COLUMNS[k] for k in keys), "lr"], table_rows)
 
 
 def finding_text(finding: Finding, indent: str = "  ") -> list[str]:
