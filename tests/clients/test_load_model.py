@@ -14,7 +14,6 @@ import torch
 from sklearn.datasets import load_digits
 
 from core.datasets import load_builtin
-from tests.workers.model_requests import SPEC_KNOWS_CNNS
 from trainrx.network import build_network, network_config, read_weights
 
 CASES = {
@@ -75,8 +74,6 @@ def test_the_network_module_imports_no_server_code_and_its_config_no_torch():
     assert out.stdout.strip() == "True []"
 
 
-needs_the_request_side = pytest.mark.skipif(
-    not SPEC_KNOWS_CNNS, reason="CNN and regression requests need the request side of issue 10 (core/spec.py)")
 JOBS = {
     "cnn-digits": {"dataset": {"name": "digits", "train_samples": 300},
                    "architecture": {"type": "cnn", "conv_layers": [4, {"channels": 4, "pool": "max"}],
@@ -87,7 +84,6 @@ JOBS = {
 }
 
 
-@needs_the_request_side
 @pytest.mark.parametrize("name", list(JOBS))
 def test_load_model_and_the_pt2_work_for_cnn_and_regression_jobs(sdk, tmp_path, name):
     job = sdk.jobs.wait(sdk.jobs.create({**JOBS[name], "epochs": 2}).id, timeout=300)
