@@ -168,9 +168,10 @@ class Cancel(MethodView):
         return job
 
 
-def pivot_curves(rows: list[dict]) -> dict:
+def pivot_curves(rows: list[dict], task: str = "classification") -> dict:
     """Epoch rows -> one list per metric (per layer for per-layer metrics), all of equal length.
-    A value an epoch did not record (a probe skipped after non-finite weights) is null."""
+    A value an epoch did not record (a probe skipped after non-finite weights) is null. The task's
+    metrics are always there (R² and MAE for regression, accuracies otherwise), empty before epoch 1."""
     curves: dict = {}
     for key in dict.fromkeys(k for row in rows for k in row):
         if any(isinstance(row.get(key), dict) for row in rows):
@@ -178,7 +179,9 @@ def pivot_curves(rows: list[dict]) -> dict:
             curves[key] = {name: [(row.get(key) or {}).get(name) for row in rows] for name in layers}
         else:
             curves[key] = [row.get(key) for row in rows]
-    for key in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"):
+    metrics = ("train_r2", "val_r2", "train_mae", "val_mae") if task == "regression" else ("train_accuracy",
+                                                                                           "val_accuracy")
+    for key in ("epoch", "train_loss", "val_loss", "learning_rate", *metrics):
         curves.setdefault(key, [])
     curves.setdefault("grad_norm", {})
     return curves
@@ -217,7 +220,8 @@ class Curves(MethodView):
         steps), always keeping the last."""
         job = load_job(job_id)
         after, most = args["after_epoch"], args.get("max_points")
-        curves = pivot_curves(evenly(parts().store.epochs(job_id, after=after), most))
+        task = job["request"]["dataset"].get("task", "classification")  # none in requests from before tasks
+        curves = pivot_curves(evenly(parts().store.epochs(job_id, after=after), most), task)
         steps = sampled_steps(job, after)
         if steps is not None:
             curves["steps"] = thin_steps(steps, most)

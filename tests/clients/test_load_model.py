@@ -104,5 +104,12 @@ def test_load_model_and_the_pt2_work_for_cnn_and_regression_jobs(sdk, tmp_path, 
     if model.task == "regression":
         assert ours.shape == (64,) and torch.equal(model.predict(raw.numpy()), ours)
         assert 5 < ours.mean().item() < 25  # friedman1's targets are about 14 +- 5: original units
+        # The summary and the curves speak in R² and MAE; the accuracy keys are absent.
+        curves = sdk._http.get(f"/v1/jobs/{job.id}/curves").json()
+        summary = sdk._http.get(f"/v1/jobs/{job.id}").json()["summary"]
+        for metrics in (curves, summary):
+            assert {"train_r2", "val_r2", "train_mae", "val_mae"} <= set(metrics), metrics.keys()
+            assert not {"train_accuracy", "val_accuracy"} & set(metrics), metrics.keys()
+        assert len(curves["val_r2"]) == 2
     else:
         assert ours.shape == (64, 10) and torch.equal(model.predict(raw.numpy()), ours.argmax(dim=-1))
