@@ -41,6 +41,10 @@ class ArtifactStore:
     def exists(self, job_id: str, name: str) -> bool:
         return self.files.exists(f"{job_id}/{name}")
 
+    def names(self, job_id: str) -> list[str]:
+        """The names of the job's files (none before it wrote any, or once it is deleted)."""
+        return self.files.names(job_id)
+
     def read_bytes(self, job_id: str, name: str) -> bytes | None:
         return self.files.read_bytes(f"{job_id}/{name}")
 

@@ -80,6 +80,10 @@ class Storage:
         """Remove every file under ``folder``."""
         raise NotImplementedError
 
+    def names(self, folder: str) -> list[str]:
+        """The names of the files directly under ``folder`` (none when there is no such folder)."""
+        raise NotImplementedError
+
     def local_path(self, key: str) -> Path | None:
         """The file on this machine's disk, when the backend keeps it there (None otherwise)."""
         return None
@@ -163,6 +167,12 @@ class LocalStorage(Storage):
     def delete_folder(self, folder: str) -> None:
         shutil.rmtree(self._path(folder), ignore_errors=True)
 
+    def names(self, folder: str) -> list[str]:
+        try:  # not the temporary files of writes in progress (".name.xxxx")
+            return sorted(p.name for p in self._path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+        except FileNotFoundError:
+            return []
+
 
 class DatabaseStorage(Storage):
     """Files as rows of ``file_chunks`` (key, seq, data) in the job database."""
@@ -208,6 +218,14 @@ class DatabaseStorage(Storage):
         prefix = self._key(folder) + "/"
         with self.engine.begin() as conn:
             conn.execute(delete(file_chunks).where(file_chunks.c.key.startswith(prefix, autoescape=True)))
+
+    def names(self, folder: str) -> list[str]:
+        prefix = self._key(folder) + "/"
+        query = select(file_chunks.c.key).where(file_chunks.c.key.startswith(prefix, autoescape=True),
+                                                file_chunks.c.seq == 0)
+        with self.engine.connect() as conn:
+            keys = conn.execute(query).scalars().all()
+        return sorted(key[len(prefix):] for key in keys if "/" not in key[len(prefix):])
 
 
 def open_storage(settings: Settings, engine: Engine) -> Storage:

@@ -55,8 +55,8 @@ def _cache_name(name: str, size: P.Size) -> str:
 def _storable(job_id: str) -> bool:
     """Stored only beside the job's own files (a job deleted meanwhile has none, and a
     PNG written there would outlive it), and only up to MAX_CACHED_PER_JOB sizes."""
-    folder = parts().artifacts.path(job_id, "")
-    return folder.is_dir() and sum(1 for _ in folder.glob(f"{CACHE_PREFIX}*.png")) < MAX_CACHED_PER_JOB
+    names = parts().artifacts.names(job_id)
+    return bool(names) and sum(1 for name in names if name.startswith(CACHE_PREFIX)) < MAX_CACHED_PER_JOB
 
 
 def job_plots(job: dict, names: list[str], size: P.Size) -> list[bytes]:

@@ -45,7 +45,7 @@ class Size:
 
     @property
     def key(self) -> str:
-        return f"{self.width}x{self.height}@{self.dpi}"
+        return f"{self.width}x{self.height}-{self.dpi}dpi"  # a storage key segment (core/storage.py)
 
 
 @dataclass(frozen=True)

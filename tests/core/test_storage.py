@@ -102,6 +102,15 @@ def test_deletes_take_exactly_what_they_name(files):
     assert [files.read_bytes(k) for k in ("jobx1/a", "job_10/a")] == [b"jobx1/a", b"job_10/a"]
 
 
+def test_names_lists_the_files_directly_under_a_folder(files):
+    for key in ("job_1/a", "job_1/b", "job_1/sub/c", "job_10/d"):
+        files.write_bytes(key, b"")
+    assert files.names("job_1") == ["a", "b"]  # "_" is a LIKE wildcard on a database: not job_10's
+    assert files.names("never") == []
+    files.delete_folder("job_1")
+    assert files.names("job_1") == []
+
+
 def test_a_view_under_a_folder_is_the_same_store(files):
     files.under("artifacts").write_bytes("job/w", b"w")
     assert files.read_bytes("artifacts/job/w") == b"w"

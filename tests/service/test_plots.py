@@ -33,11 +33,11 @@ def test_width_height_and_dpi_set_the_pixel_size_and_a_finished_job_stores_each_
     first = client.get(url)
     assert decoded(first).size == (640, 400)
     assert first.headers["Cache-Control"].startswith("private, max-age=")
-    stored = app.extensions["trainrx"].artifacts.path(job_id, f"{CACHE_PREFIX}gradients-640x400@80.png")
-    assert stored.read_bytes() == first.data
-    stored.write_bytes(b"\x89PNG stored")  # the next answer comes from the store, not a new drawing
+    artifacts, name = app.extensions["trainrx"].artifacts, f"{CACHE_PREFIX}gradients-640x400-80dpi.png"
+    assert name in artifacts.names(job_id) and artifacts.read_bytes(job_id, name) == first.data
+    artifacts.write_bytes(job_id, name, b"\x89PNG stored")  # the next answer comes from the store, not a new drawing
     assert client.get(url).data == b"\x89PNG stored"
-    stored.unlink()
+    artifacts.delete(job_id, name)
 
 
 @pytest.mark.parametrize("query, field", [("width=5000", "width"), ("height=100", "height"), ("dpi=301", "dpi"),
@@ -62,8 +62,7 @@ def test_a_queued_job_is_drawn_fresh_and_never_stored(app, client):
     job = client.post("/v1/jobs", json=WAITING).get_json()  # waits on the gpu queue, which nobody serves
     response = client.get(f"/v1/jobs/{job['id']}/plots/curves.png?width=400&height=300")
     assert decoded(response).size == (400, 300) and response.headers["Cache-Control"] == "no-store"
-    folder = app.extensions["trainrx"].artifacts.path(job["id"], "")
-    assert not list(folder.glob(f"{CACHE_PREFIX}*"))
+    assert not [n for n in app.extensions["trainrx"].artifacts.names(job["id"]) if n.startswith(CACHE_PREFIX)]
     client.post(f"/v1/jobs/{job['id']}/cancel")
 
 
