@@ -176,6 +176,7 @@ def run_case(request: dict, data: dict) -> dict:
 def _main() -> None:
     if FIXTURE.exists():
         sys.exit(f"{FIXTURE} exists; it is the record of the pre-refactor engine and is never rewritten")
+    torch.set_num_threads(RECORDED_THREADS)
     recorded = {name: {"request": request, "data": data, "run": run_case(request, data)}
                 for name, (request, data) in CASES.items()}
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
