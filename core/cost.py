@@ -49,7 +49,8 @@ class Layer:
 @dataclass(frozen=True)
 class ConvBlock:
     """One convolution block: conv ("same" padding, kernel // 2) -> batch norm -> activation ->
-    dropout -> (+ the block's input when ``residual``) -> pool (2 wide, stride 2, per spatial axis)."""
+    dropout -> pool (2 wide, stride 2, per spatial axis); plus the block's input when ``residual``
+    and the block keeps its input's shape."""
 
     in_channels: int
     outputs: int  # the convolution's output channels: channels x pieces for maxout
@@ -63,8 +64,9 @@ class ConvBlock:
 
     @property
     def residual_fits(self) -> bool:
-        """The block keeps its input's shape up to the pool, so a skip connection can add it."""
-        return self.in_channels == self.channels and self.stride == 1
+        """The block's output has its input's shape (same channels, stride 1, no pool), so a skip
+        connection can add the input."""
+        return self.in_channels == self.channels and self.stride == 1 and self.pool is None
 
     @property
     def positions(self) -> int:

@@ -55,7 +55,8 @@ class ConvBlock(fields.Field):
                                          "default": None, "description": "2 wide, stride 2; null: none."}}}
         metadata = {"oneOf": [{"type": "integer", "minimum": 1, "maximum": DEFAULT_LIMITS.max_width}, block],
                     "description": "A block: conv (\"same\" padding) -> batch norm -> activation -> dropout -> "
-                                   "(+ input, with residual) -> pool. A bare integer N is "
+                                   "pool, plus its input with residual when it keeps the shape (same channels, "
+                                   "stride 1, no pool). A bare integer N is "
                                    "{\"channels\": N, \"kernel\": 3, \"stride\": 1, \"pool\": null}."}
         super().__init__(metadata=metadata, **kwargs)
 

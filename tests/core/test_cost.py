@@ -163,6 +163,10 @@ def test_a_residual_block_adds_its_input_where_the_shape_is_kept():
     residual = conv_request(shape, conv_layers=[4, 4, 4], residual=True)
     # blocks 1 and 2 keep [4, 40]: one add per value each; block 0 (1 -> 4 channels) cannot
     assert cost.forward_macs(residual, 40, 2) - cost.forward_macs(plain, 40, 2) == 2 * 4 * 40
+    # a pooled block changes the shape: no skip connection there (block 2 pools, block 1 still adds)
+    pooled = [4, 4, {"channels": 4, "pool": "max"}]
+    assert cost.forward_macs(conv_request(shape, conv_layers=pooled, residual=True), 40, 2) - \
+        cost.forward_macs(conv_request(shape, conv_layers=pooled), 40, 2) == 4 * 40
 
 
 def test_regression_has_one_output_and_float_targets():
