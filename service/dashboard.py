@@ -16,6 +16,7 @@ allows nothing else (no inline script either).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -39,6 +40,7 @@ SCAN_PAGES = 10  # with a verdict filter, read at most this many pages of jobs f
 COMPARE_CHOICES = 50
 MAX_COMPARED = 8
 METRICS = ["val_accuracy", "val_loss", "train_accuracy", "train_loss"]
+SAFE_NEXT = re.compile(r"/(?![/\\])[^\x00-\x20\\\x7f]*")
 PLOTS = ["curves", "gradients", "activations", "steps"]
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
@@ -69,8 +71,9 @@ def _headers(response: Response) -> Response:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site: never another origin (``//host`` or ``/\\host``)."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+    """Only a path on this site: never another origin (``//host``, ``/\\host``), and no control
+    characters or spaces, which browsers drop (``/%09/host`` becomes ``//host``)."""
+    if not target or not SAFE_NEXT.fullmatch(target):
         return url_for("dashboard.jobs")
     return target
 
