@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Engine
 
 from core.db import file_chunks
@@ -184,6 +184,10 @@ class DatabaseStorage(Storage):
     def write(self, key: str, source: BinaryIO) -> int:
         full, size, seq = self._key(key), 0, 0
         with self.engine.begin() as conn:  # one transaction: readers see the old file or the new one
+            if conn.dialect.name == "postgresql":
+                # Writers of one key take turns: else two first writes both insert chunk 0 and the
+                # second fails on the primary key. (SQLite's database lock already serialises writers.)
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": full})
             conn.execute(delete(file_chunks).where(file_chunks.c.key == full))
             while True:
                 chunk = source.read(self.chunk_bytes)

@@ -68,9 +68,19 @@ def job_plots(job: dict, names: list[str], size: P.Size) -> list[bytes]:
     if missing:
         for name, png in zip(missing, _render(lambda: render_job_plots(missing, job_data(job), size))):
             found[name] = png
-            if finished and _storable(job["id"]):
-                artifacts.write_bytes(job["id"], _cache_name(name, size), png)
+            if finished:
+                _cache(job["id"], _cache_name(name, size), png)
     return [found[name] for name in names]
+
+
+def _cache(job_id: str, name: str, png: bytes) -> None:
+    """Keep a drawn PNG for next time; the cache is an optimisation, so a failed write is a
+    warning and the request still gets its PNG."""
+    try:
+        if _storable(job_id):
+            parts().artifacts.write_bytes(job_id, name, png)
+    except Exception:  # noqa: BLE001 - any storage failure; the PNG is already drawn
+        log.warning("could not cache plot %s of job %s", name, job_id, exc_info=True)
 
 
 def _render(draw):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,29 @@ def test_a_write_that_fails_part_way_leaves_the_old_file_whole(files):
     with pytest.raises(OSError, match="went away"):
         files.write("job/checkpoint.pt", io.BufferedReader(FailingSource(os.urandom(3 * CHUNK)), buffer_size=CHUNK))
     assert files.read_bytes("job/checkpoint.pt") == b"the old state"
+
+
+def test_two_writers_of_one_key_at_once_both_succeed_and_one_file_wins_whole(files):
+    """Two first views of a finished job's plot both cache it: on PostgreSQL the second
+    writer's chunk 0 used to hit the primary key (a 500)."""
+    for round_ in range(10):  # a fresh key each round (the first write races hardest), then a replacement
+        key, payloads = f"job/plot-{round_ % 5}.png", [os.urandom(12 * CHUNK + 1), os.urandom(9 * CHUNK)]
+        start, errors = threading.Barrier(2), []
+
+        def write(data: bytes) -> None:
+            start.wait()
+            try:
+                files.write_bytes(key, data)
+            except Exception as exc:  # noqa: BLE001 - reported below with the payload's writer
+                errors.append(exc)
+
+        writers = [threading.Thread(target=write, args=(data,)) for data in payloads]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        assert errors == []
+        assert files.read_bytes(key) in payloads
 
 
 def test_deletes_take_exactly_what_they_name(files):
