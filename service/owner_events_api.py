@@ -59,6 +59,8 @@ JOB, DELETED = "job", "deleted"
 GRACE_S = 30.0  # a change stamped this long before a cursor is still looked for after it
 MAX_TRACKED = 150  # jobs named in one cursor (~6 KB); past it the oldest finished ones are left out
 MAX_CURSOR_CHARS = 16_000
+MAX_CURSOR_AHEAD_S = 86_400  # a cursor's time may run ahead of this server's clock by this much, no more
+BAD_CURSOR = "Last-Event-ID must be an id this stream sent: <ms>.<job id>-<event id>..."
 _FOREIGN_MAX = 10_000  # other owners' job ids a stream remembers, so as not to read the database for them
 _PAIR = re.compile(r"^([0-9a-f]{32})-([0-9]{1,15})$")
 
@@ -108,8 +110,15 @@ class Cursor:
         head, *pairs = raw.strip().split(".")
         matches = [_PAIR.match(pair) for pair in pairs]
         if len(raw) > MAX_CURSOR_CHARS or not head.isdigit() or len(head) > 15 or not all(matches):
-            abort(400, message="Last-Event-ID must be an id this stream sent: <ms>.<job id>-<event id>...")
-        return cls(int(head), {m.group(1): int(m.group(2)) for m in matches})
+            abort(400, message=BAD_CURSOR)
+        cursor = cls(int(head), {m.group(1): int(m.group(2)) for m in matches})
+        try:  # a time this server could have sent: one that converts, and not in the future (a day of slack)
+            cursor.since()
+        except (ValueError, OverflowError, OSError):
+            abort(400, message=BAD_CURSOR)
+        if cursor.at_ms > (time.time() + MAX_CURSOR_AHEAD_S) * 1000:
+            abort(400, message=BAD_CURSOR)
+        return cursor
 
     def since(self) -> datetime:
         return datetime.fromtimestamp(self.at_ms / 1000, timezone.utc) - timedelta(seconds=GRACE_S)

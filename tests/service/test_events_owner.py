@@ -61,7 +61,8 @@ def test_a_long_cursor_keeps_the_jobs_in_flight():
     assert len(cursor.known) == MAX_TRACKED and running["id"] in cursor.known
 
 
-@pytest.mark.parametrize("raw", ["abc", "12.nothex-1", f"12.{'a' * 32}", f"12.{'a' * 32}--1", "1" * 20])
+@pytest.mark.parametrize("raw", ["abc", "12.nothex-1", f"12.{'a' * 32}", f"12.{'a' * 32}--1", "1" * 20,
+                                 "9" * 15, str(int((time.time() + 2 * 86_400) * 1000))])  # no such year; the future
 def test_a_cursor_this_stream_did_not_send_is_refused(raw):
     with pytest.raises(HTTPException) as refused:
         Cursor.decode(raw)
@@ -170,6 +171,14 @@ def test_one_stream_follows_all_the_owners_jobs_and_resumes_without_gaps_or_repe
     assert httpx.delete(f"{api}/v1/jobs/{tiny['id']}", headers=mine).status_code == 204
     gone = read_events(api, mine, cursor=cards[-1][0])
     assert [(kind, data) for _, kind, data in gone] == [("deleted", {"job_id": tiny["id"]})]
+
+
+def test_a_cursor_time_out_of_range_is_a_400_before_the_stream_starts(client):
+    """A 15-digit time used to pass the check and break the stream after its 200."""
+    resp = client.get("/v1/events", query_string={"last_event_id": "9" * 15})
+    assert resp.status_code == 400 and "Last-Event-ID" in resp.get_json()["message"]
+    soon = int((time.time() + 60) * 1000)  # a client clock a little ahead is still a cursor
+    assert Cursor.decode(str(soon)).at_ms == soon
 
 
 def test_a_cursor_the_stream_did_not_send_is_a_400_naming_it(api, settings):
