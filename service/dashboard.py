@@ -24,6 +24,7 @@ from flask import Blueprint, Flask, abort, g, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from core.jobstore import FINISHED, InvalidCursor
+from core.plots.spec import COMPARE_METRICS
 from service.auth import auth
 from service.extensions import parts
 from service.owner_events_api import current_cursor, job_card
@@ -39,7 +40,7 @@ PAGE_SIZE = 20
 SCAN_PAGES = 10  # with a verdict filter, read at most this many pages of jobs for one page of matches
 COMPARE_CHOICES = 50
 MAX_COMPARED = 8
-METRICS = ["val_accuracy", "val_loss", "train_accuracy", "train_loss"]
+METRICS = list(COMPARE_METRICS)  # what /v1/compare.png draws: accuracy or R², losses, learning rate
 SAFE_NEXT = re.compile(r"/(?![/\\])[^\x00-\x20\\\x7f]*")
 PLOTS = ["curves", "gradients", "activations", "steps"]
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "

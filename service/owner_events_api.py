@@ -59,6 +59,7 @@ JOB, DELETED = "job", "deleted"
 GRACE_S = 30.0  # a change stamped this long before a cursor is still looked for after it
 MAX_TRACKED = 150  # jobs named in one cursor (~6 KB); past it the oldest finished ones are left out
 MAX_CURSOR_CHARS = 16_000
+CARD_METRICS = ("val_accuracy", "val_r2", "val_loss")  # a card's metric: the first the summary has
 MAX_CURSOR_AHEAD_S = 86_400  # a cursor's time may run ahead of this server's clock by this much, no more
 BAD_CURSOR = "Last-Event-ID must be an id this stream sent: <ms>.<job id>-<event id>..."
 _FOREIGN_MAX = 10_000  # other owners' job ids a stream remembers, so as not to read the database for them
@@ -75,7 +76,7 @@ def job_event_id(job: dict) -> int:
 def job_card(job: dict) -> dict:
     """What a list of jobs shows of one job; the dashboard renders the same dict."""
     summary = job.get("summary") or {}
-    metric = next(((key, summary[key]) for key in ("val_accuracy", "val_loss") if summary.get(key) is not None),
+    metric = next(((key, summary[key]) for key in CARD_METRICS if summary.get(key) is not None),
                   (None, None))
     return json_safe({
         "job_id": job["id"], "event_id": job_event_id(job), "name": job.get("name"), "status": job["status"],

@@ -124,3 +124,17 @@ def test_the_job_list_pages_and_filters_by_status_and_verdict(app):
     assert rows(browser.get("/?verdict=overfitting").get_data(as_text=True)) == [made[21], made[3]]
     empty = browser.get("/?status=running&verdict=healthy").get_data(as_text=True)
     assert rows(empty) == [] and "No jobs match these filters" in empty
+
+
+def test_a_regression_job_shows_r2_and_compare_offers_the_regression_metrics(app, client):
+    regression = {"dataset": {"name": "friedman1"}, "architecture": {"hidden_layers": [4]}, "epochs": 2,
+                  "device": "cuda"}  # waits in its queue: the page shows the live charts
+    made = client.post("/v1/jobs", json=regression)
+    assert made.status_code == 202, made.get_data(as_text=True)
+    browser, _ = session_client(app, TOKENS[OWNER])
+    html = browser.get(f"/jobs/{made.get_json()['id']}").get_data(as_text=True)
+    assert 'data-keys="train_r2,val_r2" data-title="R²"' in html and "train_accuracy" not in html
+    classification = browser.get(f"/jobs/{client.post('/v1/jobs', json=WAITING).get_json()['id']}")
+    assert 'data-keys="train_accuracy,val_accuracy"' in classification.get_data(as_text=True)
+    compare = browser.get("/compare", query_string={"metric": "val_r2"})
+    assert compare.status_code == 200 and '<option value="val_r2" selected>' in compare.get_data(as_text=True)

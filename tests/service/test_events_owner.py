@@ -16,7 +16,7 @@ from core.db import make_engine
 from core.events import EVENT_ID_STRIDE
 from core.tokens import USER, TokenStore, new_token
 from service.event_hub import EventHub
-from service.owner_events_api import GRACE_S, MAX_TRACKED, Cursor, job_event_id, window_cursor
+from service.owner_events_api import GRACE_S, MAX_TRACKED, Cursor, job_card, job_event_id, window_cursor
 from tests.clients.conftest import WAITING, start_api
 from core.redis_urls import redis_py_url
 
@@ -41,6 +41,16 @@ def test_a_jobs_event_id_is_the_newest_id_on_its_own_stream():
     assert job_event_id(row("running", epoch=3, seq=1)) == 3 * EVENT_ID_STRIDE
     # finished after epoch 5, its status sequence at 2: the final status is 5*10^6 + 2, `end` one more
     assert job_event_id(row("succeeded", finished_s_ago=1, epoch=5, seq=2, high=5)) == 5 * EVENT_ID_STRIDE + 3
+
+
+def test_a_card_shows_accuracy_or_r2_before_the_loss():
+    def card_metric(summary: dict) -> str:
+        job = {**row("succeeded", finished_s_ago=1, epoch=5, seq=2, high=5), "summary": summary}
+        return job_card(job)["metric"]["name"]
+
+    assert card_metric({"val_accuracy": 0.9, "val_loss": 0.2, "epochs_run": 5}) == "val_accuracy"
+    assert card_metric({"val_r2": 0.8, "val_loss": 0.2, "val_mae": 0.3, "epochs_run": 5}) == "val_r2"
+    assert card_metric({"val_loss": 0.2, "epochs_run": 5}) == "val_loss"
 
 
 def test_the_cursor_names_what_can_still_change_and_round_trips():

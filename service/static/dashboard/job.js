@@ -100,9 +100,11 @@ document.addEventListener("DOMContentLoaded", () => {
       const row = JSON.parse(event.data);
       window.trainrxLive.events.push({type: "epoch", id: event.lastEventId, epoch: row.epoch});
       document.getElementById("job-progress").textContent = `${row.epoch} /${total}`;
-      if (row.val_accuracy !== undefined && row.val_accuracy !== null) {
-        trainrx.text(document.getElementById("job-metric"),
-                     `val accuracy ${Number(row.val_accuracy).toFixed(4)} (epoch ${row.epoch})`);
+      // a classification job reports accuracy, a regression job R² (named as the card names it)
+      const score = row.val_accuracy ?? row.val_r2;
+      if (score !== undefined && score !== null) {
+        const label = row.val_accuracy != null ? "val accuracy" : "val r2";
+        trainrx.text(document.getElementById("job-metric"), `${label} ${Number(score).toFixed(4)} (epoch ${row.epoch})`);
       }
       plotRow(row);
     });
