@@ -13,7 +13,7 @@ from service import datasets_api, health_api, jobs_api
 from service import job_files_api  # noqa: F401  (adds logs, model and DELETE routes to the jobs blueprint)
 from core.tokens import TokenStore
 from service import dashboard, events_api, owner_events_api, request_ids, tokens_api
-from service.auth import Auth, load_or_create_secret
+from service.auth import Auth, check_explicit_secret, load_or_create_secret
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
 from service import json_bodies, logs, metrics, plots_api, quotas, report_api
@@ -40,6 +40,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     settings: Settings = app.config.get("SETTINGS") or Settings.from_env()
     app.config["SETTINGS"] = settings
+    check_explicit_secret(settings.secret_key)  # before anything connects: a placeholder secret stops here
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.extensions["trainrx"] = Parts.connect(settings)
 

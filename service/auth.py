@@ -44,6 +44,8 @@ TOKEN_CACHE_S = 2.0
 _CACHE_MAX = 10_000
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 SECRET_FILE = "secret-key"
+MIN_SECRET_CHARS = 32
+PLACEHOLDER_PREFIX = "change-me"  # .env.example's placeholders
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,18 @@ class _TokenCache:
         else:
             found = hit[0]
         return found if found is not None and found.usable() else None
+
+
+def check_explicit_secret(secret: str) -> None:
+    """A TRAINRX_SECRET_KEY set by hand must be a real secret: whoever knows it can forge
+    session cookies, so .env.example's placeholder or a short word stops the API at start-up."""
+    if not secret:
+        return  # unset: load_or_create_secret makes a random one
+    if secret.startswith(PLACEHOLDER_PREFIX) or len(secret) < MIN_SECRET_CHARS:
+        why = "is the example's placeholder" if secret.startswith(PLACEHOLDER_PREFIX) else f"has {len(secret)} characters"
+        raise ValueError(f"TRAINRX_SECRET_KEY {why}: set a random one of {MIN_SECRET_CHARS} or more characters "
+                         "(python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset it to have one "
+                         "made under TRAINRX_DATA_DIR")
 
 
 def load_or_create_secret(data_dir: Path) -> str:

@@ -240,7 +240,7 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINRX_")}
         env.update(TRAINRX_DATA_DIR=str(data_dir), DATABASE_URL=self.database_url, REDIS_URL=self.redis_url,
                    TRAINRX_STORAGE="database", TRAINRX_DEFAULT_QUEUE="cpu", PYTHONPATH=str(ROOT),
-                   TRAINRX_SECRET_KEY="multihost-" + self.tag, **FAST_RECOVERY, **GENEROUS, **extra)
+                   TRAINRX_SECRET_KEY=f"multihost-{self.tag}".ljust(32, "0"), **FAST_RECOVERY, **GENEROUS, **extra)
         return env
 
     def _api(self) -> None:

@@ -3,13 +3,16 @@ never sees another's resources (404, never 403)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import secrets
 import time
 
 import pytest
 
 from core.tokens import TokenStore
-from service.auth import CSRF_HEADER, SESSION_COOKIE, TOKEN_CACHE_S
+from service.app import create_app
+from service.auth import CSRF_HEADER, SESSION_COOKIE, TOKEN_CACHE_S, check_explicit_secret, load_or_create_secret
 from tests.conftest import ADMIN_OWNER, OTHER_OWNER, OWNER, TOKENS, submit
 from tests.sample_uploads import as_npz, blobs, uploaded
 from tests.service.test_api import WAITING, assert_error_shape
@@ -198,3 +201,20 @@ def test_tokens_are_stored_hashed(app):
     for token in TOKENS.values():
         assert token not in flat
     assert {OWNER, OTHER_OWNER, ADMIN_OWNER} <= {row[2] for row in stored}
+
+
+@pytest.mark.parametrize("secret, why", [("change-me-to-32-or-more-random-characters", "is the example.s placeholder"),
+                                         ("change-me", "is the example.s placeholder"), ("s3cret", "has 6 characters"),
+                                         ("x" * 31, "has 31 characters")])
+def test_a_placeholder_or_short_secret_key_stops_the_api_at_start_up(settings, secret, why):
+    with pytest.raises(ValueError, match=f"TRAINRX_SECRET_KEY {why}") as refused:
+        create_app({"SETTINGS": dataclasses.replace(settings, secret_key=secret)})
+    assert "32 or more characters" in str(refused.value)
+
+
+def test_a_long_secret_key_or_the_generated_one_is_accepted(tmp_path):
+    check_explicit_secret("")  # unset: the generated one under the data dir
+    check_explicit_secret(secrets.token_urlsafe(32))
+    generated = load_or_create_secret(tmp_path)
+    check_explicit_secret(generated)
+    assert load_or_create_secret(tmp_path) == generated
