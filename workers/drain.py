@@ -9,7 +9,8 @@ Draining uses Celery's remote control: ``cancel_consumer`` for each queue the wo
 consumes, so the broker delivers it nothing more (prefetch is one message, the one
 it runs). The queues are remembered in Redis (``trainrx:draining:<name>``), so
 that ``undrain`` (``add_consumer``) gives them back, and a drained worker that
-restarts stays drained. ``--wait`` returns once the drained workers run no job:
+restarts stays drained. ``--wait`` returns once every drained worker answers that it runs no job
+(one that does not answer is waited for):
 then stopping them (SIGTERM, ``docker compose stop``) hands nothing back.
 
 Needs only REDIS_URL (no database, no torch): run it from any API or worker host.
@@ -86,19 +87,31 @@ class Drainer:
             resumed[name] = queues
         return resumed
 
-    def running(self, names: list[str]) -> dict[str, int]:
-        """Jobs each worker runs now."""
+    def running(self, names: list[str]) -> dict[str, int | None]:
+        """Jobs each worker runs now; None for one that did not answer."""
         active = self._inspect(names).active() or {}
-        return {name: len(active.get(name, [])) for name in names}
+        return {name: len(active[name]) if name in active else None for name in names}
 
     def wait_idle(self, names: list[str], timeout_s: float, poll_s: float = 2.0) -> bool:
         deadline = time.monotonic() + timeout_s
         while True:
-            if not any(self.running(names).values()):
+            if all_idle(self.running(names)):
                 return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(poll_s)
+
+
+def all_idle(running: dict[str, int | None]) -> bool:
+    """Every worker answered and runs no job. One that did not answer (busy, or its reply
+    lost) may still be running one, so stopping it now could hand that job back."""
+    return all(count == 0 for count in running.values())
+
+
+def busy(running: dict[str, int | None]) -> str:
+    """The workers that are not idle, for a person: ``cpu@a (1 job), cpu@b (no answer)``."""
+    return ", ".join(f"{name} ({'no answer' if count is None else f'{count} job' + 's' * (count != 1)})"
+                     for name, count in running.items() if count != 0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: drained (gave up {', '.join(queues) or 'nothing'})")
         if args.wait:
             if not drainer.wait_idle(names, args.timeout):
-                print(f"still running jobs after {args.timeout:.0f} s: {drainer.running(names)}", file=sys.stderr)
+                print(f"not idle after {args.timeout:.0f} s: {busy(drainer.running(names))}", file=sys.stderr)
                 return 1
             print("no drained worker runs a job; they can be stopped")
         return 0

@@ -1,5 +1,6 @@
 """The operator's worker commands that need no running worker: one worker per GPU, and
-the drain command's answers when a name is wrong (tests/e2e/test_operations.py drains real ones)."""
+the drain command's answers when a name is wrong, and when --wait calls workers idle
+(tests/e2e/test_operations.py drains real ones)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,11 @@ def test_draining_a_worker_that_is_not_alive_names_the_live_ones(redis_url, work
     assert drain.main(["drain", "--worker", "nobody@nowhere"]) == 1
     err = capsys.readouterr().err
     assert "no live worker named nobody@nowhere" in err and "test-cpu@" in err
+
+
+def test_drain_wait_counts_a_worker_idle_only_once_it_answers_that_it_runs_nothing():
+    assert drain.all_idle({"cpu@a": 0, "cpu@b": 0})
+    assert not drain.all_idle({"cpu@a": 0, "cpu@b": 1})
+    assert not drain.all_idle({"cpu@a": 0, "cpu@b": None})  # no answer: it may be running a job
+    assert drain.busy({"cpu@a": 0, "cpu@b": None, "cpu@c": 1, "cpu@d": 2}) == \
+        "cpu@b (no answer), cpu@c (1 job), cpu@d (2 jobs)"
