@@ -29,6 +29,7 @@ from core.jsonsafe import json_safe
 _BULKY = ("steps", "initial_probes", "data_info", "error", "timings", "artifacts")  # not read by list views
 # A client may retry a POST with its Idempotency-Key for this long; then the key is free again.
 IDEMPOTENCY_TTL = timedelta(hours=24)
+WINDOW_LIMIT = 1000  # jobs in_flight_or_since reads at most: the newest ones
 
 
 def request_fingerprint(request: dict) -> str:
@@ -199,16 +200,17 @@ class JobStore(JobRunStore):
             return int(conn.execute(select(func.count()).select_from(jobs).where(
                 jobs.c.owner == owner, jobs.c.status.in_([QUEUED, RUNNING]))).scalar())
 
-    def in_flight_or_since(self, owner: str, since: datetime, limit: int = 1000) -> list[dict]:
+    def in_flight_or_since(self, owner: str, since: datetime, limit: int = WINDOW_LIMIT) -> list[dict]:
         """The owner's queued and running jobs, and those created or finished after ``since``,
         oldest first: what the owner-level event stream (service/owner_events_api.py) compares
-        with what its client already has. Without the bulky columns (steps, probes, logs)."""
+        with what its client already has. Without the bulky columns (steps, probes, logs).
+        Past ``limit`` jobs, the newest ``limit`` (so a full window is ``limit`` long)."""
         columns = [c for c in jobs.c if c.name not in _BULKY]
         query = (select(*columns).where(jobs.c.owner == owner, or_(
             jobs.c.status.in_([QUEUED, RUNNING]), jobs.c.created_at > since, jobs.c.finished_at > since))
-            .order_by(jobs.c.created_at, jobs.c.id).limit(limit))
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit))
         with self.engine.connect() as conn:
-            return [self._row(r) for r in conn.execute(query).mappings()]
+            return [self._row(r) for r in conn.execute(query).mappings()][::-1]
 
     def active_upload_uses(self, dataset_id: str | None = None) -> list[tuple[str, str]]:
         """(job id, upload id) of queued and running jobs that train on an upload (on

@@ -42,7 +42,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
 from core import events
-from core.jobstore import FINISHED, QUEUED, RUNNING, JobStore
+from core.jobstore import FINISHED, QUEUED, RUNNING, WINDOW_LIMIT, JobStore
 from core.jsonsafe import json_safe
 from service.auth import current_principal
 from service.event_hub import LOST
@@ -163,9 +163,11 @@ class _OwnerStream:
     def _scan(self) -> Iterator[str]:
         """Read the window and send what the client lacks; each event's id is a cursor valid after it."""
         now = datetime.now(timezone.utc)
-        rows = self.store.in_flight_or_since(self.owner, self.cursor.since())
+        rows = self.store.in_flight_or_since(self.owner, self.cursor.since(), limit=WINDOW_LIMIT)
         seen = {row["id"] for row in rows}
-        changed = [(DELETED, {"job_id": job_id}) for job_id in self.cursor.known if job_id not in seen]
+        # A job missing from a full window may only be older than its newest WINDOW_LIMIT: not deleted.
+        complete = len(rows) < WINDOW_LIMIT
+        changed = [(DELETED, {"job_id": job_id}) for job_id in self.cursor.known if complete and job_id not in seen]
         changed += [(JOB, job_card(row)) for row in rows
                     if job_event_id(row) > self.cursor.known.get(row["id"], -1)]
         known = dict(self.cursor.known)

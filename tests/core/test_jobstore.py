@@ -218,3 +218,12 @@ def test_in_flight_or_since_is_what_can_still_change_for_one_owner(store):
     assert [j["id"] for j in window] == [old_running["id"], new["id"]]  # oldest first, never bob's
     assert "steps" not in window[0] and window[1]["status"] == CANCELLED
     assert theirs["id"] not in {j["id"] for j in store.in_flight_or_since("ann", long_ago - timedelta(days=1))}
+
+
+def test_a_full_owner_window_keeps_the_newest_jobs(store):
+    """Past its limit, the owner stream's window drops the oldest jobs, never the newest."""
+    made = [store.create({**REQUEST, "epochs": i + 1}, "cpu", owner="cid")[0]["id"] for i in range(5)]
+    since = utcnow() - timedelta(minutes=1)
+    assert [j["id"] for j in store.in_flight_or_since("cid", since, limit=3)] == made[2:]  # oldest first
+    assert [j["id"] for j in store.in_flight_or_since("cid", since, limit=10)] == made
+

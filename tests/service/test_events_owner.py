@@ -79,6 +79,31 @@ def test_a_cursor_this_stream_did_not_send_is_refused(raw):
     assert refused.value.code == 400
 
 
+def test_a_job_missing_from_a_full_window_is_not_called_deleted(monkeypatch):
+    """The window holds the newest WINDOW_LIMIT jobs: an older one the client knows is only left out."""
+    from core import migrate
+    from core.jobstore import JobStore
+    from service import owner_events_api
+
+    engine = make_engine("sqlite://")
+    migrate.upgrade(engine)
+    store = JobStore(engine)
+    made = [store.create({"dataset": {"name": "moons"}, "epochs": 1}, "cpu", owner="ann")[0] for _ in range(3)]
+    stream = object.__new__(owner_events_api._OwnerStream)  # its scan alone: no app, no Redis
+    stream.owner, stream.store, stream.foreign = "ann", store, set()
+
+    def scan(known: dict[str, int]) -> list[str]:
+        stream.cursor = Cursor(int(time.time() * 1000), known)
+        return [line for event in stream._scan() for line in event.splitlines() if line.startswith("event:")]
+
+    every = {job["id"]: job_event_id(job) for job in made}
+    monkeypatch.setattr(owner_events_api, "WINDOW_LIMIT", 2)  # full: the oldest job is left out
+    assert scan(every) == []
+    monkeypatch.setattr(owner_events_api, "WINDOW_LIMIT", 10)  # complete: a job it lacks is gone
+    assert scan({**every, "f" * 32: 1}) == ["event: deleted"]
+    engine.dispose()
+
+
 # --- the shared pub/sub connection: a pattern beside channels ----------------------------------------------------
 
 def test_a_pattern_subscription_gets_every_matching_channel_and_channels_stay_apart(redis_url):
