@@ -40,6 +40,21 @@ def test_width_height_and_dpi_set_the_pixel_size_and_a_finished_job_stores_each_
     artifacts.delete(job_id, name)
 
 
+def test_a_plot_whose_cache_write_fails_is_still_served(app, client, plotted_job, monkeypatch, caplog):
+    """The stored PNG is only a cache: a failed write (a full disk, a database hiccup) is a warning."""
+    artifacts = app.extensions["trainrx"].artifacts
+
+    def fail(*_args, **_kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(artifacts, "write_bytes", fail)
+    with caplog.at_level("WARNING", logger="trainrx.plots"):
+        resp = client.get(f"/v1/jobs/{plotted_job['id']}/plots/curves.png?width=700&height=420&dpi=70")
+    assert decoded(resp).size == (700, 420)
+    assert "could not cache plot" in caplog.text
+    assert f"{CACHE_PREFIX}curves-700x420-70dpi.png" not in artifacts.names(plotted_job["id"])
+
+
 @pytest.mark.parametrize("query, field", [("width=5000", "width"), ("height=100", "height"), ("dpi=301", "dpi"),
                                           ("width=abc", "width"), ("width=320&height=240&dpi=300", "dpi")])
 def test_sizes_out_of_range_are_a_422_naming_the_parameter(client, plotted_job, query, field):
