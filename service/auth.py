@@ -109,8 +109,9 @@ def check_explicit_secret(secret: str) -> None:
     session cookies, so .env.example's placeholder or a short word stops the API at start-up."""
     if not secret:
         return  # unset: load_or_create_secret makes a random one
-    if secret.startswith(PLACEHOLDER_PREFIX) or len(secret) < MIN_SECRET_CHARS:
-        why = "is the example's placeholder" if secret.startswith(PLACEHOLDER_PREFIX) else f"has {len(secret)} characters"
+    placeholder = secret.startswith(PLACEHOLDER_PREFIX)
+    if placeholder or len(secret) < MIN_SECRET_CHARS:
+        why = "is the example's placeholder" if placeholder else f"has {len(secret)} characters"
         raise ValueError(f"TRAINRX_SECRET_KEY {why}: set a random one of {MIN_SECRET_CHARS} or more characters "
                          "(python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset it to have one "
                          "made under TRAINRX_DATA_DIR")

@@ -19,7 +19,8 @@ def openapi_document() -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/openapi.db",
-                            redis_url="redis://127.0.0.1:1/0", limits=Limits(), secret_key="openapi-generation-only-never-serves-a-request")
+                            redis_url="redis://127.0.0.1:1/0", limits=Limits(),
+                            secret_key="openapi-generation-only-never-serves-a-request")
         engine = make_engine(settings.database_url)
         upgrade(engine)
         engine.dispose()
