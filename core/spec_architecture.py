@@ -75,11 +75,12 @@ class ArchitectureSpec(Strict):
     class Meta(Strict.Meta):
         # For the OpenAPI document (service/openapi_extras.py): what _fits_type checks.
         openapi = {"oneOf": [
-            {"properties": {"type": {"enum": ["mlp"]}, "hidden_layers": {"minItems": 1}},
+            {"required": ["hidden_layers"], "properties": {"type": {"enum": ["mlp"]}, "hidden_layers": {"minItems": 1}},
              "not": {"anyOf": [{"required": ["conv_layers"]}, {"required": ["global_pool"]}]},
              "description": "mlp (the default): hidden_layers has at least one layer; no convolution keys."},
             {"required": ["type", "conv_layers"], "properties": {"type": {"enum": ["cnn"]}},
-             "description": "cnn: conv_layers, then global_pool, then the dense head hidden_layers (may be empty)."},
+             "description": "cnn: conv_layers, then global_pool, then the dense head hidden_layers (may be empty "
+                            "or left out)."},
         ]}
 
     type = fields.String(load_default="mlp", validate=validate.OneOf(ARCHITECTURES), metadata={
@@ -93,10 +94,10 @@ class ArchitectureSpec(Strict):
     global_pool = strict_bool(metadata={"default": True, "description": "cnn only: true averages each channel "
                                         "over all positions; false flattens the last block's values."})
     hidden_layers = fields.List(
-        strict_int(metadata={"minimum": 1, "maximum": DEFAULT_LIMITS.max_width}), required=True,
+        strict_int(metadata={"minimum": 1, "maximum": DEFAULT_LIMITS.max_width}),
         metadata={"description": "Widths of the dense hidden layers, input to output. "
-                                 f"1-{DEFAULT_LIMITS.max_hidden_layers} layers for an mlp, 0-"
-                                 f"{DEFAULT_LIMITS.max_hidden_layers} for a cnn's head, of width "
+                                 f"1-{DEFAULT_LIMITS.max_hidden_layers} layers for an mlp (required), 0-"
+                                 f"{DEFAULT_LIMITS.max_hidden_layers} for a cnn's head (default: none), of width "
                                  f"1-{DEFAULT_LIMITS.max_width} (operator limits); total parameters at most "
                                  f"{DEFAULT_LIMITS.max_parameters:,} by default.",
                   "maxItems": DEFAULT_LIMITS.max_hidden_layers})
@@ -113,6 +114,8 @@ class ArchitectureSpec(Strict):
         if data.get("type") == "cnn" and "conv_layers" not in original:
             errors["conv_layers"] = ["Missing data for required field: a cnn needs at least one block."]
         elif data.get("type") == "mlp":
+            if "hidden_layers" not in original:
+                errors["hidden_layers"] = ["Missing data for required field."]
             for key in ("conv_layers", "global_pool"):
                 if key in original:
                     errors[key] = ["Only applies when architecture.type is cnn."]
@@ -125,6 +128,7 @@ class ArchitectureSpec(Strict):
         if ordered["type"] == "cnn":
             ordered["conv_layers"] = data.pop("conv_layers")
             ordered["global_pool"] = data.pop("global_pool", True)
+            ordered["hidden_layers"] = data.pop("hidden_layers", [])  # the dense head: none unless given
         return {**ordered, **data}
 
 

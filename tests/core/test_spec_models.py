@@ -45,6 +45,15 @@ def test_an_mlp_request_says_its_type_and_has_no_convolution_keys():
         ("classification", [1, 8, 8], "cross_entropy")
 
 
+def test_a_cnn_without_a_dense_head_may_leave_hidden_layers_out_an_mlp_may_not():
+    cnn = {"dataset": {"name": "digits"}, "architecture": {"type": "cnn", "conv_layers": [8]}}
+    assert normalise(cnn, limits=Limits(), resolver=None)["architecture"]["hidden_layers"] == []
+    for architecture in ({}, {"type": "mlp"}):
+        with pytest.raises(ValidationError) as caught:
+            normalise({"dataset": {"name": "digits"}, "architecture": architecture}, limits=Limits(), resolver=None)
+        assert caught.value.messages == {"architecture": {"hidden_layers": ["Missing data for required field."]}}
+
+
 def test_bare_integers_are_blocks_with_the_defaults_and_the_normal_form_loads_to_itself():
     spec = load(cnn([8, {"channels": 16, "kernel": 5, "stride": 2, "pool": "max"}], global_pool=False))
     assert spec["architecture"] == {
