@@ -41,7 +41,7 @@ blp = Blueprint("reports", __name__, url_prefix="/v1/jobs", description="A repor
 
 REPORT_SIZE = P.Size(width=1100, height=520, dpi=100)
 PLOT_CAPTIONS = {
-    "curves": "Loss and accuracy per epoch: training and validation, the best epoch and an early stop marked.",
+    "curves": "Loss and {score} per epoch: training and validation, the best epoch and an early stop marked.",
     "gradients": "Gradient norm per layer, input to output, on a log scale: a vanishing gradient shows as the "
                  "input-side layers orders of magnitude below the output side.",
     "activations": "Dead (never active) and saturated units per hidden layer, and the activation variance "
@@ -110,7 +110,8 @@ class Report(MethodView):
         """The job's report, as one HTML page."""
         job = load_job(job_id)
         pngs = job_plots(job, list(P.PLOT_NAMES), REPORT_SIZE)
-        plots = [{"name": name, "caption": PLOT_CAPTIONS[name],
+        score = "R²" if job["request"]["dataset"].get("task") == "regression" else "accuracy"
+        plots = [{"name": name, "caption": PLOT_CAPTIONS[name].format(score=score),
                   "src": "data:image/png;base64," + base64.b64encode(png).decode()}
                  for name, png in zip(P.PLOT_NAMES, pngs)]
         principal = current_principal()

@@ -83,6 +83,7 @@ def test_the_report_reads_without_javascript(client, plotted_job):
     text = " ".join(" ".join(page.text).split())
     assert job["status"] in text and f"{number(job['timings']['total_s'])} s" in text  # status and timings
     assert diagnosis["verdict"].replace("_", " ").capitalize() in text
+    assert "Loss and accuracy per epoch" in text  # a classification job's score (R² for regression)
     for finding in diagnosis["findings"]:
         assert " ".join(finding["explanation"].split()) in text
         for suggestion in finding["suggestions"]:
