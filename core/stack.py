@@ -169,6 +169,10 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _on_signal)
+    # Ctrl-C stops the stack even when it was started with SIGINT ignored (a shell starts background
+    # jobs that way, and nohup passes it on): Python only turns SIGINT into KeyboardInterrupt by itself
+    # when it was not ignored at start-up.
+    signal.signal(signal.SIGINT, _on_signal)
     # A closed terminal: Redis and the API run in sessions of their own and would not hear it.
     signal.signal(signal.SIGHUP, _on_signal)
     try:

@@ -76,5 +76,12 @@ def test_the_stack_serves_the_printed_curl_and_stops_cleanly_on_ctrl_c(tmp_path)
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left running: {alive}"
     finally:
-        if stack.poll() is None:
+        if stack.poll() is None:  # a failed test: leave nothing running
+            leftovers = psutil.Process(stack.pid).children(recursive=True)
             stack.kill()
+            stack.wait()
+            for proc in leftovers:
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
