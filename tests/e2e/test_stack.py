@@ -25,6 +25,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def kill_if_running(stack: subprocess.Popen) -> None:
+    """After a failed test: the stack and everything it started, so that nothing is left running."""
+    if stack.poll() is not None:
+        return
+    leftovers = psutil.Process(stack.pid).children(recursive=True)
+    stack.kill()
+    stack.wait()
+    for proc in leftovers:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def test_the_stack_serves_the_printed_curl_and_stops_cleanly_on_ctrl_c(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
@@ -76,12 +90,4 @@ def test_the_stack_serves_the_printed_curl_and_stops_cleanly_on_ctrl_c(tmp_path)
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left running: {alive}"
     finally:
-        if stack.poll() is None:  # a failed test: leave nothing running
-            leftovers = psutil.Process(stack.pid).children(recursive=True)
-            stack.kill()
-            stack.wait()
-            for proc in leftovers:
-                try:
-                    proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
+        kill_if_running(stack)

@@ -13,7 +13,7 @@ import time
 import httpx
 import psutil
 
-from tests.e2e.test_stack import ROOT, free_port
+from tests.e2e.test_stack import ROOT, free_port, kill_if_running
 
 JOB = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [8]}, "epochs": 2}
 
@@ -141,12 +141,4 @@ def test_killed_children_are_restarted_and_a_graceful_restart_loses_no_job(tmp_p
         assert not alive, f"left running: {alive}"
     finally:
         http.close()
-        if stack.poll() is None:  # a failed test: leave nothing running
-            leftovers = psutil.Process(stack.pid).children(recursive=True)
-            stack.kill()
-            stack.wait()
-            for proc in leftovers:
-                try:
-                    proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
+        kill_if_running(stack)
