@@ -35,6 +35,7 @@ from core.jobstore import JobStore, utcnow
 from core.queueing import QUEUES, TRAIN_TASK, publish_job
 from core.redis_urls import redis_py_url
 from core.settings import Settings
+from workers import parents
 
 log = logging.getLogger("trainrx.recovery")
 LOCK_KEY = "trainrx:recovery:lock"
@@ -97,6 +98,7 @@ class RecoverySweep:
                     done["republished"].append(job_id)
         if any(done.values()):
             log.info("recovery: %s", {k: len(v) for k, v in done.items()})
+        parents.advance_all(self.settings, self.store, self.celery)  # sweeps and remedies whose children ended
         return done
 
     def _publish(self, job_id: str, queue: str) -> None:

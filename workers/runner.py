@@ -28,7 +28,7 @@ from core.uploads import UploadMissing
 from workers.engine import checkpoint, loop
 from workers.engine.config import JobConfig
 from workers.engine.data import prepare
-from workers import metrics
+from workers import metrics, parents
 from trainrx.network import weights_bytes
 from workers.job_hooks import JobHooks
 from workers.model_export import save_exports
@@ -59,6 +59,12 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cuda":
         raise DeviceUnavailable("The job asks for CUDA but this worker has no GPU.")
     return torch.device("cpu")
+
+
+def after_job(job_id: str, celery) -> None:
+    """The job ended on this worker: move on its parent (a sweep, a remedy), if it has one."""
+    settings, store, _ = _context()
+    parents.job_ended(settings, store, celery, job_id)
 
 
 def execute_job(job_id: str, worker: str) -> str | None:
