@@ -120,9 +120,12 @@ def _start(config: JobConfig, data: DeviceData) -> TrainingState:
 
 
 def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, objective: Objective,
-                 epoch: int, hooks: Hooks, past_deadline: Callable[[], bool]) -> tuple[str | None, int, torch.Tensor]:
+                 epoch: int, hooks: Hooks, past_deadline: Callable[[], bool]
+                 ) -> tuple[str | None, int, torch.Tensor, torch.Tensor]:
     """One pass over the training data in a fresh random order. Returns why it stopped
-    before the end (or None), the steps taken and the per-layer gradient norms summed over them."""
+    before the end (or None), the steps taken, the per-layer gradient norms summed over them,
+    and the sums of the training-mode batch loss and of the L1/L2 penalty over them (kept on
+    the device: no extra host sync per step; the diagnosis weighs regularisation with them)."""
     model, optimizer, probes = state.model, state.optimizer, state.probes
     weights = [layer.weight for _, layer in model.weight_layers()]
     l1, l2 = config.regularization.l1, config.regularization.l2
@@ -131,13 +134,14 @@ def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, obje
     model.train()
     order = torch.randperm(n, generator=state.shuffle).to(state.device)
     grad_sums = torch.zeros(len(weights), device=state.device)
+    objective_sums = torch.zeros(2, device=state.device)  # training-mode batch loss, penalty
     if probes:
         probes.epoch_start(weights)
     steps = 0
     for start in range(0, n, batch_size):
         reason = hooks.stop_reason() or (TIME_LIMIT if past_deadline() else None)
         if reason:
-            return reason, steps, grad_sums
+            return reason, steps, grad_sums, objective_sums
         idx = order[start:start + batch_size]
         if skip_single and idx.shape[0] == 1:
             continue
@@ -147,6 +151,9 @@ def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, obje
         (loss if penalty is None else loss + penalty).backward()
         norms = torch.stack(torch._foreach_norm([w.grad for w in weights]))
         grad_sums += norms
+        objective_sums[0] += loss.detach()
+        if penalty is not None:
+            objective_sums[1] += penalty.detach()
         steps += 1
         state.global_step += 1
         loss_value = loss.item()
@@ -156,9 +163,9 @@ def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, obje
                 probes.record_step(state.global_step, epoch, loss_value, norms)
         if not math.isfinite(loss_value):
             hooks.log(f"epoch {epoch}: the loss turned non-finite at step {steps}; training stops")
-            return DIVERGED, steps, grad_sums
+            return DIVERGED, steps, grad_sums, objective_sums
         optimizer.step()
-    return None, steps, grad_sums
+    return None, steps, grad_sums, objective_sums
 
 
 def _evaluate_epoch(config: JobConfig, data: DeviceData, state: TrainingState,
@@ -171,16 +178,19 @@ def _evaluate_epoch(config: JobConfig, data: DeviceData, state: TrainingState,
 
 
 def _curves_row(state: TrainingState, epoch: int, train: Evaluation, val: Evaluation, steps: int,
-                grad_sums: torch.Tensor) -> dict:
-    """The epoch's curves row: losses and metrics, learning rate, mean gradient norm per layer, probes."""
+                grad_sums: torch.Tensor, objective_sums: torch.Tensor) -> dict:
+    """The epoch's curves row: losses and metrics, learning rate, mean gradient norm per layer, probes,
+    and the epoch's mean training-mode batch loss (dropout on, weights moving) and L1/L2 penalty."""
     layers = state.model.weight_layers()
-    norms_mean = (grad_sums / max(steps, 1)).tolist()
+    means = (torch.cat([grad_sums, objective_sums]) / max(steps, 1)).tolist()
+    norms_mean, (batch_loss, penalty) = means[:-2], means[-2:]
     first, last = norms_mean[0], norms_mean[-1]
     row = {"epoch": epoch,
            "train_loss": _finite(train.loss), **{f"train_{k}": _finite(v) for k, v in train.metrics.items()},
            "val_loss": _finite(val.loss), **{f"val_{k}": _finite(v) for k, v in val.metrics.items()},
            "learning_rate": state.optimizer.param_groups[0]["lr"],
-           "grad_norm": {name: _finite(v) for (name, _), v in zip(layers, norms_mean)}}
+           "grad_norm": {name: _finite(v) for (name, _), v in zip(layers, norms_mean)},
+           "train_batch_loss": _finite(batch_loss), "penalty": _finite(penalty)}
     if state.probes:
         row["grad_ratio"] = _finite(first / last) if last > 0 and math.isfinite(first) else None
         row.update(state.probes.epoch_values([layer.weight for _, layer in layers], train.activations))
@@ -243,12 +253,12 @@ def run(config: JobConfig, data: DeviceData, hooks: Hooks | None = None,
 
     reason: str | None = None
     for epoch in range(state.epoch + 1, config.epochs + 1):
-        reason, steps, grad_sums = _train_epoch(config, data, state, objective, epoch, hooks,
-                                                lambda: clock() > deadline)
+        reason, steps, grad_sums, objective_sums = _train_epoch(config, data, state, objective, epoch, hooks,
+                                                                lambda: clock() > deadline)
         if reason in (CANCELLED, SHUTDOWN) or (reason == TIME_LIMIT and steps == 0):
             break
         train, val = _evaluate_epoch(config, data, state, objective)
-        row = _curves_row(state, epoch, train, val, steps, grad_sums)
+        row = _curves_row(state, epoch, train, val, steps, grad_sums, objective_sums)
         state.rows.append(row)
         state.epoch = epoch
         stop = state.stopper.update(epoch, row, state.model) if state.stopper else False
