@@ -1,6 +1,11 @@
 """Fixes as JSON merge patches (RFC 7396) on the job's normalised request, written from its
 typed config.
 
+Every field of the request can be the cause of a bad run, so every knob has a fix here:
+optimizer and learning rate, momentum, activation, initialisation, batch norm, residual
+connections, depth and width, epochs, batch size, the regularisers and patience (the last
+two as overfitting's fixes in recipe.py).
+
 A patch that changes a component (activation, optimizer) names the new
 component with its default knobs and sets every knob that no longer applies to
 null, so that applying it gives a valid request.
@@ -50,6 +55,34 @@ def raise_learning_rate(config: JobConfig) -> dict | None:
     return learning_rate(config, max(10.0, typical / lr))
 
 
+def lower_momentum(config: JobConfig, to: float) -> dict | None:
+    """Momentum (momentum, nesterov) down to ``to``: the effective step is lr / (1 - momentum)."""
+    momentum = config.optimizer.momentum
+    return {"optimizer": {"momentum": to}} if momentum is not None and momentum > to else None
+
+
+def batch_size(config: JobConfig, factor: float, smallest: int = 8) -> dict | None:
+    """The batch size times ``factor`` (at least ``smallest``): smaller batches take more,
+    noisier steps per epoch."""
+    new = max(smallest, int(config.batch_size * factor))
+    return None if new == config.batch_size else {"batch_size": new}
+
+
+def epochs(config: JobConfig, factor: int = 3) -> dict | None:
+    new = min(config.epochs * factor, 10_000)
+    return None if new == config.epochs else {"epochs": new}
+
+
+def combine(*patches: dict | None) -> dict | None:
+    """Several patches as one (their top-level keys must not overlap), or None if any is None."""
+    if any(p is None for p in patches):
+        return None
+    out: dict = {}
+    for patch in patches:
+        out.update(patch)
+    return out
+
+
 def architecture(**changes) -> dict:
     return {"architecture": changes}
 
@@ -90,6 +123,26 @@ def wider(config: JobConfig) -> dict | None:
     if blocks:  # a merge patch replaces a list whole: every block, with all its keys
         changes["conv_layers"] = [{**dataclasses.asdict(block), "channels": block.channels * 2} for block in blocks]
     return architecture(**changes) if changes else None
+
+
+def shallower(config: JobConfig) -> dict | None:
+    """Half the dense hidden layers (at least one): fewer layers for the gradient to cross."""
+    layers = config.architecture.hidden_layers
+    if len(layers) < 2:
+        return None
+    return architecture(hidden_layers=list(layers[:max(1, len(layers) // 2)]))
+
+
+def deeper(config: JobConfig) -> dict | None:
+    """One more dense hidden layer as wide as the last: more capacity to fit the training data."""
+    layers = config.architecture.hidden_layers
+    if not layers or config.architecture.is_cnn:
+        return None
+    return architecture(hidden_layers=[*layers, layers[-1]])
+
+
+def regularizers_on(config: JobConfig) -> dict:
+    return {key: value for key, value in dataclasses.asdict(config.regularization).items() if value}
 
 
 def without_regularization(config: JobConfig) -> dict | None:

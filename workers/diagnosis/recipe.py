@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 from core.settings import Limits
 from core.spec import DatasetResolver, merge_patch, normalise
 from workers.diagnosis import patches as P
-from workers.diagnosis import symptoms
+from workers.diagnosis import regularization, symptoms
 from workers.diagnosis import thresholds as T
 from workers.diagnosis.evidence import Run, finite
 from workers.diagnosis.findings import ERROR, INFO, SEVERITY_RANK, WARNING, finding
@@ -21,13 +21,23 @@ from workers.engine.config import JobConfig
 
 log = logging.getLogger("trainrx.diagnosis")
 
-# Which cause the user should act on first when several are seen.
-CAUSE_ORDER = ["unnormalized_input", "exploding_gradient", "vanishing_gradient", "dead_relu",
-               "saturated_activation", "poor_weight_initialization", "slow_convergence", "oscillating_loss",
-               "class_imbalance"]
+# Which cause the user should act on first when several are seen: causes before the symptoms
+# they produce (an explosion or too large steps before the dead units they leave; a crushing
+# penalty before the slow progress under it).
+CAUSE_ORDER = ["unnormalized_input", "exploding_gradient", "learning_rate_too_high", "over_regularized",
+               "vanishing_gradient", "dead_relu", "saturated_activation", "poor_weight_initialization",
+               "slow_convergence", "oscillating_loss", "class_imbalance"]
 SEEN_BUT_HARMLESS = {"poor_weight_initialization", "dead_relu", "saturated_activation", "oscillating_loss",
                      "slow_convergence", "unnormalized_input"}
 CODE_ORDER = ["poor_training_fit", *CAUSE_ORDER[:-1], "overfitting", "class_imbalance", "early_stopped"]
+# Symptoms each cause produces: a symptom seen alongside its cause names it in ``caused_by``.
+PRODUCES = {
+    "exploding_gradient": {"dead_relu", "oscillating_loss", "saturated_activation", "slow_convergence"},
+    "learning_rate_too_high": {"dead_relu", "oscillating_loss", "saturated_activation"},
+    "over_regularized": {"slow_convergence", "dead_relu", "vanishing_gradient", "saturated_activation"},
+}
+# Causes that are about the step size: a symptom they produce puts its step-size fix first.
+STEP_CAUSES = {"exploding_gradient", "learning_rate_too_high"}
 
 
 def train_target(run: Run) -> float:
@@ -59,7 +69,9 @@ def poor_training_fit(run: Run, causes: list[dict]) -> dict | None:
         config = run.config
         fixes = [P.suggestion(P.wider(config), "A wider network has more capacity to fit the training data."),
                  P.suggestion({"epochs": min(config.epochs * 3, 10_000)}, "Train longer."),
-                 P.suggestion(P.learning_rate(config, 3.0), "Larger steps reach a better fit in the same time.")]
+                 P.suggestion(P.learning_rate(config, 3.0), "Larger steps reach a better fit in the same time."),
+                 P.suggestion(P.deeper(config), "One more hidden layer adds capacity."),
+                 P.suggestion(P.batch_size(config, 0.5), "Half the batch size: twice the steps per epoch.")]
     fixes.append(P.suggestion(P.without_regularization(run.config), "Regularisation trades fit on the training "
                               "data for generalisation: by the recipe it is a fix for overfitting, and a network "
                               "that does not fit its training data needs none until it does."))
@@ -155,9 +167,22 @@ def early_stopped(run: Run) -> dict | None:
            "The weights of the last epoch were kept (restore_best is false)."), [])
 
 
+def link_causes(causes: list[dict]) -> None:
+    """A symptom seen with a cause that produces it names that cause in ``caused_by`` (the first
+    in CAUSE_ORDER); under a step-size cause its own step-size fix (the optimizer's) comes first."""
+    for symptom in causes:
+        cause = next((c["code"] for c in causes if symptom["code"] in PRODUCES.get(c["code"], ())), None)
+        if cause is None:
+            continue
+        symptom["caused_by"] = cause
+        if cause in STEP_CAUSES:
+            symptom["suggestions"].sort(key=lambda s: s is None or "optimizer" not in s["patch"])
+
+
 def _valid_suggestions(request: dict, item: dict, limits: Limits, resolver: DatasetResolver | None) -> dict:
     """Keep only patches that give a valid request: checked as the API will check the resubmit,
-    with the limits in force and the upload's shape (a wider network may be over a cost limit)."""
+    with the limits in force and the upload's shape (a wider network may be over a cost limit).
+    Each kept suggestion remembers the patched request's epochs (its expectation's horizon)."""
     kept = []
     for s in item["suggestions"]:
         try:
@@ -165,9 +190,34 @@ def _valid_suggestions(request: dict, item: dict, limits: Limits, resolver: Data
         except ValidationError:
             log.info("dropping suggestion %s: it gives an invalid request", s["patch"])
             continue
-        if patched != request and s not in kept:
-            kept.append(s)
+        if patched != request and s["patch"] not in [k["patch"] for k in kept]:
+            kept.append({**s, "_epochs": patched["epochs"]})
     return {**item, "suggestions": kept}
+
+
+def expectation(run: Run, code: str, epochs: int) -> tuple[dict, str]:
+    """What a suggestion for the finding ``code`` should achieve, machine-checkable against the
+    re-trained job's curves rows (core.remedy_outcome.expectation_met), and the sentence for it.
+    Overfitting's fixes: a validation loss at least as low as this run's lowest. Every other
+    finding is about the training: reach the training bar (train_target)."""
+    if code == "overfitting":
+        best = min(finite(run.series("val_loss")), default=None)
+        if best is not None:
+            value = float(f"{best:.4g}")
+            return ({"metric": "val_loss", "op": "<=", "value": value, "within_epochs": epochs},
+                    f"Expected: val_loss <= {value:g} (this run's lowest) within {epochs} epochs.")
+    value = float(f"{train_target(run):.4g}")
+    return ({"metric": run.train_key, "op": ">=", "value": value, "within_epochs": epochs},
+            f"Expected: {run.train_key} >= {value:g} within {epochs} epochs.")
+
+
+def _with_expectations(run: Run, item: dict) -> dict:
+    suggestions = []
+    for s in item["suggestions"]:
+        epochs = s.pop("_epochs")
+        expect, sentence = expectation(run, item["code"], epochs)
+        suggestions.append({**s, "expect": expect, "why": f"{s['why']} {sentence}"})
+    return {**item, "suggestions": suggestions}
 
 
 def diagnose(config: JobConfig | Mapping[str, Any], rows: list[dict], summary: dict | None, stop_reason: str | None,
@@ -184,9 +234,16 @@ def diagnose(config: JobConfig | Mapping[str, Any], rows: list[dict], summary: d
     causes = [f for f in (symptoms.unnormalized_input(run), symptoms.exploding_gradient(run),
                           symptoms.vanishing_gradient(run, fitted),
                           symptoms.dead_relu(run), symptoms.saturated_activation(run),
-                          symptoms.poor_weight_initialization(run)) if f]
-    explained = {c["code"] for c in causes} & {"exploding_gradient", "vanishing_gradient", "dead_relu"}
-    if not explained:
+                          symptoms.poor_weight_initialization(run),
+                          regularization.over_regularized(run, fitted)) if f]
+    codes = {c["code"] for c in causes}
+    if not codes & {"exploding_gradient", "over_regularized"}:
+        too_high = symptoms.learning_rate_too_high(run, fitted)
+        if too_high:
+            causes.append(too_high)
+    explained = {c["code"] for c in causes} & {"exploding_gradient", "learning_rate_too_high", "over_regularized",
+                                               "vanishing_gradient", "dead_relu"}
+    if not explained - {"over_regularized"}:
         slow = symptoms.slow_convergence(run, fitted)
         if slow:
             causes.append(slow)
@@ -194,6 +251,7 @@ def diagnose(config: JobConfig | Mapping[str, Any], rows: list[dict], summary: d
     if oscillating and not run.diverged:
         causes.append(oscillating)
     causes.sort(key=lambda f: CAUSE_ORDER.index(f["code"]))
+    link_causes(causes)
     findings: list[dict] = []
     step1 = poor_training_fit(run, causes)
     if step1:
@@ -215,5 +273,6 @@ def diagnose(config: JobConfig | Mapping[str, Any], rows: list[dict], summary: d
         if extra:
             findings.append(extra)
     findings = [_valid_suggestions(config.request, f, limits, resolver) for f in findings]
+    findings = [_with_expectations(run, f) for f in findings]
     findings.sort(key=lambda f: (SEVERITY_RANK[f["severity"]], CODE_ORDER.index(f["code"])))
     return {"verdict": verdict, "findings": findings}

@@ -58,7 +58,42 @@ def exploding_gradient(run: Run) -> dict | None:
                       "within the region where the gradient is a good guide."),
          P.suggestion(P.optimizer(config, "adam") if opt not in ADAPTIVE else P.learning_rate(config, 0.1),
                       "Adam scales each step by a running gradient magnitude, which bounds the step size."
-                      if opt not in ADAPTIVE else "A 10 times smaller learning rate for the adaptive optimizer.")])
+                      if opt not in ADAPTIVE else "A 10 times smaller learning rate for the adaptive optimizer."),
+         P.suggestion(P.lower_momentum(config, T.LOWER_MOMENTUM), "Lower momentum shrinks the effective step, "
+                      "lr / (1 - momentum).")])
+
+
+def learning_rate_too_high(run: Run, fitted: bool) -> dict | None:
+    """Steps too large for the network without a numeric explosion: after the first epoch the
+    weights are mostly that epoch's change. Judged only on a run that does not fit its training
+    data (the over-regularised rule, which also sees large updates as weights shrink, is asked
+    first)."""
+    if fitted or run.diverged or not run.rows:
+        return None
+    ratio = median((run.rows[0].get("update_ratio") or {}).values())
+    if ratio is None or ratio < T.HUGE_UPDATE_RATIO:
+        return None
+    config = run.config
+    opt, lr = config.optimizer.name, config.optimizer.learning_rate
+    momentum = config.optimizer.momentum
+    fixes = [P.suggestion(P.learning_rate(config, T.TOO_HIGH_LR_FACTOR), "A 10 times smaller learning rate: "
+                          "each step then stays where the gradient it follows was measured."),
+             P.suggestion(P.lower_momentum(config, T.LOWER_MOMENTUM) if momentum and momentum >= T.HIGH_MOMENTUM
+                          else None, f"Momentum {momentum} multiplies the effective step by "
+                          f"{1 / (1 - momentum) if momentum and momentum < 1 else 1:.0f}; "
+                          f"momentum {T.LOWER_MOMENTUM} brings it to {1 / (1 - T.LOWER_MOMENTUM):.0f}."),
+             P.suggestion(P.optimizer(config, "adam") if opt not in ADAPTIVE else P.learning_rate(config, 0.01),
+                          "Adam bounds each parameter's step by its running gradient magnitude."
+                          if opt not in ADAPTIVE else "A 100 times smaller learning rate for the adaptive "
+                          "optimizer.")]
+    return finding(
+        "learning_rate_too_high", WARNING, run.rows[0]["epoch"],
+        {"first_epoch_update_ratio": ratio, "threshold": T.HUGE_UPDATE_RATIO, "learning_rate": lr,
+         "momentum": momentum},
+        f"The steps are too large: after the first epoch {ratio:.0%} of the weights' norm (median over layers) "
+        f"is that epoch's change, so the initialisation was thrown away at once (learning rate {lr:g} with "
+        f"{opt}{f', momentum {momentum:g}' if momentum else ''}). Steps this large overshoot, and push ReLU "
+        "units into the region where they never activate again.", fixes)
 
 
 def _shrinks_toward_input(run: Run) -> float:
@@ -118,6 +153,7 @@ def vanishing_gradient(run: Run, fitted: bool) -> dict | None:
     if not arch.residual and P.residual_applies(config):
         fixes.append(P.suggestion(P.architecture(residual=True), "Skip connections give the gradient a path "
                                   "to the early layers that bypasses the activations."))
+    fixes.append(P.suggestion(P.shallower(config), "Fewer layers for the gradient to cross."))
     return finding(
         "vanishing_gradient", WARNING, _first_epoch([r is not None and r < threshold for r in ratios], run.rows),
         evidence,
@@ -235,13 +271,17 @@ def slow_convergence(run: Run, fitted: bool) -> dict | None:
     if opt not in ("adam", "adamw"):
         fixes.append(P.suggestion(P.optimizer(config, "adam"), "Adam adapts the step size per parameter and "
                                   "adds momentum, so it does not depend on a well-tuned global rate."))
+    fixes.append(P.suggestion(P.combine(P.raise_learning_rate(config), P.epochs(config)),
+                              "The larger learning rate, and three times the epochs to make up for the ones "
+                              "spent barely moving."))
     if opt == "sgd":
         fixes.append(P.suggestion(P.optimizer(config, "momentum", learning_rate=lr),
                                   "Momentum accumulates past steps and rolls through plateaus."))
+    fixes.append(P.suggestion(P.batch_size(config, 0.25), "Smaller batches take four times as many steps per "
+                              "epoch."))
     if still_falling and not stuck:
-        epochs = min(config.epochs * 3, 10_000)
-        fixes.insert(0, P.suggestion({"epochs": epochs} if epochs != config.epochs else None,
-                                     "The loss was still falling when training ended: train longer."))
+        fixes.insert(0, P.suggestion(P.epochs(config), "The loss was still falling when training ended: "
+                                     "train longer."))
         text = (f"The training loss was still falling by {per_epoch:.1%} an epoch when training ended, before the "
                 "network fitted its training data: it needs more or larger steps.")
     else:

@@ -75,3 +75,42 @@ IMBALANCE_RATIO = 10.0
 # comparable spreads (UMLAUT and DeepDiagnosis check input ranges the same way).
 UNNORMALIZED_ABS_MAX = 10.0
 UNNORMALIZED_STD_SPREAD = 100.0
+
+# Over-regularised (issue 11): a network that does not fit its training data while L1/L2 or
+# dropout is on. By the recipe regularisation is a remedy for overfitting that costs fit on the
+# training data; these say when it is the likely cause of the poor fit.
+# The penalty's share of the training objective, penalty / (training-mode data loss + penalty),
+# at its largest over the epochs: at a quarter of what the optimizer minimises, the penalty's
+# gradient competes with the data's. A usual L2 (1e-4..1e-3 on a small MLP) stays at a few
+# percent; it rises late only on a network that fits, which this rule never looks at.
+PENALTY_SHARE = 0.25
+# Weights shrinking: the weight matrices' norm at most half of what it was, either within an
+# epoch (an update ratio u = |W1 - W0| / |W1| > 2 means |W0| >= (u - 1) |W1|, by the triangle
+# inequality) or from the first epoch's end to the returned epoch. Unregularised training grows
+# the weights from their initialisation; a penalty that wins pulls them toward zero.
+WEIGHT_SHRINK = 2.0
+# Dropout's train/eval gap: the training-mode batch loss (dropout on) over the eval-mode
+# training loss, minus 1, over the last epochs (median of the last 3, where the weights move
+# least). Dropout that costs 10% of the loss on the data the network trains on is thinning
+# the network it needs; without dropout the two differ by a few percent (the weights moving
+# during the epoch).
+DROPOUT_GAP = 0.10
+DROPOUT_GAP_EPOCHS = 3
+# Lowering a regulariser that is not removed outright: 100 times weaker for L1/L2 (a crushing
+# penalty is usually orders of magnitude too strong), half the rate for dropout.
+PENALTY_LOWER_FACTOR = 0.01
+DROPOUT_LOWER_FACTOR = 0.5
+
+# Learning rate too high without an explosion (issue 11's symptom-vs-cause pattern): after the
+# first epoch, the median weight layer is at least 90% made of that epoch's change
+# (update_ratio >= 0.9): the initialisation is forgotten in one epoch. CS231n's rule of thumb is
+# an update of ~1e-3 of the weights per step; healthy small MLPs here end epoch 1 at 0.01-0.4.
+# Only read on a run that does not fit its training data and whose weights did not shrink
+# (a shrinking penalty also makes updates large relative to the weights).
+HUGE_UPDATE_RATIO = 0.9
+# Lowering a learning rate judged too high (without an explosion): 10 times, the usual grid step.
+TOO_HIGH_LR_FACTOR = 0.1
+# Momentum at or above this is lowered to LOWER_MOMENTUM when the steps are too large: the
+# effective step of SGD with momentum m is lr / (1 - m), ten times lr at 0.9.
+HIGH_MOMENTUM = 0.9
+LOWER_MOMENTUM = 0.5
