@@ -206,6 +206,11 @@ class CurvesSchema(Schema):
     val_mae = fields.List(fields.Float(allow_none=True),
                           metadata={"description": "Regression only, in the target's units."})
     learning_rate = fields.List(fields.Float(allow_none=True))
+    train_batch_loss = fields.List(fields.Float(allow_none=True), metadata={
+        "description": "Mean training-mode batch loss over the epoch's steps (dropout on, weights moving; "
+                       "the data term only, without the penalty)."})
+    penalty = fields.List(fields.Float(allow_none=True), metadata={
+        "description": "Mean L1 + L2 penalty over the epoch's steps (0.0 without L1/L2)."})
     grad_norm = fields.Dict(keys=fields.String(), values=fields.List(fields.Float(allow_none=True)),
                             metadata={"description": "Per weight layer (input to output): mean over the "
                                                      "epoch's steps of the gradient's L2 norm."})
@@ -231,7 +236,12 @@ class FindingSchema(Schema):
     epoch = fields.Integer(allow_none=True)
     evidence = fields.Dict()
     explanation = fields.String()
-    suggestions = fields.List(fields.Dict())
+    caused_by = fields.String(metadata={"description": "Present on a symptom produced by another finding: that "
+                                                      "finding's code (its fix comes first)."})
+    suggestions = fields.List(fields.Dict(), metadata={
+        "description": "Most promising first. Each: `patch` (a JSON merge patch on the request), `why`, and "
+                       "`expect` ({metric, op, value, within_epochs}): what the patched job's curves should "
+                       "show, e.g. train_accuracy >= 0.55 within 20 epochs."})
 
 
 class DiagnosisSchema(Schema):

@@ -16,8 +16,8 @@ from trainrx.errors import (APIConnectionError, APIError, APIStatusError, APITim
                             BadRequestError, ConflictError, InternalServerError, NotFoundError,
                             PermissionDeniedError, RateLimitError, SpecError, TrainrxError,
                             UnprocessableEntityError, WaitTimeoutError)
-from trainrx.types import (Curves, Dataset, Diagnosis, EndEvent, EpochEvent, Finding, Job, JobError, JobEvent,
-                           JobRequest, Identity, Progress, StatusEvent, Suggestion, Summary, Timings, Token)
+from trainrx.types import (Curves, Dataset, Diagnosis, EndEvent, EpochEvent, Expectation, Finding, Job, JobError,
+                           JobEvent, JobRequest, Identity, Progress, StatusEvent, Suggestion, Summary, Timings, Token)
 
 __all__ = [
     "Client", "__version__", "load_spec",
@@ -25,6 +25,7 @@ __all__ = [
     "TrainrxError", "APIError", "APIConnectionError", "APITimeoutError", "APIStatusError", "BadRequestError",
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "UnprocessableEntityError",
     "RateLimitError", "InternalServerError", "SpecError", "WaitTimeoutError",
-    "Job", "Progress", "Summary", "Timings", "JobError", "Curves", "Diagnosis", "Finding", "Suggestion", "Dataset",
+    "Job", "Progress", "Summary", "Timings", "JobError", "Curves", "Diagnosis", "Finding", "Suggestion",
+    "Expectation", "Dataset",
     "JobEvent", "StatusEvent", "EpochEvent", "EndEvent", "Token", "Identity", "JobRequest",
 ]

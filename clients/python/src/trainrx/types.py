@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Mapping, TypedDict, TypeVar, Union
 
-__all__ = ["Progress", "Summary", "Timings", "JobError", "Job", "Curves", "Suggestion", "Finding", "Diagnosis",
-           "Dataset", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "Token", "Identity", "FINISHED_STATUSES",
-           "JobRequest", "DatasetRef", "Architecture", "ConvBlock", "EarlyStopping", "Targets", "Task", "Loss"]
+__all__ = ["Progress", "Summary", "Timings", "JobError", "Job", "Curves", "Expectation", "Suggestion", "Finding",
+           "Diagnosis", "Dataset", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "Token", "Identity",
+           "FINISHED_STATUSES", "JobRequest", "DatasetRef", "Architecture", "ConvBlock", "EarlyStopping", "Targets", "Task", "Loss"]
 
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 T = TypeVar("T")
@@ -256,13 +256,15 @@ class Curves:
     train_mae: list[float | None] = field(default_factory=list)
     val_mae: list[float | None] = field(default_factory=list)
     learning_rate: list[float | None] = field(default_factory=list)
+    train_batch_loss: list[float | None] = field(default_factory=list)  # training mode: dropout on
+    penalty: list[float | None] = field(default_factory=list)  # mean L1 + L2 penalty per step
     grad_norm: dict[str, list[float | None]] = field(default_factory=dict)
     raw: dict = _raw()
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per epoch (the shape of an ``epoch`` event): the metrics this job has."""
         keys = [k for k in ("epoch", "train_loss", "train_accuracy", "train_r2", "train_mae", "val_loss",
-                            "val_accuracy", "val_r2", "val_mae", "learning_rate")
+                            "val_accuracy", "val_r2", "val_mae", "learning_rate", "train_batch_loss", "penalty")
                 if len(getattr(self, k)) == len(self.epoch)]
         return [{**{k: getattr(self, k)[i] for k in keys},
                  "grad_norm": {name: values[i] for name, values in self.grad_norm.items()}}
@@ -270,11 +272,29 @@ class Curves:
 
 
 @dataclass
+class Expectation:
+    """What a suggestion should achieve, checkable against the patched job's curves rows:
+    ``metric op value`` at some epoch up to ``within_epochs``."""
+
+    metric: str
+    op: str
+    value: float
+    within_epochs: int | None = None
+    raw: dict = _raw()
+
+    def __str__(self) -> str:
+        within = f" within {self.within_epochs} epochs" if self.within_epochs is not None else ""
+        return f"{self.metric} {self.op} {self.value:g}{within}"
+
+
+@dataclass
 class Suggestion:
-    """A change to the request (a JSON merge patch) and why it should help."""
+    """A change to the request (a JSON merge patch), why it should help, and what it is
+    expected to do (``expect``)."""
 
     patch: dict = field(default_factory=dict)
     why: str | None = None
+    expect: Expectation | None = None
     raw: dict = _raw()
 
 
@@ -286,6 +306,7 @@ class Finding:
     evidence: dict = field(default_factory=dict)
     explanation: str | None = None
     suggestions: list[Suggestion] = field(default_factory=list)
+    caused_by: str | None = None  # on a symptom: the code of the finding that produced it
     raw: dict = _raw()
 
 

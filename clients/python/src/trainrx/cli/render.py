@@ -95,7 +95,8 @@ def curves_table(curves: Curves) -> str:
 
 def finding_text(finding: Finding, indent: str = "  ") -> list[str]:
     where = f" (epoch {finding.epoch})" if finding.epoch is not None else ""
-    lines = [f"{indent}[{finding.severity or 'info'}] {finding.code}{where}"]
+    cause = f", caused by {finding.caused_by}" if finding.caused_by else ""
+    lines = [f"{indent}[{finding.severity or 'info'}] {finding.code}{where}{cause}"]
     if finding.explanation:
         lines.append(f"{indent}  {finding.explanation}")
     if finding.evidence:
@@ -104,6 +105,8 @@ def finding_text(finding: Finding, indent: str = "  ") -> list[str]:
     for suggestion in finding.suggestions:
         patch = json.dumps(suggestion.patch, separators=(", ", ": "))
         lines.append(f"{indent}  suggested patch: {patch}" + (f" — {suggestion.why}" if suggestion.why else ""))
+        if suggestion.expect:
+            lines.append(f"{indent}    expect: {suggestion.expect}")
     return lines
 
 
