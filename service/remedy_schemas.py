@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, fields, validate
 
 from core.spec import MAX_REMEDY_ATTEMPTS
+from core.spec_components import strict_bool, strict_int
 
 REMEDY_STATUSES = ["running", "done"]
 ATTEMPT_STATUSES = ["pending", "queued", "running", "succeeded", "failed", "cancelled", "invalid", "skipped"]
@@ -14,12 +15,12 @@ class RemedyArgsSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    max_attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=MAX_REMEDY_ATTEMPTS),
+    max_attempts = strict_int(load_default=3, validate=validate.Range(min=1, max=MAX_REMEDY_ATTEMPTS),
                                   metadata={"description": "How many of the diagnosis' patches to try, in its "
                                                            "order (deduplicated)."})
-    parallel = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1), metadata={
+    parallel = strict_int(load_default=None, allow_none=True, validate=validate.Range(min=1), metadata={
         "description": "Children that train at once; default and cap TRAINRX_REMEDY_PARALLEL (2)."})
-    stop_when_fixed = fields.Boolean(load_default=True, metadata={
+    stop_when_fixed = strict_bool(load_default=True, metadata={
         "description": "Once a child fixed the problem, cancel the children still queued or running and try "
                        "no more."})
 
