@@ -17,7 +17,8 @@ from trainrx.errors import (APIConnectionError, APIError, APIStatusError, APITim
                             PermissionDeniedError, RateLimitError, SpecError, TrainrxError,
                             UnprocessableEntityError, WaitTimeoutError)
 from trainrx.types import (Curves, Dataset, Diagnosis, EndEvent, EpochEvent, Finding, Job, JobError, JobEvent,
-                           JobRequest, Identity, Progress, StatusEvent, Suggestion, Summary, Timings, Token)
+                           JobRequest, Identity, Progress, Remedy, RemedyAttempt, RemedyBest, RemedyOutcome, StatusEvent,
+                           Suggestion, Summary, Timings, Token)
 
 __all__ = [
     "Client", "__version__", "load_spec",
@@ -27,4 +28,5 @@ __all__ = [
     "RateLimitError", "InternalServerError", "SpecError", "WaitTimeoutError",
     "Job", "Progress", "Summary", "Timings", "JobError", "Curves", "Diagnosis", "Finding", "Suggestion", "Dataset",
     "JobEvent", "StatusEvent", "EpochEvent", "EndEvent", "Token", "Identity", "JobRequest",
+    "Remedy", "RemedyAttempt", "RemedyBest", "RemedyOutcome",
 ]
