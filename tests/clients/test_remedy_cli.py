@@ -21,13 +21,13 @@ def test_check_remedy_prints_the_verified_fix_records_it_in_junit_and_keeps_the_
 
     report = tmp_path / "junit.xml"
     out = run_cli("check", spec_file(tmp_path, UNHEALTHY), "--expect", "train_accuracy>=0.5", "--remedy",
-                  "--remedy-attempts", "2", "--no-progress", "--junit", str(report), url=api_url)
+                  "--remedy-attempts", "1", "--no-progress", "--junit", str(report), url=api_url)
     assert out.returncode == 1, out.stdout + out.stderr
     suite = junit(report)
     props = {p.get("name"): p.get("value") for p in suite.find("properties")}
     remedy = sdk.remedies.get(props["job_id"])
     assert isinstance(remedy, Remedy) and remedy.done and remedy.id == props["remedy_id"]
-    assert len(remedy.attempts) == 2 and remedy.attempts[0].before.verdict == "training_problem"
+    assert len(remedy.attempts) == 1 and remedy.attempts[0].before.verdict == "training_problem"
     failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]
     assert [c.get("name") for c in failed] == ["train_accuracy>=0.5"]
     output = failed[0].find("system-out").text
