@@ -11,7 +11,7 @@ import math
 
 import sqlalchemy.exc
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String,
-                        Table, Text, UniqueConstraint, create_engine, event)
+                        Table, Text, UniqueConstraint, create_engine, event, false)
 from sqlalchemy.engine import Engine
 
 # Rows made before owners existed belong to this owner (migration 0002).
@@ -61,6 +61,9 @@ jobs = Table(
     # its own remedy (so that reading the job links it without another query).
     Column("remedy_id", String(32), index=True),
     Column("own_remedy_id", String(32)),
+    # The request asked for auto_remedy and the job's remedy is not decided yet: the worker that ends
+    # the job decides it, and the recovery sweep does for a job whose worker crashed before it could.
+    Column("auto_remedy_pending", Boolean, nullable=False, server_default=false()),
     # Idempotency keys are per owner: two owners may pick the same key.
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
 )

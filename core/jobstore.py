@@ -90,7 +90,7 @@ class JobStore(JobRunStore):
             "id": uuid.uuid4().hex, "name": json_safe(request.get("name")), "owner": owner, "status": QUEUED,
             "queue": queue, "request": json_safe(request), "request_hash": fingerprint,
             "idempotency_key": idempotency_key, "parent_id": parent_id, "remedy_id": remedy_id,
-            "created_at": utcnow(),
+            "auto_remedy_pending": bool(request.get("auto_remedy")), "created_at": utcnow(),
             "attempts": 0, "cancel_requested": False, "progress_epoch": 0,
             "dataset_id": (request.get("dataset") or {}).get("id"),
         }
@@ -201,6 +201,17 @@ class JobStore(JobRunStore):
         with self.engine.connect() as conn:
             rows = conn.execute(select(jobs).where(jobs.c.remedy_id == remedy_id)).mappings().all()
         return {row["id"]: self._row(row) for row in rows}
+
+    def auto_remedies_due(self, limit: int = 100) -> list[dict]:
+        """Finished jobs whose auto_remedy is not decided yet (their worker ended before it could)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.auto_remedy_pending.is_(True),
+                                                   jobs.c.status.in_(FINISHED)).limit(limit)).mappings().all()
+        return [self._row(row) for row in rows]
+
+    def auto_remedy_decided(self, job_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(auto_remedy_pending=False))
 
     def count_active(self, owner: str) -> int:
         """The owner's queued and running jobs (the per-owner cap counts these)."""

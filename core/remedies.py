@@ -244,8 +244,14 @@ def best_attempt(before: dict, attempts: list[dict], children: dict[str, dict]) 
 
 
 def advance_all(ctx: RemedyContext) -> int:
-    """Move on every running remedy that needs it (the periodic sweep); returns how many moved."""
+    """Move on every running remedy that needs it, and open the auto_remedy of jobs whose worker
+    ended before it could (the periodic sweep); returns how many moved."""
     moved = 0
+    for job in ctx.store.auto_remedies_due():
+        try:
+            moved += open_auto_remedy(ctx, job)
+        except Exception:
+            log.exception("job %s: opening its auto_remedy failed; the next sweep retries", job["id"])
     for remedy_id in ctx.remedies.running_ids():
         try:
             moved += advance(ctx, remedy_id)
@@ -255,14 +261,24 @@ def advance_all(ctx: RemedyContext) -> int:
 
 
 def job_ended(ctx: RemedyContext, job: dict) -> None:
-    """``job`` ended on a worker: move on the remedy it is an attempt of, and start its own remedy
-    when it asked for one (``auto_remedy``) and its final verdict is not healthy."""
+    """``job`` ended on a worker: move on the remedy it is an attempt of, and open its own remedy
+    when it asked for one (``auto_remedy``)."""
     if job.get("remedy_id"):
         advance(ctx, job["remedy_id"])
-    auto = job["request"].get("auto_remedy")
-    if not auto or job["status"] not in (SUCCEEDED, FAILED) or job.get("own_remedy_id"):
-        return
+    if job.get("auto_remedy_pending") and job["status"] in FINISHED:
+        open_auto_remedy(ctx, job)
+
+
+def open_auto_remedy(ctx: RemedyContext, job: dict) -> bool:
+    """Open the remedy a finished job asked for with ``auto_remedy``, when its final verdict is
+    not healthy (a cancelled job gets none: someone stopped it). Decided once: a refusal is final."""
+    auto = job["request"].get("auto_remedy") or {}
     try:
-        open_remedy(ctx, job, max_attempts=auto.get("max_attempts", 3), parallel=ctx.default_parallel)
+        if job["status"] == CANCELLED:
+            raise RemedyRefused("the job was cancelled")
+        _, created = open_remedy(ctx, job, max_attempts=auto.get("max_attempts", 3), parallel=ctx.default_parallel)
+        return created
     except RemedyRefused as exc:
         log.info("job %s: no automatic remedy: %s", job["id"], exc)
+        ctx.store.auto_remedy_decided(job["id"])
+        return False

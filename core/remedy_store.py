@@ -33,7 +33,8 @@ class RemedyStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(remedies).values(**row))
-                conn.execute(update(jobs).where(jobs.c.id == parent["id"]).values(own_remedy_id=row["id"]))
+                conn.execute(update(jobs).where(jobs.c.id == parent["id"]).values(own_remedy_id=row["id"],
+                                                                                 auto_remedy_pending=False))
         except IntegrityError:
             existing = self.for_job(parent["id"], owner=None)
             if existing is None:

@@ -13,7 +13,7 @@ from core.db import jobs
 from core.jobstore import utcnow
 from core.queueing import make_celery
 from core.redis_urls import redis_py_url
-from core.remedies import RemedyContext, _decide, advance, best_attempt, open_remedy
+from core.remedies import RemedyContext, _decide, advance, advance_all, best_attempt, open_remedy
 from core.remedy_store import RemedyStore
 from core.settings import Limits
 from core.spec import normalise
@@ -110,6 +110,22 @@ def test_a_child_that_did_not_fix_it_is_judged_and_the_next_attempt_starts(ctx, 
     moved = ctx.remedies.get(remedy["id"])
     assert [(a["status"], a["fixed"]) for a in moved["attempts"]] == [("succeeded", False), ("started", None)]
     assert moved["status"] == "running" and moved["best"] is None
+
+
+def test_the_sweep_opens_an_auto_remedy_whose_worker_ended_before_it_could_and_decides_each_once(ctx, store):
+    asked = {**REQUEST, "auto_remedy": {"max_attempts": 2}}
+    unhealthy = finished(store, asked, POOR, diagnosis("training_problem", PATCHES))
+    healthy = finished(store, asked, GOOD, diagnosis("healthy", PATCHES))
+    plain = finished(store, REQUEST, POOR, diagnosis("training_problem", PATCHES))
+    assert {j["id"] for j in store.auto_remedies_due()} == {unhealthy["id"], healthy["id"]}
+    assert advance_all(ctx) == 1
+    remedy = ctx.remedies.for_job(unhealthy["id"], owner=None)
+    assert remedy["max_attempts"] == 2 and [a["status"] for a in remedy["attempts"]] == ["started", "started"]
+    assert all(c["request"]["auto_remedy"] is None for c in store.remedy_children(remedy["id"]).values())
+    assert ctx.remedies.for_job(healthy["id"], owner=None) is None
+    assert ctx.remedies.for_job(plain["id"], owner=None) is None
+    assert store.auto_remedies_due() == []  # the healthy job's refusal is final, not retried every sweep
+    assert store.get(unhealthy["id"], owner=None)["own_remedy_id"] == remedy["id"]
 
 
 def test_the_best_is_the_fixed_attempt_with_the_best_target_metric_ties_the_earliest():

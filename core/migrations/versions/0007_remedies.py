@@ -1,7 +1,9 @@
 """Verified remedies (issue 11): the ``remedies`` table, one per parent job, and two links on
 ``jobs``: ``remedy_id`` on a child (the remedy it is an attempt of, indexed: the worker that
-ran the child finds its remedy by it) and ``own_remedy_id`` on the parent (so reading a job
-links its remedy without another query).
+ran the child finds its remedy by it), ``own_remedy_id`` on the parent (so reading a job
+links its remedy without another query) and ``auto_remedy_pending`` (the request asked for
+``auto_remedy`` and its remedy is not decided yet: the recovery sweep finds it by this after a
+crash).
 
 Revision ID: 0007
 Revises: 0006
@@ -40,12 +42,14 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("remedy_id", sa.String(32)))
         batch.add_column(sa.Column("own_remedy_id", sa.String(32)))
+        batch.add_column(sa.Column("auto_remedy_pending", sa.Boolean, nullable=False, server_default=sa.false()))
         batch.create_index("ix_jobs_remedy_id", ["remedy_id"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_index("ix_jobs_remedy_id")
+        batch.drop_column("auto_remedy_pending")
         batch.drop_column("own_remedy_id")
         batch.drop_column("remedy_id")
     op.drop_index("ix_remedies_status", "remedies")
