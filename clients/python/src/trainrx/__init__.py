@@ -17,8 +17,8 @@ from trainrx.errors import (APIConnectionError, APIError, APIStatusError, APITim
                             PermissionDeniedError, RateLimitError, SpecError, TrainrxError,
                             UnprocessableEntityError, WaitTimeoutError)
 from trainrx.types import (Curves, Dataset, Diagnosis, EndEvent, EpochEvent, Finding, Job, JobError, JobEvent,
-                           JobRequest, Identity, Progress, Remedy, RemedyAttempt, RemedyBest, RemedyOutcome, StatusEvent,
-                           Suggestion, Summary, Timings, Token)
+                           JobRequest, Identity, Progress, Remedy, RemedyAttempt, RemedyBest, RemedyOutcome,
+                           StatusEvent, Suggestion, Summary, Timings, Token)
 
 __all__ = [
     "Client", "__version__", "load_spec",

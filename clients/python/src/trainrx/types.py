@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any, Literal, Mapping, TypedDict, TypeVar, Union
 
 __all__ = ["Progress", "Summary", "Timings", "JobError", "Job", "Curves", "Suggestion", "Finding", "Diagnosis",
-           "Dataset", "Remedy", "RemedyAttempt", "RemedyOutcome", "RemedyBest", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "Token", "Identity", "FINISHED_STATUSES",
+           "Dataset", "Remedy", "RemedyAttempt", "RemedyOutcome", "RemedyBest", "StatusEvent", "EpochEvent",
+           "EndEvent", "JobEvent", "Token", "Identity", "FINISHED_STATUSES",
            "JobRequest", "DatasetRef", "Architecture", "ConvBlock", "EarlyStopping", "Targets", "Task", "Loss"]
 
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
