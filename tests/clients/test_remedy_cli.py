@@ -48,3 +48,24 @@ def test_check_remedy_prints_the_verified_fix_records_it_in_junit_and_keeps_the_
             sdk.remedies.create(remedy.best.job_id)
     shown = run_cli("remedy", props["job_id"], url=api_url)
     assert shown.returncode == 0 and patch in shown.stdout
+
+
+def test_creating_a_remedy_is_retried_like_a_get_and_a_409_is_not(scripted):
+    """The server answers a repeated POST /v1/jobs/{id}/remedies with the first remedy, so the SDK
+    may repeat it after a 503; a 409 (the job cannot be remedied) is the server saying no."""
+    from trainrx import ConflictError
+
+    script, client = scripted
+    path = f"/v1/jobs/{'a' * 32}/remedies"
+    remedy = {"id": "r" * 32, "job_id": "a" * 32, "status": "running", "attempts": [
+        {"patch": {"epochs": 2}, "status": "queued", "job_id": "b" * 32, "before": {"verdict": "training_problem"},
+         "after": None, "fixed": None}], "best": None}
+    busy = (503, {"code": 503, "status": "Service Unavailable", "message": "busy"}, {"Retry-After": "0"})
+    script.on("POST", path, busy, (202, remedy, {}))
+    got = client.remedies.create("a" * 32, max_attempts=1)
+    assert len(script.seen) == 2 and got.attempts[0].before.verdict == "training_problem" and not got.done
+    script.seen.clear()
+    script.on("POST", path, (409, {"code": 409, "status": "Conflict", "message": "The job is healthy"}, {}))
+    with pytest.raises(ConflictError, match="healthy"):
+        client.remedies.create("a" * 32)
+    assert len(script.seen) == 1
