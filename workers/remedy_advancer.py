@@ -32,7 +32,8 @@ class RemedyAdvancer:
     name = "remedies"
 
     def job_ended(self, settings: Settings, store: JobStore, celery: Celery, job: dict) -> None:
-        remedies.job_ended(remedy_context(settings, store, celery), job)
+        if job.get("remedy_id") or job.get("auto_remedy_pending"):  # most jobs have nothing to move on
+            remedies.job_ended(remedy_context(settings, store, celery), job)
 
     def advance_all(self, settings: Settings, store: JobStore, celery: Celery) -> int:
         return remedies.advance_all(remedy_context(settings, store, celery))
