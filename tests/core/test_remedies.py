@@ -112,6 +112,20 @@ def test_a_child_that_did_not_fix_it_is_judged_and_the_next_attempt_starts(ctx, 
     assert moved["status"] == "running" and moved["best"] is None
 
 
+def test_without_stop_when_fixed_every_attempt_runs_and_the_remedy_is_done_once_all_are_judged(ctx, store):
+    parent = finished(store, REQUEST, POOR, diagnosis("training_problem", PATCHES))
+    remedy, _ = open_remedy(ctx, parent, max_attempts=2, parallel=1, stop_when_fixed=False)
+    for verdict, summary in (("healthy", GOOD), ("training_problem", POOR)):
+        child = next(a["job_id"] for a in ctx.remedies.get(remedy["id"])["attempts"] if a["status"] == "started")
+        with store.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == child).values(
+                status="succeeded", summary=summary, diagnosis=diagnosis(verdict), finished_at=utcnow()))
+        assert advance(ctx, remedy["id"])
+    done = ctx.remedies.get(remedy["id"])
+    assert done["status"] == "done" and [a["fixed"] for a in done["attempts"]] == [True, False]
+    assert done["best"]["job_id"] == done["attempts"][0]["job_id"]
+
+
 def test_the_sweep_opens_an_auto_remedy_whose_worker_ended_before_it_could_and_decides_each_once(ctx, store):
     asked = {**REQUEST, "auto_remedy": {"max_attempts": 2}}
     unhealthy = finished(store, asked, POOR, diagnosis("training_problem", PATCHES))
