@@ -11,7 +11,7 @@ import math
 
 import sqlalchemy.exc
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String,
-                        Table, Text, UniqueConstraint, create_engine, event)
+                        Table, Text, UniqueConstraint, create_engine, event, false)
 from sqlalchemy.engine import Engine
 
 # Rows made before owners existed belong to this owner (migration 0002).
@@ -57,6 +57,13 @@ jobs = Table(
     Column("runtime_used_s", Float, nullable=False, server_default="0"),
     # The upload it trains on (from the request), so that deleting an upload can check its use atomically.
     Column("dataset_id", String(32), index=True),
+    # Verified remedies (core/remedies.py): on a child, the remedy it is an attempt of; on a parent,
+    # its own remedy (so that reading the job links it without another query).
+    Column("remedy_id", String(32), index=True),
+    Column("own_remedy_id", String(32)),
+    # The request asked for auto_remedy and the job's remedy is not decided yet: the worker that ends
+    # the job decides it, and the recovery sweep does for a job whose worker crashed before it could.
+    Column("auto_remedy_pending", Boolean, nullable=False, server_default=false()),
     # Idempotency keys are per owner: two owners may pick the same key.
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
 )
@@ -79,6 +86,26 @@ job_logs = Table(
     Column("job_id", String(32), nullable=False, index=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("line", Text, nullable=False),
+)
+
+# Verified remedies (POST /v1/jobs/{id}/remedies, core/remedies.py): one per parent job. ``attempts``
+# holds one object per patch tried, in the diagnosis' order; every change is a conditional update on
+# ``seq`` (the advancer that read an older ``seq`` re-reads and tries again).
+remedies = Table(
+    "remedies", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("job_id", String(32), nullable=False),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("max_attempts", Integer, nullable=False),
+    Column("options", JSON, nullable=False),  # parallel, stop_when_fixed
+    Column("before", JSON),  # the parent's outcome (core.remedy_outcome.outcome)
+    Column("attempts", JSON, nullable=False),
+    Column("best", JSON),
+    Column("seq", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    UniqueConstraint("job_id", name="uq_remedies_job_id"),
 )
 
 # Uploaded datasets (POST /v1/datasets); their arrays are stored files under datasets/<id>/ (core/storage.py).

@@ -75,11 +75,12 @@ class JobStore(JobRunStore):
     # --- creating and reading ---------------------------------------------
 
     def create(self, request: dict, queue: str, *, owner: str, idempotency_key: str | None = None,
-               parent_id: str | None = None) -> tuple[dict, bool]:
+               parent_id: str | None = None, remedy_id: str | None = None) -> tuple[dict, bool]:
         """Insert a queued job for ``owner``. Returns (job, created); created is False when
         the owner's Idempotency-Key named the same request (and the same parent) in the last
         IDEMPOTENCY_TTL. A resubmit's fingerprint includes its parent, so a key used for the
-        parent's own POST can never answer with the parent."""
+        parent's own POST can never answer with the parent. ``remedy_id``: the verified remedy
+        this job is an attempt of (core/remedies.py)."""
         fingerprint = request_fingerprint(request if parent_id is None else {"request": request, "parent": parent_id})
         if idempotency_key is not None:
             existing = self._by_idempotency_key(owner, idempotency_key)
@@ -88,7 +89,8 @@ class JobStore(JobRunStore):
         row = {
             "id": uuid.uuid4().hex, "name": json_safe(request.get("name")), "owner": owner, "status": QUEUED,
             "queue": queue, "request": json_safe(request), "request_hash": fingerprint,
-            "idempotency_key": idempotency_key, "parent_id": parent_id, "created_at": utcnow(),
+            "idempotency_key": idempotency_key, "parent_id": parent_id, "remedy_id": remedy_id,
+            "auto_remedy_pending": bool(request.get("auto_remedy")), "created_at": utcnow(),
             "attempts": 0, "cancel_requested": False, "progress_epoch": 0,
             "dataset_id": (request.get("dataset") or {}).get("id"),
         }
@@ -193,6 +195,23 @@ class JobStore(JobRunStore):
         for key in ("created_at", "started_at", "finished_at", "heartbeat_at"):
             job[key] = as_utc(job[key])
         return job
+
+    def remedy_children(self, remedy_id: str) -> dict[str, dict]:
+        """The jobs made as attempts of a verified remedy, by id (the ``remedy_id`` index)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.remedy_id == remedy_id)).mappings().all()
+        return {row["id"]: self._row(row) for row in rows}
+
+    def auto_remedies_due(self, limit: int = 100) -> list[dict]:
+        """Finished jobs whose auto_remedy is not decided yet (their worker ended before it could)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.auto_remedy_pending.is_(True),
+                                                   jobs.c.status.in_(FINISHED)).limit(limit)).mappings().all()
+        return [self._row(row) for row in rows]
+
+    def auto_remedy_decided(self, job_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(auto_remedy_pending=False))
 
     def count_active(self, owner: str) -> int:
         """The owner's queued and running jobs (the per-owner cap counts these)."""

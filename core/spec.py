@@ -151,6 +151,15 @@ class TargetsSpec(Strict):
                           metadata={"description": "Regression: an absolute bar for validation R². Default: none."})
 
 
+# A verified remedy tries at most this many of the diagnosis' patches (core/remedies.py).
+MAX_REMEDY_ATTEMPTS = 5
+
+
+class AutoRemedySpec(Strict):
+    max_attempts = strict_int(load_default=3, validate=validate.Range(min=1, max=MAX_REMEDY_ATTEMPTS),
+                              metadata={"description": "How many of the diagnosis' patches to try, in its order."})
+
+
 def _task_rules(task: str) -> dict:
     """For the OpenAPI document: what a request on a dataset of ``task`` may say (an upload's task is
     known only to the server, so an ``id`` fits either)."""
@@ -236,6 +245,10 @@ class JobRequestSchema(Strict):
                             metadata={"description": "Override what counts as good on training and validation "
                                                      "data: the accuracy keys for classification, the R² keys for "
                                                      "regression; null uses the documented defaults."})
+    auto_remedy = fields.Nested(AutoRemedySpec, load_default=None, allow_none=True, metadata={
+        "description": "When the job ends with a final verdict that is not healthy, run its verified remedies "
+                       "(docs/remedies.md) by itself, as POST /v1/jobs/{id}/remedies would. null: off. The "
+                       "remedy's children never inherit it."})
     max_runtime_s = strict_int(load_default=None, validate=validate.Range(min=1),
                                metadata={"maximum": DEFAULT_LIMITS.max_runtime_s,
                                          "default": DEFAULT_LIMITS.default_runtime_s,
@@ -501,4 +514,5 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 __all__ = ["JobRequestSchema", "ArchitectureSpec", "DatasetResolver", "normalise", "merge_patch", "count_parameters",
-           "ACTIVATIONS", "OPTIMIZERS", "SCALES", "ARCHITECTURES", "LOSSES", "MONITORS", "TARGETS", "dataset_shape"]
+           "ACTIVATIONS", "OPTIMIZERS", "SCALES", "ARCHITECTURES", "LOSSES", "MONITORS", "TARGETS", "dataset_shape",
+           "MAX_REMEDY_ATTEMPTS"]

@@ -11,6 +11,7 @@ from core.settings import Settings
 from core.spec import ACTIVATIONS, OPTIMIZERS, JobRequestSchema
 from service import datasets_api, health_api, jobs_api
 from service import job_files_api  # noqa: F401  (adds logs, model and DELETE routes to the jobs blueprint)
+from service import remedies_api  # noqa: F401  (adds /v1/jobs/{id}/remedies to the jobs blueprint)
 from core.tokens import TokenStore
 from service import dashboard, events_api, owner_events_api, request_ids, tokens_api
 from service.auth import Auth, check_explicit_secret, load_or_create_secret

@@ -97,11 +97,16 @@ class LinksSchema(Schema):
     parent = fields.Function(lambda row: url_for("jobs.Job", job_id=row["parent_id"]) if row.get("parent_id")
                              else None,
                              metadata={"type": "string", "description": "The job this one was resubmitted from."})
+    remedies = fields.Function(lambda row: url_for("jobs.Remedies", job_id=row["id"]) if row.get("own_remedy_id")
+                               else None,
+                               metadata={"type": "string", "description": "The job's verified remedy, once it has "
+                                                                          "one (docs/remedies.md)."})
 
     @post_dump
-    def _only_a_real_parent(self, data: dict, **kwargs: Any) -> dict:
-        if data.get("parent") is None:
-            data.pop("parent", None)
+    def _only_real_links(self, data: dict, **kwargs: Any) -> dict:
+        for key in ("parent", "remedies"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
 

@@ -55,3 +55,8 @@ def advance_all(settings: Settings, store: JobStore, celery: Celery) -> dict:
         except Exception:
             log.exception("%s: the periodic advance failed; the next sweep retries", advancer.name)
     return moved
+
+
+from workers.remedy_advancer import RemedyAdvancer  # noqa: E402  (it needs nothing from this module)
+
+ADVANCERS.append(RemedyAdvancer())

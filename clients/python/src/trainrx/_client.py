@@ -64,6 +64,7 @@ class Client:
         from trainrx.resources.datasets import Datasets
         from trainrx.resources.jobs import Jobs
         from trainrx.resources.plots import Plots
+        from trainrx.resources.remedies import Remedies
         from trainrx.resources.tokens import Tokens
 
         self.base_url = (base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL).rstrip("/")
@@ -80,6 +81,7 @@ class Client:
         self.datasets = Datasets(self)
         self.tokens = Tokens(self)
         self.plots = Plots(self)
+        self.remedies = Remedies(self)
 
     def with_options(self, *, timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int = _NOT_GIVEN) -> "Client":
         """A client with other defaults that shares this one's connections."""
@@ -107,15 +109,18 @@ class Client:
     def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
                 files: Any = None, data: Any = None, headers: Mapping[str, str] | None = None,
                 timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int | None = None,
-                stream: bool = False) -> httpx.Response:
+                stream: bool = False, idempotent: bool = False) -> httpx.Response:
         """Send a request with the retry policy; returns a 2xx/3xx response or raises.
 
         With ``stream=True`` the response body is not read: close the response.
+        ``idempotent=True``: a POST the server itself answers the same when repeated
+        (``POST /v1/jobs/{id}/remedies``), so it is retried like a GET.
         """
         method = method.upper()
         retries = self.max_retries if max_retries is None else max_retries
         headers = dict(headers or {})
-        repeatable = method in _SAFE_METHODS or any(k.lower() == C.IDEMPOTENCY_HEADER.lower() for k in headers)
+        repeatable = (idempotent or method in _SAFE_METHODS
+                      or any(k.lower() == C.IDEMPOTENCY_HEADER.lower() for k in headers))
         params = {k: v for k, v in (params or {}).items() if v is not None}
         timeout = self.timeout if timeout is _NOT_GIVEN else timeout
         done = 0

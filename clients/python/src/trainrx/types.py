@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any, Literal, Mapping, TypedDict, TypeVar, Union
 
 __all__ = ["Progress", "Summary", "Timings", "JobError", "Job", "Curves", "Expectation", "Suggestion", "Finding",
-           "Diagnosis", "Dataset", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "Token", "Identity",
-           "FINISHED_STATUSES", "JobRequest", "DatasetRef", "Architecture", "ConvBlock", "EarlyStopping", "Targets", "Task", "Loss"]
+           "Diagnosis", "Dataset", "Remedy", "RemedyAttempt", "RemedyOutcome", "RemedyBest", "StatusEvent",
+           "EpochEvent", "EndEvent", "JobEvent", "Token", "Identity", "FINISHED_STATUSES",
+           "JobRequest", "DatasetRef", "Architecture", "ConvBlock", "EarlyStopping", "Targets", "Task", "Loss"]
 
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 T = TypeVar("T")
@@ -325,6 +326,71 @@ class Diagnosis:
     @property
     def codes(self) -> list[str]:
         return [f.code for f in self.findings]
+
+
+@dataclass
+class RemedyOutcome:
+    """What a finished job reached at its returned epoch: its verdict, losses and scores."""
+
+    verdict: str | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    train_accuracy: float | None = None
+    val_accuracy: float | None = None
+    train_r2: float | None = None
+    val_r2: float | None = None
+    returned_epoch: int | None = None
+    raw: dict = _raw()
+
+
+@dataclass
+class RemedyAttempt:
+    """One suggested patch, re-trained as a child job and judged: ``fixed`` is None until the
+    child finishes (and for a cancelled one); ``after`` is the child's outcome."""
+
+    patch: dict = field(default_factory=dict)
+    status: str | None = None  # pending, the child's status, invalid or skipped
+    why: str | None = None
+    finding: str | None = None
+    expect: dict | None = None
+    job_id: str | None = None
+    before: RemedyOutcome | None = None
+    after: RemedyOutcome | None = None
+    fixed: bool | None = None
+    expectation_met: bool | None = None
+    error: dict | None = None
+    raw: dict = _raw()
+
+
+@dataclass
+class RemedyBest:
+    """The best verified fix: its child job, the patch, and the full request, ready to submit."""
+
+    job_id: str
+    patch: dict = field(default_factory=dict)
+    request: dict = field(default_factory=dict)
+    raw: dict = _raw()
+
+
+@dataclass
+class Remedy:
+    """A job's verified remedies (``client.remedies``): its top patches re-trained and judged."""
+
+    id: str
+    job_id: str
+    status: str  # running or done
+    max_attempts: int | None = None
+    parallel: int | None = None
+    stop_when_fixed: bool | None = None
+    attempts: list[RemedyAttempt] = field(default_factory=list)
+    best: RemedyBest | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    raw: dict = _raw()
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
 
 
 @dataclass

@@ -21,6 +21,7 @@ from trainrx._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_WA
 from trainrx._specs import load_spec
 from trainrx._version import __version__
 from trainrx.cli import render
+from trainrx.cli.remedy import RemedyReport, run_remedy
 from trainrx.cli.check import (EXPECTATION_FAILED, INVALID, JOB_FAILED, OK, SERVICE_ERROR, Baseline, Expectation,
                                ExpectationSyntaxError, Outcome, default_baseline_metric, evaluate, github_error,
                                junit_xml, known_metric)
@@ -250,6 +251,7 @@ class _CheckRun:
         self.github = os.environ.get("GITHUB_ACTIONS") == "true"
         self.started = time.monotonic()
         self.properties: dict[str, Any] = {"spec": spec}
+        self.remedy: RemedyReport | None = None  # --remedy, once the check failed
 
     def finish(self, code: int, outcomes: list[Outcome], *, error: str | None = None, job: Job | None = None,
                diagnosis: Diagnosis | None = None) -> NoReturn:
@@ -267,6 +269,8 @@ class _CheckRun:
             lines.append(f"  {fail_mark} {error}")
         if diagnosis is not None:
             lines.append(render.diagnosis_text(diagnosis, limit=3))
+        if self.remedy is not None:
+            lines.append(self.remedy.text)
         failed = [o for o in outcomes if not o.passed]
         verdict = {OK: "passed", EXPECTATION_FAILED: f"failed: {len(failed)} of {len(outcomes)} expectations",
                    INVALID: "invalid", SERVICE_ERROR: "service error", JOB_FAILED: "job failed"}[code]
@@ -278,8 +282,9 @@ class _CheckRun:
             Path(self.junit).write_bytes(junit_xml(
                 f"trainrx check {self.spec}", outcomes, elapsed=time.monotonic() - self.started,
                 properties={**self.properties, "job_id": job.id if job else None,
-                            "verdict": diagnosis.verdict if diagnosis else None},
-                error=error, report=report))
+                            "verdict": diagnosis.verdict if diagnosis else None,
+                            **(self.remedy.properties if self.remedy else {})},
+                error=error, report=report, remedy=self.remedy.text if self.remedy else None))
         if self.report and job is not None:
             save_report(self.client, job.id, self.report)
         if self.github:
@@ -311,13 +316,20 @@ class _CheckRun:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_WAIT_TIMEOUT,
               show_default=True, help="Seconds to wait for the job; past it the job is cancelled (exit 4).")
 @click.option("--progress/--no-progress", default=True, help="Show the job's progress on stderr.")
+@click.option("--remedy", "remedy", is_flag=True,
+              help="When the check fails, re-train the job with its diagnosis' top patches and print the verified "
+                   "fix (docs/remedies.md); the exit code stays the check's.")
+@click.option("--remedy-attempts", type=click.IntRange(1, 5), default=3, show_default=True,
+              help="With --remedy: how many patches to try.")
 @click.pass_context
 def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple[str, ...],
           verdicts: tuple[str, ...], baseline: str | None, metric: str | None, max_drop: float | None,
-          junit: str | None, report_path: str | None, timeout: float, progress: bool) -> None:
+          junit: str | None, report_path: str | None, timeout: float, progress: bool, remedy: bool,
+          remedy_attempts: int) -> None:
     """Train SPEC and check the result: exit 0 when every expectation holds, 1 when
     one fails, 2 for an invalid spec or command line, 3 when the service is
-    unreachable or answers an error, 4 when the job fails or times out."""
+    unreachable or answers an error, 4 when the job fails or times out.
+    With --remedy, a failed check also runs the job's verified remedies."""
     try:
         expectations = [Expectation.parse(e) for e in expect]
     except ExpectationSyntaxError as exc:
@@ -377,6 +389,9 @@ def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple
     except APIError as exc:
         run.finish(SERVICE_ERROR, [], error=f"{type(exc).__name__}: {exc}", job=job)
     outcomes = evaluate(job, diag, expectations, codes, allowed, base)
+    if remedy and not all(o.passed for o in outcomes):
+        click.echo(f"the check failed: running the verified remedies of job {job.id}", err=True)
+        run.remedy = run_remedy(client, job.id, max_attempts=remedy_attempts, timeout=timeout)
     if job.status != "succeeded":
         reason = f"{job.error.type}: {job.error.message}" if job.error else job.status
         run.finish(JOB_FAILED, outcomes, error=f"The job {job.id} {job.status} ({reason}).", job=job, diagnosis=diag)
@@ -385,6 +400,7 @@ def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple
 
 
 from trainrx.cli.plots import compare, plot, report, save_report  # noqa: E402  (their own module)
+from trainrx.cli.remedy import remedy as remedy_command  # noqa: E402
 
-for _command in (plot, compare, report):
+for _command in (plot, compare, report, remedy_command):
     main.add_command(_command)

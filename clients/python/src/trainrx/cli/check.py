@@ -138,9 +138,10 @@ def evaluate(job: Job, diagnosis: Diagnosis | None, expectations: list[Expectati
 # --- JUnit XML ------------------------------------------------------------------
 
 def junit_xml(suite: str, outcomes: list[Outcome], *, elapsed: float, properties: dict[str, Any],
-              error: str | None = None, report: str = "") -> bytes:
+              error: str | None = None, report: str = "", remedy: str | None = None) -> bytes:
     """One test case per expectation; ``error`` (the job failed, the service
-    answered an error, the spec is invalid) becomes one errored test case."""
+    answered an error, the spec is invalid) becomes one errored test case.
+    ``remedy`` (check --remedy) is added to each failed test case's output."""
     failures = sum(1 for o in outcomes if not o.passed)
     errors = 1 if error else 0
     tests = len(outcomes) + errors
@@ -158,7 +159,8 @@ def junit_xml(suite: str, outcomes: list[Outcome], *, elapsed: float, properties
         ET.SubElement(case, "error", message=error.splitlines()[0] if error else "", type="TrainrxError").text = error
     for outcome in outcomes:
         case = ET.SubElement(node, "testcase", classname="trainrx.check", name=outcome.name, time="0")
-        ET.SubElement(case, "system-out").text = f"measured: {outcome.measured}"
+        ET.SubElement(case, "system-out").text = f"measured: {outcome.measured}" + (
+            f"\n{remedy}" if remedy and not outcome.passed else "")
         if not outcome.passed:
             ET.SubElement(case, "failure", message=outcome.detail or f"measured {outcome.measured}",
                           type="ExpectationFailed").text = outcome.detail or outcome.measured
