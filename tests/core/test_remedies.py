@@ -97,6 +97,8 @@ def test_a_fix_cancels_the_siblings_skips_the_rest_and_names_the_best(ctx, store
     assert store.get(first, owner=None)["status"] == "cancelled" and [j["id"] for j in published] == [first]
     assert done["best"] == {"job_id": second, "patch": PATCHES[1], "request": store.get(second, owner=None)["request"]}
     assert advance(ctx, remedy["id"]) is False  # done stays done
+    assert store.delete_finished(parent["id"], owner=None)  # its remedy goes with it; the children stay
+    assert ctx.remedies.get(remedy["id"]) is None and store.get(second, owner=None) is not None
 
 
 def test_a_child_that_did_not_fix_it_is_judged_and_the_next_attempt_starts(ctx, store):
