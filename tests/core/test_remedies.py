@@ -144,6 +144,15 @@ def test_the_sweep_opens_an_auto_remedy_whose_worker_ended_before_it_could_and_d
     assert store.get(unhealthy["id"], owner=None)["own_remedy_id"] == remedy["id"]
 
 
+def test_a_remedy_whose_every_patch_is_invalid_is_done_at_once(ctx, store):
+    parent = finished(store, REQUEST, POOR, diagnosis("training_problem", [{"epochs": 0}, {"batch_size": 0}]))
+    remedy, created = open_remedy(ctx, parent, max_attempts=3, parallel=2)
+    assert created and remedy["status"] == "done" and remedy["best"] is None
+    assert [(a["status"], list(a["error"]["errors"])) for a in remedy["attempts"]] == [
+        ("invalid", ["epochs"]), ("invalid", ["batch_size"])]
+    assert store.remedy_children(remedy["id"]) == {}
+
+
 def test_the_best_is_the_fixed_attempt_with_the_best_target_metric_ties_the_earliest():
     before = {"verdict": "training_problem", "train_accuracy": 0.1}
     attempts = [{"fixed": False, "after": {"train_accuracy": 0.99}, "job_id": "a", "patch": {"epochs": 1}},
