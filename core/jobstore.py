@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from core.db import datasets, job_epochs, job_logs, jobs
+from core.db import datasets, job_epochs, job_logs, jobs, remedies
 from core.job_runs import JobRunStore, Superseded, status_change  # noqa: F401  (Superseded: part of the interface)
 # Statuses and helpers are re-exported: most of the code imports them from here.
 from core.job_status import (CANCELLED, FAILED, FINISHED, ID_PATTERN, QUEUED, RUNNING, SUCCEEDED,  # noqa: F401
@@ -248,8 +248,9 @@ class JobStore(JobRunStore):
                                      .order_by(jobs.c.finished_at).limit(limit)).scalars())
 
     def delete_finished(self, job_id: str, *, owner: str | None) -> bool:
-        """Remove a finished job's row, epochs and log lines. False when the job is not
-        finished (queued or running jobs are never deleted) or is not there (for ``owner``)."""
+        """Remove a finished job's row, epochs, log lines and its verified remedy (whose children
+        stay, as the owner's jobs). False when the job is not finished (queued or running jobs are
+        never deleted) or is not there (for ``owner``)."""
         condition = [jobs.c.id == job_id, jobs.c.status.in_(FINISHED)]
         if owner is not None:
             condition.append(jobs.c.owner == owner)
@@ -258,6 +259,7 @@ class JobStore(JobRunStore):
             if deleted:
                 conn.execute(delete(job_epochs).where(job_epochs.c.job_id == job_id))
                 conn.execute(delete(job_logs).where(job_logs.c.job_id == job_id))
+                conn.execute(delete(remedies).where(remedies.c.job_id == job_id))
         return deleted
 
     def discard(self, job_id: str) -> None:

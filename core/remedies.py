@@ -168,10 +168,11 @@ def _decide(ctx: RemedyContext, remedy: dict) -> tuple[dict, list[str]] | None:
                 changed = True
     else:
         changed = _start_next(ctx, remedy, attempts) or changed
-    if not changed:
+    settled = all(a["status"] in SETTLED for a in attempts)  # also when none could run (all invalid)
+    if not changed and not settled:
         return None
     values = {"attempts": attempts, "best": best_attempt(remedy["before"], attempts, children)}
-    if all(a["status"] in SETTLED for a in attempts):
+    if settled:
         values.update(status=DONE, finished_at=utcnow())
     return values, to_cancel
 

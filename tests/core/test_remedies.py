@@ -97,6 +97,8 @@ def test_a_fix_cancels_the_siblings_skips_the_rest_and_names_the_best(ctx, store
     assert store.get(first, owner=None)["status"] == "cancelled" and [j["id"] for j in published] == [first]
     assert done["best"] == {"job_id": second, "patch": PATCHES[1], "request": store.get(second, owner=None)["request"]}
     assert advance(ctx, remedy["id"]) is False  # done stays done
+    assert store.delete_finished(parent["id"], owner=None)  # its remedy goes with it; the children stay
+    assert ctx.remedies.get(remedy["id"]) is None and store.get(second, owner=None) is not None
 
 
 def test_a_child_that_did_not_fix_it_is_judged_and_the_next_attempt_starts(ctx, store):
@@ -140,6 +142,15 @@ def test_the_sweep_opens_an_auto_remedy_whose_worker_ended_before_it_could_and_d
     assert ctx.remedies.for_job(plain["id"], owner=None) is None
     assert store.auto_remedies_due() == []  # the healthy job's refusal is final, not retried every sweep
     assert store.get(unhealthy["id"], owner=None)["own_remedy_id"] == remedy["id"]
+
+
+def test_a_remedy_whose_every_patch_is_invalid_is_done_at_once(ctx, store):
+    parent = finished(store, REQUEST, POOR, diagnosis("training_problem", [{"epochs": 0}, {"batch_size": 0}]))
+    remedy, created = open_remedy(ctx, parent, max_attempts=3, parallel=2)
+    assert created and remedy["status"] == "done" and remedy["best"] is None
+    assert [(a["status"], list(a["error"]["errors"])) for a in remedy["attempts"]] == [
+        ("invalid", ["epochs"]), ("invalid", ["batch_size"])]
+    assert store.remedy_children(remedy["id"]) == {}
 
 
 def test_the_best_is_the_fixed_attempt_with_the_best_target_metric_ties_the_earliest():
