@@ -38,6 +38,7 @@ def test_a_sweep_queues_its_first_max_parallel_children_and_cancels_them(client,
     created = [c["job_id"] for c in sweep["children"] if c["job_id"]]
     job = client.get(f"/v1/jobs/{created[1]}").get_json()
     assert job["request"]["seed"] == 1 and job["request"]["optimizer"]["learning_rate"] == 0.1
+    assert job["links"]["sweep"] == f"/v1/sweeps/{sweep['id']}" and "parent" not in job["links"]
     assert [row["values"] for row in sweep["results"]] == [c["values"] for c in sweep["children"][::2]]
 
     cancelled = client.post(f"/v1/sweeps/{sweep['id']}/cancel")
