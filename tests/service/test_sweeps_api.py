@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 
 from core.db import jobs, make_engine
 
-BASE = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [4]}, "epochs": 2}
+# cuda children wait on the gpu queue, which no test worker serves: they stay queued whatever else runs.
+BASE = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [4]}, "epochs": 2, "device": "cuda"}
 
 
 def count_jobs(settings, **where) -> int:
