@@ -98,6 +98,8 @@ class SweepStore:
     def advance(self, sweep_id: str, settings: Settings, celery: Celery | None) -> Advanced | None:
         """Create the next children the sweep has room for, or mark it done when every child was
         created and has ended. Safe to repeat and to race. None: no such sweep."""
+        if not self._may_move(sweep_id):
+            return Advanced([], SWEEP_RUNNING)
         with self.engine.begin() as conn:
             # The lock: this UPDATE holds the sweep's row (PostgreSQL) or the database's write lock
             # (SQLite) until the commit; a second advancer waits here and then sees this one's children.
@@ -131,6 +133,19 @@ class SweepStore:
         if created and celery is not None:
             publish(celery, created)
         return Advanced(created, status)
+
+    def _may_move(self, sweep_id: str) -> bool:
+        """Without the lock: whether the sweep may have a child to create or may be done. The
+        periodic advance asks this of every running sweep, and most have nothing to do; a stale
+        no is harmless (a child's end is committed before its worker advances, and the next
+        periodic advance looks again)."""
+        with self.engine.connect() as conn:
+            sweep = conn.execute(select(sweeps.c.status, sweeps.c.size, sweeps.c.next_index, sweeps.c.max_parallel)
+                                 .where(sweeps.c.id == sweep_id)).mappings().first()
+            if sweep is None or sweep["status"] != SWEEP_RUNNING:
+                return True  # the locked path answers these
+            busy = _count(conn, jobs.c.sweep_id == sweep_id)
+        return (busy < sweep["max_parallel"] and sweep["next_index"] < sweep["size"]) or busy == 0
 
     def cancel(self, sweep_id: str, *, owner: str | None) -> list[str] | None:
         """Mark a running sweep cancelled (it creates no more children) and return its unfinished

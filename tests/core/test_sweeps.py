@@ -175,3 +175,17 @@ def test_a_cancelled_sweep_creates_no_more_children(db, tmp_path):
     assert sweeps.get(sweep["id"], owner=None)["status"] == "cancelled"
     assert sweeps.cancel(sweep["id"], owner="bob") is None
     assert JobStore(db).request_cancel(open_children[0], owner=None) == "queued"
+
+
+def test_create_child_queues_and_publishes_within_the_owners_cap(db, tmp_path, settings):
+    from core.child_jobs import create_child
+    from core.queueing import make_celery
+
+    store, celery = JobStore(db), make_celery(settings)
+    request = plan(load_body({"base": {**BASE, "device": "cuda"}}), limits=Limits(), resolver=None, max_size=1)[0]
+    job = create_child(store, celery, settings_with(tmp_path, active=1), "carol", request["request"], "gpu",
+                       sweep_id="s" * 32, sweep_index=0)
+    assert job["status"] == "queued" and job["sweep_id"] == "s" * 32 and job["owner"] == "carol"
+    refused = create_child(store, celery, settings_with(tmp_path, active=1), "carol", request["request"], "gpu")
+    assert refused is None and store.count_active("carol") == 1  # nothing was left behind
+    assert store.request_cancel(job["id"], owner=None) == "queued"
