@@ -72,6 +72,16 @@ def test_a_sweep_runs_to_done_lazily_and_its_table_matches_the_children(live, se
         named = [c["values"] for c in finding["combinations"]]
         assert all(values in [r["values"] for r in sweep["results"]] for values in named)
 
+    # The dashboard's page shows the same table.
+    from tests.conftest import OWNER, TOKENS
+    from tests.service.test_dashboard_pages import session_client
+
+    browser, _ = session_client(live.application, TOKENS[OWNER])
+    html = browser.get(f"/sweeps/{sweep['id']}").get_data(as_text=True)
+    for row in sweep["results"]:
+        shown = row["metrics"]["val_accuracy"]
+        assert f"{shown['mean']:.4f} ± {shown['std']:.4f}" in html
+
     # Deleting a child is allowed: it drops out of the results.
     gone = sweep["results"][0]["job_ids"][0]
     assert live.delete(f"/v1/jobs/{gone}").status_code == 204

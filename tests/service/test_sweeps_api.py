@@ -92,3 +92,23 @@ def test_another_owners_sweep_does_not_exist_and_lists_are_per_owner(client, oth
         assert sweep["id"] not in [s["id"] for s in following["items"]]
     assert client.get("/v1/sweeps?cursor=nope").status_code == 422
     assert client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 202
+
+
+def test_the_dashboard_lists_the_owners_sweeps_and_shows_one(app, client):
+    from tests.conftest import OTHER_OWNER, OWNER, TOKENS
+    from tests.service.test_dashboard_pages import session_client
+
+    sweep = post(client, {"name": "page <b>sweep</b>", "base": BASE, "grid": {"activation": ["sigmoid", "tanh"]},
+                          "max_parallel": 1})
+    browser, _ = session_client(app, TOKENS[OWNER])
+    listing = browser.get("/sweeps").get_data(as_text=True)
+    assert f'data-sweep-id="{sweep["id"]}"' in listing and "page &lt;b&gt;sweep&lt;/b&gt;" in listing
+    page = browser.get(f"/sweeps/{sweep['id']}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "<b>sweep</b>" not in html
+    assert "<th>activation</th>" in html and ">sigmoid</td>" in html and ">tanh</td>" in html
+    assert "1 queued" in html and "1 pending" in html
+    other, _ = session_client(app, TOKENS[OTHER_OWNER])
+    assert other.get(f"/sweeps/{sweep['id']}").status_code == 404
+    assert sweep["id"] not in other.get("/sweeps").get_data(as_text=True)
+    assert client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 202
