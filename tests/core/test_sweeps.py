@@ -126,7 +126,7 @@ def unfinished(engine, sweep_id: str) -> list[tuple[str, int]]:
 def new_sweep(engine, runs: int, max_parallel: int) -> dict:
     # cuda children: on the gpu queue no test worker serves, so none of them ever trains here.
     body = load_body({"base": {**BASE, "device": "cuda"}, "grid": {"epochs": list(range(1, runs + 1))}, "max_parallel": max_parallel})
-    return SweepStore(engine).create("alice", body, plan(body, limits=Limits(), resolver=None, max_size=64))
+    return SweepStore(engine).create("alice", body, plan(body, limits=Limits(), resolver=None, max_size=64))[0]
 
 
 def test_racing_advances_never_pass_max_parallel_nor_create_an_index_twice(db, tmp_path):

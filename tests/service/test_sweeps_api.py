@@ -112,3 +112,16 @@ def test_the_dashboard_lists_the_owners_sweeps_and_shows_one(app, client):
     assert other.get(f"/sweeps/{sweep['id']}").status_code == 404
     assert sweep["id"] not in other.get("/sweeps").get_data(as_text=True)
     assert client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 202
+
+
+def test_an_idempotency_key_makes_the_post_safe_to_retry(client, settings):
+    body = {"base": BASE, "grid": {"epochs": [1, 2]}, "max_parallel": 1}
+    first = client.post("/v1/sweeps", json=body, headers={"Idempotency-Key": "sweep-key-1"})
+    again = client.post("/v1/sweeps", json=body, headers={"Idempotency-Key": "sweep-key-1"})
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert count_jobs(settings, sweep_id=first.get_json()["id"]) == 1
+    other = client.post("/v1/sweeps", json={**body, "max_parallel": 2}, headers={"Idempotency-Key": "sweep-key-1"})
+    assert other.status_code == 409 and "different request" in other.get_json()["message"]
+    assert client.post("/v1/sweeps", json=body, headers={"Idempotency-Key": ""}).status_code == 400
+    assert client.post(f"/v1/sweeps/{first.get_json()['id']}/cancel").status_code == 202
