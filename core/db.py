@@ -64,8 +64,33 @@ jobs = Table(
     # The request asked for auto_remedy and the job's remedy is not decided yet: the worker that ends
     # the job decides it, and the recovery sweep does for a job whose worker crashed before it could.
     Column("auto_remedy_pending", Boolean, nullable=False, server_default=false()),
+    # A sweep's child (core/sweeps.py): its sweep, and which combination x seed of the sweep's plan it runs.
+    Column("sweep_id", String(32), index=True),
+    Column("sweep_index", Integer),
     # Idempotency keys are per owner: two owners may pick the same key.
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
+)
+
+# Sweeps (POST /v1/sweeps, core/sweeps.py): a grid x random draws x seeds of one base request, run as
+# child jobs created lazily, at most max_parallel unfinished at a time. ``plan`` holds every
+# combination's values, seed and validated request; ``next_index`` is the first not yet created.
+sweeps = Table(
+    "sweeps", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("name", String(100)),
+    Column("status", String(16), nullable=False, index=True),
+    Column("spec", JSON, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("max_parallel", Integer, nullable=False),
+    Column("next_index", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("finished_at", DateTime(timezone=True)),
+    # Idempotency-Key of the POST (per owner, as for jobs) and the fingerprint of the body it made.
+    Column("idempotency_key", String(255)),
+    Column("request_hash", String(64)),
+    UniqueConstraint("owner", "idempotency_key", name="uq_sweeps_owner_idempotency_key"),
 )
 
 # One row per finished epoch: the curves are assembled from these, and live

@@ -102,9 +102,13 @@ class LinksSchema(Schema):
                                metadata={"type": "string", "description": "The job's verified remedy, once it has "
                                                                           "one (docs/remedies.md)."})
 
+    sweep = fields.Function(lambda row: url_for("sweeps.Sweep", sweep_id=row["sweep_id"]) if row.get("sweep_id")
+                            else None,
+                            metadata={"type": "string", "description": "The sweep this job is a child of."})
+
     @post_dump
     def _only_real_links(self, data: dict, **kwargs: Any) -> dict:
-        for key in ("parent", "remedies"):
+        for key in ("parent", "remedies", "sweep"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

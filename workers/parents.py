@@ -17,6 +17,8 @@ from celery import Celery
 
 from core.jobstore import JobStore
 from core.settings import Settings
+from core.sweeps import SweepAdvancer
+from workers.remedy_advancer import RemedyAdvancer
 
 log = logging.getLogger("trainrx.parents")
 
@@ -31,7 +33,7 @@ class Advancer(Protocol):
         """Move on every unfinished parent of this kind that needs it; returns how many moved."""
 
 
-ADVANCERS: list[Advancer] = []
+ADVANCERS: list[Advancer] = [SweepAdvancer(), RemedyAdvancer()]
 
 
 def job_ended(settings: Settings, store: JobStore, celery: Celery, job_id: str) -> None:
@@ -55,8 +57,3 @@ def advance_all(settings: Settings, store: JobStore, celery: Celery) -> dict:
         except Exception:
             log.exception("%s: the periodic advance failed; the next sweep retries", advancer.name)
     return moved
-
-
-from workers.remedy_advancer import RemedyAdvancer  # noqa: E402  (it needs nothing from this module)
-
-ADVANCERS.append(RemedyAdvancer())

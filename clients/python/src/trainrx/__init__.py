@@ -18,7 +18,7 @@ from trainrx.errors import (APIConnectionError, APIError, APIStatusError, APITim
                             UnprocessableEntityError, WaitTimeoutError)
 from trainrx.types import (Curves, Dataset, Diagnosis, EndEvent, EpochEvent, Expectation, Finding, Job, JobError,
                            JobEvent, JobRequest, Identity, Progress, Remedy, RemedyAttempt, RemedyBest, RemedyOutcome,
-                           StatusEvent, Suggestion, Summary, Timings, Token)
+                           StatusEvent, Suggestion, Summary, Sweep, Timings, Token)
 
 __all__ = [
     "Client", "__version__", "load_spec",
@@ -29,5 +29,5 @@ __all__ = [
     "Job", "Progress", "Summary", "Timings", "JobError", "Curves", "Diagnosis", "Finding", "Suggestion",
     "Expectation", "Dataset",
     "JobEvent", "StatusEvent", "EpochEvent", "EndEvent", "Token", "Identity", "JobRequest",
-    "Remedy", "RemedyAttempt", "RemedyBest", "RemedyOutcome",
+    "Remedy", "RemedyAttempt", "RemedyBest", "RemedyOutcome", "Sweep",
 ]

@@ -65,6 +65,7 @@ class Client:
         from trainrx.resources.jobs import Jobs
         from trainrx.resources.plots import Plots
         from trainrx.resources.remedies import Remedies
+        from trainrx.resources.sweeps import Sweeps
         from trainrx.resources.tokens import Tokens
 
         self.base_url = (base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL).rstrip("/")
@@ -82,6 +83,7 @@ class Client:
         self.tokens = Tokens(self)
         self.plots = Plots(self)
         self.remedies = Remedies(self)
+        self.sweeps = Sweeps(self)
 
     def with_options(self, *, timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int = _NOT_GIVEN) -> "Client":
         """A client with other defaults that shares this one's connections."""

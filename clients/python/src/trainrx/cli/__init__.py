@@ -402,5 +402,7 @@ def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple
 from trainrx.cli.plots import compare, plot, report, save_report  # noqa: E402  (their own module)
 from trainrx.cli.remedy import remedy as remedy_command  # noqa: E402
 
-for _command in (plot, compare, report, remedy_command):
+from trainrx.cli.sweep import sweep  # noqa: E402
+
+for _command in (plot, compare, report, remedy_command, sweep):
     main.add_command(_command)

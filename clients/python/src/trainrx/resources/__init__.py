@@ -1,8 +1,10 @@
-"""One module per API resource: ``client.jobs``, ``client.datasets``, ``client.plots``, ``client.remedies``."""
+"""One module per API resource: ``client.jobs``, ``client.datasets``, ``client.plots``, ``client.remedies``,
+``client.sweeps``."""
 
 from trainrx.resources.datasets import Datasets
 from trainrx.resources.jobs import Jobs
 from trainrx.resources.plots import Plots
 from trainrx.resources.remedies import Remedies
+from trainrx.resources.sweeps import Sweeps
 
-__all__ = ["Datasets", "Jobs", "Plots", "Remedies"]
+__all__ = ["Datasets", "Jobs", "Plots", "Remedies", "Sweeps"]
