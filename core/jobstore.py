@@ -25,6 +25,7 @@ from core.job_runs import JobRunStore, Superseded, status_change  # noqa: F401  
 from core.job_status import (CANCELLED, FAILED, FINISHED, ID_PATTERN, QUEUED, RUNNING, SUCCEEDED,  # noqa: F401
                              as_utc, utcnow)
 from core.jsonsafe import json_safe
+from core.model_exports import ModelExportStore
 
 _BULKY = ("steps", "initial_probes", "data_info", "error", "timings", "artifacts")  # not read by list views
 # A client may retry a POST with its Idempotency-Key for this long; then the key is free again.
@@ -68,7 +69,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursor("The cursor is not one this API returned.") from exc
 
 
-class JobStore(JobRunStore):
+class JobStore(JobRunStore, ModelExportStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -190,7 +191,7 @@ class JobStore(JobRunStore):
         if row is None:
             return None
         job = dict(row)
-        for key in ("created_at", "started_at", "finished_at", "heartbeat_at"):
+        for key in ("created_at", "started_at", "finished_at", "heartbeat_at", "model_claimed_at"):
             job[key] = as_utc(job[key])
         return job
 

@@ -22,6 +22,7 @@ from core.job_runs import finish_durably
 from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore, Superseded
 from core.log_redaction import describe_exception, worker_label
 from core.migrate import require_current
+from core.model_exports import MODEL_PENDING
 from core.settings import Settings
 from core.storage import open_storage
 from core.uploads import UploadMissing
@@ -31,7 +32,6 @@ from workers.engine.data import prepare
 from workers import metrics, parents
 from trainrx.network import weights_bytes
 from workers.job_hooks import JobHooks
-from workers.model_export import save_exports
 
 log = logging.getLogger("trainrx.worker")
 
@@ -129,9 +129,8 @@ def _run(job: dict, config: JobConfig, worker: str, hooks: JobHooks, settings: S
             result.model, config.to_dict(), data.info["preprocessing"], data.features, data.classes, config.task,
             config.dataset.input_shape))
         saved[WEIGHTS_KEY] = WEIGHTS_FILE
-        # After training and outside max_runtime_s, under a limit of their own.
-        saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
-                                  hooks.log, timeout_s=settings.export_timeout_s, task=config.task))
+        # The .pt2 and ONNX exports are not part of the job: they run after it, as a task of their own
+        # (workers/export_task.py, published by workers/tasks.py once this run's final write landed).
     probes = result.probes
     diagnosis = hooks.diagnose(result.rows, result.summary, result.stop_reason,
                                steps=probes.steps if probes else None, initial=probes.initial if probes else None)
@@ -144,7 +143,8 @@ def _run(job: dict, config: JobConfig, worker: str, hooks: JobHooks, settings: S
                                             "every attempt); it stopped and kept what it had learned."}
     hooks.log(f"job {status}")  # before the final write: once it lands, this run can write no more
     finish_durably(store, job_id, run, status, summary=result.summary, error=error, diagnosis=diagnosis,
-                   artifacts=saved, setup_s=setup_s, train_s=result.train_s)
+                   artifacts=saved, setup_s=setup_s, train_s=result.train_s,
+                   model_status=MODEL_PENDING if saved else None)
     hooks.drop_checkpoint()
     return None
 
