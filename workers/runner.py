@@ -15,7 +15,6 @@ import torch
 
 from core import logging_setup, stop_reasons
 from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY, ArtifactStore
-from core.dataset_sources import open_dataset
 from core.db import make_engine
 from core.events import JobEvents
 from core.job_runs import finish_durably
@@ -26,6 +25,7 @@ from core.model_exports import MODEL_PENDING
 from core.settings import Settings
 from core.storage import open_storage
 from core.uploads import UploadMissing
+from workers.dataset_cache import DatasetCache, cache_from_env
 from workers.engine import checkpoint, loop
 from workers.engine.config import JobConfig
 from workers.engine.data import prepare
@@ -34,6 +34,19 @@ from trainrx.network import weights_bytes
 from workers.job_hooks import JobHooks
 
 log = logging.getLogger("trainrx.worker")
+
+
+@lru_cache(maxsize=1)
+def datasets() -> DatasetCache:
+    """This process's datasets, loaded once (workers/dataset_cache.py)."""
+    return cache_from_env()
+
+
+def warm_up() -> None:
+    """Pay once per process, at worker start, what the first job would pay: torch's lazy import of
+    its compiler stack (``torch._dynamo``, seconds), which the first optimizer (and the first
+    export) triggers."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
 @lru_cache(maxsize=1)
@@ -106,7 +119,7 @@ def _run(job: dict, config: JobConfig, worker: str, hooks: JobHooks, settings: S
     device = resolve_device(config.device)
     hooks.log(f"worker {worker_label(worker)} starts the job on {device}"
               + (f" (attempt {job['attempts'] + 1}: a worker was lost before)" if job["attempts"] else ""))
-    source = open_dataset(config.request["dataset"], settings, store.engine, owner=job["owner"])
+    source = datasets().open(config.request["dataset"], settings, store.engine, owner=job["owner"])
     data = prepare(source.arrays, config.dataset, source.classes, device)
     data_info = {**source.info, "device": str(device), **data.info}
     store.set_data_info(job_id, run, data_info)

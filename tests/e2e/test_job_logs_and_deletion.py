@@ -6,7 +6,7 @@ import re
 import socket
 
 from core.uploads import UploadStore
-from tests.conftest import run_job, submit, wait_for
+from tests.conftest import run_job, submit, wait_for, wait_for_model
 from tests.sample_uploads import as_csv, as_npz, blobs, uploaded
 from tests.service.test_api import assert_error_shape
 
@@ -56,7 +56,7 @@ def test_an_upload_job_logs_its_data_and_a_broken_one_logs_what_failed(live, set
 
 
 def test_a_finished_job_is_deleted_with_everything_it_stored(live, settings):
-    job = run_job(live, TINY)
+    job = wait_for_model(live, run_job(live, TINY)["id"])
     store_dir = settings.artifacts_dir / job["id"]
     assert {p.name for p in store_dir.iterdir()} >= {"weights.safetensors", "model.pt2", "model.onnx"}
     resp = live.delete(job["links"]["self"])
