@@ -17,7 +17,7 @@ STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ")
 
 
 def test_the_log_tells_the_jobs_story_as_text(live):
-    job = run_job(live, {**TINY, "name": "logged"})
+    job = wait_for_model(live, run_job(live, {**TINY, "name": "logged"})["id"])  # the exports log too
     resp = live.get(job["links"]["logs"])
     assert resp.status_code == 200 and resp.mimetype == "text/plain"
     lines = resp.get_data(as_text=True).splitlines()
@@ -43,8 +43,11 @@ def test_an_upload_job_logs_its_data_and_a_broken_one_logs_what_failed(live, set
     assert f"dataset upload {dataset['id']} (blobs)" in live.get(good["links"]["logs"]).get_data(as_text=True)
     assert live.get(dataset["links"]["self"]).get_json()["last_used_at"] is not None
 
-    (settings.uploads_dir / dataset["id"] / "x.npy").write_bytes(b"not an array")
-    broken = run_job(live, {"dataset": {"id": dataset["id"]}, "architecture": {"hidden_layers": [8]}, "epochs": 1})
+    # Damaged in storage before any job read it (a worker keeps an upload it read for its next jobs:
+    # uploads never change once stored).
+    damaged = uploaded(live, as_csv(x, y), "blobs.csv", name="damaged")
+    (settings.uploads_dir / damaged["id"] / "x.npy").write_bytes(b"not an array")
+    broken = run_job(live, {"dataset": {"id": damaged["id"]}, "architecture": {"hidden_layers": [8]}, "epochs": 1})
     assert broken["status"] == "failed" and broken["error"]["type"] == "internal_error"
     log = live.get(broken["links"]["logs"]).get_data(as_text=True)
     # The exception's type and message for the user; the traceback, the server's paths and
