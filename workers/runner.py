@@ -45,7 +45,9 @@ def datasets() -> DatasetCache:
 def warm_up() -> None:
     """Pay once per process, at worker start, what the first job would pay: torch's lazy import of
     its compiler stack (``torch._dynamo``, seconds), which the first optimizer (and the first
-    export) triggers."""
+    export) triggers, and scikit-learn's, which the built-in datasets' loaders import."""
+    import sklearn.datasets  # noqa: F401  (core/datasets.py imports it inside its loaders)
+
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
