@@ -41,6 +41,7 @@ def test_files_in_the_database_are_served_and_deleted_through_the_api(settings):
 
     got = client.get(f"/v1/jobs/{job['id']}/weights")
     assert got.status_code == 200 and got.data == weights
+    assert client.get(f"/v1/jobs/{job['id']}").get_json()["model"]["status"] == "ready"  # no model_status: before
     got = client.get(f"/v1/jobs/{job['id']}/model")
     assert got.status_code == 200 and got.data == model and got.headers["X-Torch-Version"] == "2.13.0"
     onnx = client.get(f"/v1/jobs/{job['id']}/model.onnx")  # a finished job of before model.status: ready
