@@ -67,6 +67,12 @@ jobs = Table(
     # A sweep's child (core/sweeps.py): its sweep, and which combination x seed of the sweep's plan it runs.
     Column("sweep_id", String(32), index=True),
     Column("sweep_index", Integer),
+    # The exported model (workers/model_export.py, after the job): pending, ready or failed; null when
+    # the job left no weights or finished before exports ran apart (read as ready when it has weights).
+    Column("model_status", String(16), index=True),
+    Column("model_error", Text),
+    Column("model_claimed_at", DateTime(timezone=True)),  # when an export task took it (recovery)
+    Column("model_attempts", Integer, nullable=False, server_default="0"),
     # Idempotency keys are per owner: two owners may pick the same key.
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
 )

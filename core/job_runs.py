@@ -148,8 +148,9 @@ class JobRunStore:
 
     def finish(self, job_id: str, run: int, status: str, *, summary: dict | None = None,
                error: dict | None = None, diagnosis: dict | None = None, artifacts: dict | None = None,
-               setup_s: float | None = None, train_s: float | None = None) -> None:
-        """running -> succeeded, failed or cancelled; raises Superseded when the run is not current."""
+               setup_s: float | None = None, train_s: float | None = None, model_status: str | None = None) -> None:
+        """running -> succeeded, failed or cancelled; raises Superseded when the run is not current.
+        ``model_status`` ``pending`` when the job left weights: its exports run after it (core/model_exports.py)."""
         job = self.get(job_id, owner=None)  # type: ignore[attr-defined]
         if job is None or job["run"] != run or job["status"] != RUNNING:
             raise Superseded(f"job {job_id}: run {run} is no longer current")
@@ -167,6 +168,8 @@ class JobRunStore:
             values["diagnosis"] = json_safe(diagnosis)
         if artifacts is not None:
             values["artifacts"] = json_safe(artifacts)
+        if model_status is not None:
+            values["model_status"] = model_status
         with self.engine.begin() as conn:
             self._fenced_update(conn, job_id, run, **status_change(status=status, **values))
 

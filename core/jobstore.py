@@ -25,6 +25,7 @@ from core.job_runs import JobRunStore, Superseded, status_change  # noqa: F401  
 from core.job_status import (CANCELLED, FAILED, FINISHED, ID_PATTERN, QUEUED, RUNNING, SUCCEEDED,  # noqa: F401
                              as_utc, utcnow)
 from core.jsonsafe import json_safe
+from core.model_exports import ModelExportStore
 
 _BULKY = ("steps", "initial_probes", "data_info", "error", "timings", "artifacts")  # not read by list views
 # A client may retry a POST with its Idempotency-Key for this long; then the key is free again.
@@ -83,12 +84,13 @@ def job_row(request: dict, queue: str, *, owner: str, fingerprint: str | None = 
         "id": uuid.uuid4().hex, "name": json_safe(request.get("name")), "owner": owner, "status": QUEUED,
         "queue": queue, "request": json_safe(request), "request_hash": fingerprint or request_fingerprint(request),
         "idempotency_key": idempotency_key, "parent_id": parent_id,
-        "auto_remedy_pending": bool(request.get("auto_remedy")), "created_at": utcnow(), "attempts": 0, "cancel_requested": False, "progress_epoch": 0,
+        "auto_remedy_pending": bool(request.get("auto_remedy")), "created_at": utcnow(), "attempts": 0,
+        "cancel_requested": False, "progress_epoch": 0,
         "dataset_id": (request.get("dataset") or {}).get("id"), **links,
     }
 
 
-class JobStore(JobRunStore):
+class JobStore(JobRunStore, ModelExportStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -206,7 +208,7 @@ class JobStore(JobRunStore):
         if row is None:
             return None
         job = dict(row)
-        for key in ("created_at", "started_at", "finished_at", "heartbeat_at"):
+        for key in ("created_at", "started_at", "finished_at", "heartbeat_at", "model_claimed_at"):
             job[key] = as_utc(job[key])
         return job
 

@@ -10,6 +10,7 @@ from core.redis_urls import celery_broker_url
 from core.settings import Settings
 
 TRAIN_TASK = "trainrx.train_job"
+EXPORT_TASK = "trainrx.export_model"  # a finished job's .pt2 and ONNX, after the job (workers/model_export.py)
 WORKER_KEY_PREFIX = "trainrx:workers:"
 CPU_QUEUE, GPU_QUEUE = "cpu", "gpu"
 QUEUES = (CPU_QUEUE, GPU_QUEUE)
@@ -26,6 +27,17 @@ def publish_job(celery: Celery, job_id: str, queue: str, *, returning: bool = Fa
     """Publish a job's id on its queue (the message carries nothing else)."""
     celery.send_task(TRAIN_TASK, args=[job_id], queue=queue, retry=retry,
                      priority=RETURNING_PRIORITY if returning else NEW_JOB_PRIORITY)
+
+
+def publish_export(celery: Celery, job_id: str, queue: str, *, retry: bool = True) -> None:
+    """Publish a finished job's export (its id only), ahead of the new jobs: someone may be waiting
+    for the model, and the export is short."""
+    celery.send_task(EXPORT_TASK, args=[job_id], queue=queue, retry=retry, priority=RETURNING_PRIORITY)
+
+
+def export_queue(settings: Settings, job_queue: str) -> str:
+    """TRAINRX_EXPORT_QUEUE when set (workers kept for exports), else the job's own queue."""
+    return settings.export_queue or job_queue
 
 
 def queue_for(device: str, default_queue: str) -> str:

@@ -153,6 +153,8 @@ class Settings:
     retention_interval_s: int = 3600
     secret_key: str = ""  # signs session cookies; empty: one is made once under data_dir
     export_timeout_s: int = 120  # the .pt2 and ONNX exports together, after training; not in max_runtime_s
+    # The queue a finished job's export task goes to; empty: the job's own queue (workers/model_export.py).
+    export_queue: str = ""
     # Recovery (core/job_runs.py, workers/recovery.py): a running job whose heartbeat is older than
     # the grace lost its worker; the sweep looks every interval; checkpoints every N epochs or T seconds.
     heartbeat_grace_s: float = 60.0
@@ -183,6 +185,7 @@ class Settings:
             retention_interval_s=max(1, _int_env("TRAINRX_RETENTION_INTERVAL_S", cls.retention_interval_s)),
             secret_key=os.environ.get("TRAINRX_SECRET_KEY", ""),
             export_timeout_s=max(1, _int_env("TRAINRX_EXPORT_TIMEOUT_S", cls.export_timeout_s)),
+            export_queue=os.environ.get("TRAINRX_EXPORT_QUEUE", "").strip(),
             heartbeat_grace_s=max(1.0, _float_env("TRAINRX_HEARTBEAT_GRACE_S", cls.heartbeat_grace_s)),
             recovery_interval_s=max(0.2, _float_env("TRAINRX_RECOVERY_INTERVAL_S", cls.recovery_interval_s)),
             checkpoint_every_epochs=max(0, _int_env("TRAINRX_CHECKPOINT_EVERY_EPOCHS", cls.checkpoint_every_epochs)),

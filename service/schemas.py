@@ -17,6 +17,7 @@ from marshmallow.utils import missing
 from core import events
 from core.datasets import TASKS
 from core.jobstore import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from core.model_exports import MODEL_STATUSES
 from core.queueing import QUEUES
 from core.tokens import OWNER_PATTERN, OWNER_RULE
 from service.model_metadata import model_metadata
@@ -120,6 +121,12 @@ class ModelOnnxSchema(Schema):
 
 
 class ModelSchema(Schema):
+    status = fields.String(validate=validate.OneOf(MODEL_STATUSES), metadata={
+        "description": "The exports run after the job, as a task of their own: `pending` until the .pt2 and ONNX are "
+                       "written (GET /model answers 409 with `Retry-After` meanwhile), then `ready`, or `failed` "
+                       "(`error` says why; GET /model answers 410). A job that finished before exports ran apart "
+                       "reads as `ready`."})
+    error = fields.String(metadata={"description": "Why no export could be made (status `failed` only)."})
     format = fields.String(metadata={"description": "torch.export"})
     torch_version = fields.String(allow_none=True, metadata={
         "description": "The torch that exported the .pt2; loading it needs a compatible one (docs/models.md)."})
@@ -150,7 +157,8 @@ class JobSchema(Schema):
         "description": "What the worker trained on: sample counts, features, classes, device, and the input "
                        "scaling (preprocessing)."})
     model = Derived(ModelSchema, model_metadata, allow_none=True, metadata={
-        "description": "The exported model, once the job has weights: the torch version it needs, sizes."})
+        "description": "The exported model, once the job has weights (null when it has none): whether the export "
+                       "is done, the torch version it needs, sizes."})
     links = Derived(LinksSchema, _whole_row)
 
 

@@ -173,6 +173,18 @@ def wait_for(client, job_id: str, timeout: float = 300, statuses=FINISHED) -> di
         time.sleep(0.1)
 
 
+def wait_for_model(client, job_id: str, timeout: float = 300) -> dict:
+    """The job once its exports (which follow it as a task of their own) are no longer pending."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").get_json()
+        if job["status"] in FINISHED and (job["model"] or {}).get("status") != "pending":
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id}: model still {job['model']} after {timeout}s")
+        time.sleep(0.1)
+
+
 def submit(client, request: dict, **headers) -> dict:
     resp = client.post("/v1/jobs", json=request, headers=headers)
     assert resp.status_code == 202, resp.get_json()

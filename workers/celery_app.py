@@ -60,6 +60,16 @@ def _check_schema(**kwargs) -> None:
         engine.dispose()
 
 
+@worker_init.connect
+def _import_the_engine(**kwargs) -> None:
+    """torch and the engine are imported once per worker process, before it takes a job, so that
+    no job (the first included) pays for the import (tasks import them lazily: workers/tasks.py)."""
+    import workers.export_task  # noqa: F401  (and through it workers.runner, the engine, torch)
+    from workers.runner import warm_up
+
+    warm_up()
+
+
 if logging_setup.log_format() == logging_setup.JSON:
     @setup_logging.connect
     def _json_logs(loglevel=None, **kwargs) -> None:

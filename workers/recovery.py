@@ -14,6 +14,12 @@ that takes a short Redis lock:
    database is the truth about queued work; a duplicate message is harmless, since
    only one start of a queued job can win (``JobRunStore.start``).
 
+3. **re-publishes lost exports** (a finished job's ``trainrx.export_model``, core/model_exports.py):
+   an export still ``pending`` that no task took and that has no message (published before
+   the cutoff, like queued jobs); and one whose task went quiet for longer than the export
+   limit plus the heartbeat grace (its worker was lost mid-export): its claim is released and
+   the export published again, once; a second loss ends it ``failed``.
+
 Together with acks-late delivery this gives at-least-once delivery of every job,
 and the run fencing makes the extra deliveries no-ops.
 """
@@ -32,7 +38,8 @@ from celery import Celery
 from core.db import make_engine
 from core.events import EventPublisher
 from core.jobstore import JobStore, utcnow
-from core.queueing import QUEUES, TRAIN_TASK, publish_job
+from core.model_exports import PendingExport
+from core.queueing import EXPORT_TASK, QUEUES, TRAIN_TASK, export_queue, publish_export, publish_job
 from core.redis_urls import redis_py_url
 from core.settings import Settings
 from workers import parents
@@ -40,12 +47,13 @@ from workers import parents
 log = logging.getLogger("trainrx.recovery")
 LOCK_KEY = "trainrx:recovery:lock"
 UNACKED_KEY = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
+MAX_EXPORT_ATTEMPTS = 2  # exports whose worker was lost this often end failed
 
 
-def job_ids_with_messages(client: redis.Redis) -> set[str]:
-    """Jobs that have a train message waiting in a queue or delivered but not acknowledged."""
+def job_ids_with_messages(client: redis.Redis, task: str = TRAIN_TASK, queues: tuple[str, ...] = QUEUES) -> set[str]:
+    """Jobs that have a ``task`` message waiting in one of ``queues`` or delivered but not acknowledged."""
     raw: list[bytes] = []
-    for queue in QUEUES:
+    for queue in queues:
         for key in client.scan_iter(match=f"{queue}*", count=100):  # kombu's priority lists: cpu, cpu\x06\x163...
             if client.type(key) == b"list":
                 raw += client.lrange(key, 0, -1)
@@ -54,13 +62,13 @@ def job_ids_with_messages(client: redis.Redis) -> set[str]:
             raw.append(json.dumps(json.loads(value)[0]).encode())
         except (ValueError, IndexError, TypeError):
             continue
-    return {job_id for job_id in map(_job_id, raw) if job_id}
+    return {job_id for job_id in (_job_id(message, task) for message in raw) if job_id}
 
 
-def _job_id(message: bytes) -> str | None:
+def _job_id(message: bytes, task: str = TRAIN_TASK) -> str | None:
     try:
         envelope = json.loads(message)
-        if envelope.get("headers", {}).get("task") != TRAIN_TASK:
+        if envelope.get("headers", {}).get("task") != task:
             return None
         body = envelope["body"]
         if envelope.get("properties", {}).get("body_encoding") == "base64":
@@ -78,7 +86,8 @@ class RecoverySweep:
 
     def once(self) -> dict:
         """One sweep (the caller holds the lock). Returns what it did, for logs and tests."""
-        done = {"requeued": [], "failed": [], "cancelled": [], "republished": []}
+        done = {"requeued": [], "failed": [], "cancelled": [], "republished": [], "exports_republished": [],
+                "exports_failed": []}
         for reaped in self.store.reap(self.settings.heartbeat_grace_s):
             done[reaped.outcome].append(reaped.job_id)
             what = {"requeued": "it goes back to the queue and resumes from its last checkpoint",
@@ -96,6 +105,7 @@ class RecoverySweep:
                 if job_id not in present and job_id not in done["requeued"]:
                     self._publish(job_id, queue)
                     done["republished"].append(job_id)
+        self._recover_exports(done)
         if any(done.values()):
             log.info("recovery: %s", {k: len(v) for k, v in done.items()})
         parents.advance_all(self.settings, self.store, self.celery)  # sweeps and remedies whose children ended
@@ -103,6 +113,43 @@ class RecoverySweep:
 
     def _publish(self, job_id: str, queue: str) -> None:
         publish_job(self.celery, job_id, queue, returning=True)
+
+    def _recover_exports(self, done: dict) -> None:
+        pending = self.store.pending_exports()
+        if not pending:
+            return
+        now = utcnow()
+        unsent_before = now - timedelta(seconds=2 * self.settings.recovery_interval_s)
+        lost_before = now - timedelta(seconds=self.settings.export_timeout_s + self.settings.heartbeat_grace_s)
+        queues = tuple(dict.fromkeys((*QUEUES, *([self.settings.export_queue] if self.settings.export_queue else []))))
+        present: set[str] | None = None
+        for export in pending:
+            if export.claimed_at is not None:
+                if export.claimed_at < lost_before:
+                    self._lost_export(export, done)
+                continue
+            if export.finished_at is None or export.finished_at >= unsent_before:
+                continue
+            if present is None:
+                present = job_ids_with_messages(self.client, EXPORT_TASK, queues)
+            if export.job_id not in present:
+                publish_export(self.celery, export.job_id, export_queue(self.settings, export.queue))
+                done["exports_republished"].append(export.job_id)
+
+    def _lost_export(self, export: PendingExport, done: dict) -> None:
+        """The task that took this export went quiet past the export limit: its worker was lost."""
+        if export.attempts >= MAX_EXPORT_ATTEMPTS:
+            reason = (f"the worker exporting the model was lost {export.attempts} times (killed, out of memory, or "
+                      "its host went away); the weights are kept")
+            if self.store.fail_export(export.job_id, export.attempts, reason):
+                self.store.log(export.job_id, f"model export failed: {reason}", run=None)
+                done["exports_failed"].append(export.job_id)
+            return
+        if self.store.release_export(export.job_id, export.attempts):
+            self.store.log(export.job_id, "the worker exporting the model stopped answering; the export starts "
+                                          "again", run=None)
+            publish_export(self.celery, export.job_id, export_queue(self.settings, export.queue))
+            done["exports_republished"].append(export.job_id)
 
 
 def start_recovery_sweeper(settings: Settings, celery: Celery, stop: threading.Event,

@@ -15,25 +15,40 @@ import torch
 
 from core import logging_setup, stop_reasons
 from core.artifacts import WEIGHTS_FILE, WEIGHTS_KEY, ArtifactStore
-from core.dataset_sources import open_dataset
 from core.db import make_engine
 from core.events import JobEvents
 from core.job_runs import finish_durably
 from core.jobstore import CANCELLED, FAILED, SUCCEEDED, JobStore, Superseded
 from core.log_redaction import describe_exception, worker_label
 from core.migrate import require_current
+from core.model_exports import MODEL_PENDING
 from core.settings import Settings
 from core.storage import open_storage
 from core.uploads import UploadMissing
+from workers.dataset_cache import DatasetCache, cache_from_env
 from workers.engine import checkpoint, loop
 from workers.engine.config import JobConfig
 from workers.engine.data import prepare
 from workers import metrics, parents
 from trainrx.network import weights_bytes
 from workers.job_hooks import JobHooks
-from workers.model_export import save_exports
 
 log = logging.getLogger("trainrx.worker")
+
+
+@lru_cache(maxsize=1)
+def datasets() -> DatasetCache:
+    """This process's datasets, loaded once (workers/dataset_cache.py)."""
+    return cache_from_env()
+
+
+def warm_up() -> None:
+    """Pay once per process, at worker start, what the first job would pay: torch's lazy import of
+    its compiler stack (``torch._dynamo``, seconds), which the first optimizer (and the first
+    export) triggers, and scikit-learn's, which the built-in datasets' loaders import."""
+    import sklearn.datasets  # noqa: F401  (core/datasets.py imports it inside its loaders)
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
 @lru_cache(maxsize=1)
@@ -106,7 +121,7 @@ def _run(job: dict, config: JobConfig, worker: str, hooks: JobHooks, settings: S
     device = resolve_device(config.device)
     hooks.log(f"worker {worker_label(worker)} starts the job on {device}"
               + (f" (attempt {job['attempts'] + 1}: a worker was lost before)" if job["attempts"] else ""))
-    source = open_dataset(config.request["dataset"], settings, store.engine, owner=job["owner"])
+    source = datasets().open(config.request["dataset"], settings, store.engine, owner=job["owner"])
     data = prepare(source.arrays, config.dataset, source.classes, device)
     data_info = {**source.info, "device": str(device), **data.info}
     store.set_data_info(job_id, run, data_info)
@@ -129,9 +144,8 @@ def _run(job: dict, config: JobConfig, worker: str, hooks: JobHooks, settings: S
             result.model, config.to_dict(), data.info["preprocessing"], data.features, data.classes, config.task,
             config.dataset.input_shape))
         saved[WEIGHTS_KEY] = WEIGHTS_FILE
-        # After training and outside max_runtime_s, under a limit of their own.
-        saved.update(save_exports(artifacts, job_id, result.model, data.info["preprocessing"], data.features,
-                                  hooks.log, timeout_s=settings.export_timeout_s, task=config.task))
+        # The .pt2 and ONNX exports are not part of the job: they run after it, as a task of their own
+        # (workers/export_task.py, published by workers/tasks.py once this run's final write landed).
     probes = result.probes
     diagnosis = hooks.diagnose(result.rows, result.summary, result.stop_reason,
                                steps=probes.steps if probes else None, initial=probes.initial if probes else None)
@@ -144,7 +158,8 @@ def _run(job: dict, config: JobConfig, worker: str, hooks: JobHooks, settings: S
                                             "every attempt); it stopped and kept what it had learned."}
     hooks.log(f"job {status}")  # before the final write: once it lands, this run can write no more
     finish_durably(store, job_id, run, status, summary=result.summary, error=error, diagnosis=diagnosis,
-                   artifacts=saved, setup_s=setup_s, train_s=result.train_s)
+                   artifacts=saved, setup_s=setup_s, train_s=result.train_s,
+                   model_status=MODEL_PENDING if saved else None)
     hooks.drop_checkpoint()
     return None
 

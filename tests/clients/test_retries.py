@@ -131,3 +131,17 @@ def test_a_broken_event_stream_is_resumed_with_last_event_id(scripted):
     assert events[-1].job.status == "succeeded" and events[2].train_loss == 0.4
     resumed = [headers.get("Last-Event-ID") for _, _, headers in script.seen]
     assert resumed == [None, "1000000001"]
+
+
+EXPORTING = (409, {"code": 409, "status": "Conflict", "message": "being exported"}, {"Retry-After": "0"})
+
+
+def test_download_model_waits_while_the_export_runs_and_stops_on_a_409_without_retry_after(scripted, tmp_path):
+    script, client = scripted
+    script.on("GET", f"{PATH}/model.onnx", EXPORTING, EXPORTING, (200, "the onnx bytes", {}))
+    path = client.jobs.download_model("a" * 32, tmp_path / "m.onnx", format="onnx")
+    assert path.read_text() == "the onnx bytes" and len(script.seen) == 3
+    script.on("GET", f"{PATH}/model", (409, {"code": 409, "message": "The job has no exported model yet"}, {}))
+    with pytest.raises(ConflictError):  # not finished, or no weights: nothing to wait for
+        client.jobs.download_model("a" * 32, tmp_path / "m.pt2")
+    assert len(script.seen) == 4 and not (tmp_path / "m.pt2").exists()

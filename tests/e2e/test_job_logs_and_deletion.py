@@ -6,7 +6,7 @@ import re
 import socket
 
 from core.uploads import UploadStore
-from tests.conftest import run_job, submit, wait_for
+from tests.conftest import run_job, submit, wait_for, wait_for_model
 from tests.sample_uploads import as_csv, as_npz, blobs, uploaded
 from tests.service.test_api import assert_error_shape
 
@@ -17,7 +17,7 @@ STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ")
 
 
 def test_the_log_tells_the_jobs_story_as_text(live):
-    job = run_job(live, {**TINY, "name": "logged"})
+    job = wait_for_model(live, run_job(live, {**TINY, "name": "logged"})["id"])  # the exports log too
     resp = live.get(job["links"]["logs"])
     assert resp.status_code == 200 and resp.mimetype == "text/plain"
     lines = resp.get_data(as_text=True).splitlines()
@@ -43,8 +43,11 @@ def test_an_upload_job_logs_its_data_and_a_broken_one_logs_what_failed(live, set
     assert f"dataset upload {dataset['id']} (blobs)" in live.get(good["links"]["logs"]).get_data(as_text=True)
     assert live.get(dataset["links"]["self"]).get_json()["last_used_at"] is not None
 
-    (settings.uploads_dir / dataset["id"] / "x.npy").write_bytes(b"not an array")
-    broken = run_job(live, {"dataset": {"id": dataset["id"]}, "architecture": {"hidden_layers": [8]}, "epochs": 1})
+    # Damaged in storage before any job read it (a worker keeps an upload it read for its next jobs:
+    # uploads never change once stored).
+    damaged = uploaded(live, as_csv(x, y), "blobs.csv", name="damaged")
+    (settings.uploads_dir / damaged["id"] / "x.npy").write_bytes(b"not an array")
+    broken = run_job(live, {"dataset": {"id": damaged["id"]}, "architecture": {"hidden_layers": [8]}, "epochs": 1})
     assert broken["status"] == "failed" and broken["error"]["type"] == "internal_error"
     log = live.get(broken["links"]["logs"]).get_data(as_text=True)
     # The exception's type and message for the user; the traceback, the server's paths and
@@ -56,7 +59,7 @@ def test_an_upload_job_logs_its_data_and_a_broken_one_logs_what_failed(live, set
 
 
 def test_a_finished_job_is_deleted_with_everything_it_stored(live, settings):
-    job = run_job(live, TINY)
+    job = wait_for_model(live, run_job(live, TINY)["id"])
     store_dir = settings.artifacts_dir / job["id"]
     assert {p.name for p in store_dir.iterdir()} >= {"weights.safetensors", "model.pt2", "model.onnx"}
     resp = live.delete(job["links"]["self"])

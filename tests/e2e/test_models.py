@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from core.datasets import BUILTIN_DATASETS, load_builtin
-from tests.conftest import run_job
+from tests.conftest import run_job, wait_for_model
 from tests.e2e.test_training import rebuild
 from tests.sample_uploads import as_npz, blobs, uploaded
 from workers.engine.data import stratified_split
@@ -61,6 +61,8 @@ def test_the_pt2_runs_in_a_fresh_process_with_scaling_built_in(live, tmp_path):
                          "architecture": {"hidden_layers": [16, 16], "batch_norm": True, "residual": True},
                          "activation": "prelu", "regularization": {"dropout": 0.2}, "epochs": 8})
     assert job["status"] == "succeeded", job
+    job = wait_for_model(live, job["id"])
+    assert job["model"]["status"] == "ready", job["model"]
 
     # The scaling was fitted on the training split only, and is recorded with the job and the weights.
     train, _ = stratified_split(y, 0.2, 0)
@@ -105,7 +107,9 @@ def test_pt2_and_onnx_agree_with_the_network_on_raw_inputs(live, dataset, archit
     job = run_job(live, {"dataset": dataset, "architecture": architecture, "activation": activation,
                          "regularization": {"dropout": 0.1}, "epochs": 2})
     assert job["status"] == "succeeded", job
-    assert set(job["model"]) == {"format", "torch_version", "bytes", "onnx"}, job["model"]
+    job = wait_for_model(live, job["id"])
+    assert set(job["model"]) == {"status", "format", "torch_version", "bytes", "onnx"}, job["model"]
+    assert job["model"]["status"] == "ready"
     arrays, meta = load_builtin(dataset["name"]), BUILTIN_DATASETS[dataset["name"]]
     raw_x = arrays.x * np.float32(arrays.preprocessing.get("value", 1.0))  # back to the dataset's own units
     x_val, _ = raw_validation(raw_x.astype(np.float32), arrays.y, job["request"]["dataset"])

@@ -52,7 +52,9 @@ def test_jobs_spread_over_three_hosts_that_share_no_disk(cluster):
         requests = [{**TINY_JOB, "seed": i} if i % 2 else {**TINY_JOB, "dataset": {"id": upload}, "seed": i}
                     for i in range(JOBS)]
         ids = [submit(api, request) for request in requests]
-        jobs = [cluster.wait(api, job_id) for job_id in ids]
+        # Done once the exports (a task of their own after each job, on any host) are no longer pending.
+        jobs = [cluster.wait(api, job_id, until=lambda j: (j["model"] or {}).get("status") != "pending")
+                for job_id in ids]
         assert [job["status"] for job in jobs] == ["succeeded"] * JOBS
         for job_id in ids:  # every file through the API, whichever host wrote it
             weights = api.get(f"/v1/jobs/{job_id}/weights")

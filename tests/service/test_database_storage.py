@@ -41,9 +41,11 @@ def test_files_in_the_database_are_served_and_deleted_through_the_api(settings):
 
     got = client.get(f"/v1/jobs/{job['id']}/weights")
     assert got.status_code == 200 and got.data == weights
+    assert client.get(f"/v1/jobs/{job['id']}").get_json()["model"]["status"] == "ready"  # no model_status: before
     got = client.get(f"/v1/jobs/{job['id']}/model")
     assert got.status_code == 200 and got.data == model and got.headers["X-Torch-Version"] == "2.13.0"
-    assert "no ONNX for this test" in client.get(f"/v1/jobs/{job['id']}/model.onnx").get_json()["message"]
+    onnx = client.get(f"/v1/jobs/{job['id']}/model.onnx")  # a finished job of before model.status: ready
+    assert onnx.status_code == 410 and "no ONNX for this test" in onnx.get_json()["message"]
 
     assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
     assert not p.storage.exists(f"artifacts/{job['id']}/{WEIGHTS_FILE}")

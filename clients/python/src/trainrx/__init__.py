@@ -13,7 +13,8 @@ from trainrx._constants import (DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_P
 from trainrx._specs import load_spec
 from trainrx._version import __version__
 from trainrx.errors import (APIConnectionError, APIError, APIStatusError, APITimeoutError, AuthenticationError,
-                            BadRequestError, ConflictError, InternalServerError, NotFoundError,
+                            BadRequestError, ConflictError, GoneError, InternalServerError, ModelNotReadyError,
+                            NotFoundError,
                             PermissionDeniedError, RateLimitError, SpecError, TrainrxError,
                             UnprocessableEntityError, WaitTimeoutError)
 from trainrx.types import (Curves, Dataset, Diagnosis, EndEvent, EpochEvent, Expectation, Finding, Job, JobError,
@@ -25,7 +26,7 @@ __all__ = [
     "DEFAULT_BASE_URL", "DEFAULT_MAX_RETRIES", "DEFAULT_POLL_INTERVAL", "DEFAULT_TIMEOUT", "DEFAULT_WAIT_TIMEOUT",
     "TrainrxError", "APIError", "APIConnectionError", "APITimeoutError", "APIStatusError", "BadRequestError",
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "UnprocessableEntityError",
-    "RateLimitError", "InternalServerError", "SpecError", "WaitTimeoutError",
+    "RateLimitError", "InternalServerError", "SpecError", "WaitTimeoutError", "GoneError", "ModelNotReadyError",
     "Job", "Progress", "Summary", "Timings", "JobError", "Curves", "Diagnosis", "Finding", "Suggestion",
     "Expectation", "Dataset",
     "JobEvent", "StatusEvent", "EpochEvent", "EndEvent", "Token", "Identity", "JobRequest",

@@ -23,5 +23,7 @@ STREAM_READ_TIMEOUT = 45.0
 STREAM_CONNECT_TIMEOUT = 10.0
 DEFAULT_WAIT_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 1.0
+# The exports (.pt2, ONNX) follow the job as a task of their own: download_model waits for them this long.
+DEFAULT_MODEL_WAIT_TIMEOUT = 300.0
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

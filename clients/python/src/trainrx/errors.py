@@ -12,11 +12,13 @@
     │       ├── PermissionDeniedError     403
     │       ├── NotFoundError             404
     │       ├── ConflictError             409
+    │       ├── GoneError                 410 (e.g. a model whose export failed: it will not come)
     │       ├── UnprocessableEntityError  422 (``errors``: the server's field errors)
     │       ├── RateLimitError            429
     │       └── InternalServerError       5xx
     ├── SpecError                     a spec file that cannot be read
-    └── WaitTimeoutError              ``jobs.wait`` ran out of time (also a TimeoutError)
+    ├── WaitTimeoutError              ``jobs.wait`` ran out of time (also a TimeoutError)
+    └── ModelNotReadyError            the model was still being exported when the wait ran out (a TimeoutError)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import httpx
 __all__ = [
     "TrainrxError", "APIError", "APIConnectionError", "APITimeoutError", "APIStatusError", "BadRequestError",
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "UnprocessableEntityError",
-    "RateLimitError", "InternalServerError", "SpecError", "WaitTimeoutError",
+    "RateLimitError", "InternalServerError", "SpecError", "WaitTimeoutError", "GoneError", "ModelNotReadyError",
 ]
 
 
@@ -99,6 +101,10 @@ class ConflictError(APIStatusError):
     pass
 
 
+class GoneError(APIStatusError):
+    pass
+
+
 class UnprocessableEntityError(APIStatusError):
     """The request was understood but is invalid; ``errors`` names every bad field,
     nested like the request (``{"architecture": {"hidden_layers": ["..."]}}``)."""
@@ -130,9 +136,19 @@ class WaitTimeoutError(TrainrxError, TimeoutError):
         self.job_id, self.timeout, self.job = job_id, timeout, job
 
 
+class ModelNotReadyError(TrainrxError, TimeoutError):
+    """The job's model was still being exported (``model.status`` pending) when the wait ran out;
+    the export goes on: ask again later."""
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        super().__init__(f"The model of job {job_id} was still being exported after {timeout:g} s; try again later "
+                         "(or pass a longer wait_timeout).")
+        self.job_id, self.timeout = job_id, timeout
+
+
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
-    409: ConflictError, 422: UnprocessableEntityError, 429: RateLimitError,
+    409: ConflictError, 410: GoneError, 422: UnprocessableEntityError, 429: RateLimitError,
 }
 
 

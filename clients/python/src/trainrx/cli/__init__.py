@@ -166,13 +166,19 @@ def diagnosis(ctx: click.Context, job_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("job_id")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Where to save (default: JOB_ID.safetensors, or JOB_ID.pt2 with --model).")
+              help="Where to save (default: JOB_ID.safetensors, JOB_ID.pt2 with --model, JOB_ID.onnx with --onnx).")
 @click.option("--model", "exported", is_flag=True, help="The exported model (.pt2) instead of the weights.")
+@click.option("--onnx", is_flag=True, help="The exported model as ONNX instead of the weights.")
+@click.option("--wait", "wait_s", type=float, default=300.0, show_default=True,
+              help="With --model or --onnx: how long to wait while the model is being exported.")
 @click.pass_context
-def download(ctx: click.Context, job_id: str, output: str | None, exported: bool) -> None:
-    """Download the trained weights (safetensors) or the exported model."""
+def download(ctx: click.Context, job_id: str, output: str | None, exported: bool, onnx: bool, wait_s: float) -> None:
+    """Download the trained weights (safetensors) or the exported model (waiting while it is exported)."""
     jobs = _client(ctx).jobs
-    path = jobs.download_model(job_id, output) if exported else jobs.download_weights(job_id, output)
+    if exported or onnx:
+        path = jobs.download_model(job_id, output, format="onnx" if onnx else "pt2", wait_timeout=wait_s)
+    else:
+        path = jobs.download_weights(job_id, output)
     click.echo(str(path))
 
 

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Iterator
 import httpx
 
 from trainrx import _constants as C
-from trainrx._client import _NOT_GIVEN, Client, TimeoutTypes, backoff_delay
+from trainrx._client import _NOT_GIVEN, Client, TimeoutTypes, _retry_after, backoff_delay
 from trainrx._progress import ProgressDisplay
 from trainrx._specs import SpecLike, load_spec
 from trainrx._sse import iter_sse
-from trainrx.errors import APIConnectionError, APIError, APIStatusError, WaitTimeoutError
+from trainrx.errors import (APIConnectionError, APIError, APIStatusError, ConflictError, ModelNotReadyError,
+                            WaitTimeoutError)
 from trainrx.types import Curves, Diagnosis, EndEvent, Job, JobEvent, build, parse_event
 
 if TYPE_CHECKING:
@@ -114,10 +115,35 @@ class Jobs:
         metadata under ``spec``) to ``path`` (default ``<job id>.safetensors``)."""
         return self._download(f"/v1/jobs/{job_id}/weights", path or f"{job_id}.safetensors", timeout, max_retries)
 
-    def download_model(self, job_id: str, path: str | os.PathLike[str] | None = None, *,
-                       timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int | None = None) -> Path:
-        """Save the exported model (a ``torch.export`` program, ``.pt2``) to ``path``."""
-        return self._download(f"/v1/jobs/{job_id}/model", path or f"{job_id}.pt2", timeout, max_retries)
+    def download_model(self, job_id: str, path: str | os.PathLike[str] | None = None, *, format: str = "pt2",
+                       wait_timeout: float | None = C.DEFAULT_MODEL_WAIT_TIMEOUT, timeout: TimeoutTypes = _NOT_GIVEN,
+                       max_retries: int | None = None) -> Path:
+        """Save the exported model to ``path``: ``format="pt2"`` a ``torch.export`` program (default
+        ``<job id>.pt2``), ``"onnx"`` the ONNX twin (``<job id>.onnx``).
+
+        The exports follow the job as a task of their own: while the job's ``model.status`` is
+        ``pending`` this waits (as the server's ``Retry-After`` says), at most ``wait_timeout``
+        seconds (None: no limit), then raises ``ModelNotReadyError``. An export that failed is a
+        ``GoneError`` (410) whose message says why; a job that is not finished, or left no weights,
+        a ``ConflictError`` (409)."""
+        if format not in ("pt2", "onnx"):
+            raise ValueError(f"format must be 'pt2' or 'onnx', got {format!r}")
+        url = f"/v1/jobs/{job_id}/model" + (".onnx" if format == "onnx" else "")
+        target = path or f"{job_id}.{format}"
+        deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
+        while True:
+            try:
+                return self._download(url, target, timeout, max_retries)
+            except ConflictError as exc:
+                pause = _retry_after(exc.response)
+                if pause is None:  # not an export under way: the job is not finished, or left no weights
+                    raise
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ModelNotReadyError(job_id, wait_timeout or 0.0) from exc
+                    pause = min(pause, remaining)
+                time.sleep(pause)
 
     def weights_bytes(self, job_id: str, *, timeout: TimeoutTypes = _NOT_GIVEN,
                       max_retries: int | None = None) -> bytes:
@@ -133,7 +159,10 @@ class Jobs:
         features]`` and applies the job's input scaling first, like the exported
         ``.pt2``, returning logits, or for regression predictions in the target's
         units; ``model.network(x)`` takes rows already scaled. Raises
-        ``trainrx.network.WeightsFormatError`` for weights of a newer format."""
+        ``trainrx.network.WeightsFormatError`` for weights of a newer format.
+
+        It needs the weights only, which are written before the job ends: it never waits for
+        the exports (``model.status``) that ``download_model`` waits for."""
         from trainrx.torch_model import model_from_weights
 
         return model_from_weights(self.weights_bytes(job_id, timeout=timeout, max_retries=max_retries),
