@@ -29,9 +29,9 @@ def model_metadata(job: dict) -> dict | None:
     return {
         "status": status,
         "format": "torch.export",
-        "torch_version": pt2["torch_version"] if pt2 else None,
-        "bytes": pt2["bytes"] if pt2 else None,
-        "onnx": {"opset": onnx["opset"], "bytes": onnx["bytes"]} if onnx else None,
+        "torch_version": pt2.get("torch_version") if pt2 else None,
+        "bytes": pt2.get("bytes") if pt2 else None,
+        "onnx": {"opset": onnx.get("opset"), "bytes": onnx.get("bytes")} if onnx else None,
         **failed,
         **({"errors": errors} if errors else {}),
     }

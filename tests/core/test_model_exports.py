@@ -11,7 +11,8 @@ from core.job_status import utcnow
 from core.jobstore import SUCCEEDED, JobStore
 from core.model_exports import MODEL_FAILED, MODEL_PENDING, MODEL_READY
 from core.spec import normalise
-from tests.conftest import OWNER
+# Its own owner: these rows name files that do not exist and must not show in other tests' listings.
+OWNER = "model-exports-store-test"
 
 REQUEST = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [4]}, "epochs": 1}
 
