@@ -1,8 +1,8 @@
 """The remedy bar (issue 11): how often the diagnosis' first patch, and the best of its first
 three, fix an unhealthy run.
 
-Trains each case in-process exactly as a worker would (the engine, then the diagnosis, as
-tests/workers/test_diagnosis_engine_runs.py does), takes
+Trains each case in-process exactly as a worker would (the engine, then the diagnosis:
+``workers.local.train_and_diagnose``, as the engine tests do), takes
 ``core.remedy_outcome.candidate_patches(diagnosis, attempts)``, applies each patch to the
 normalised request (``merge_patch`` + ``normalise``), re-trains, and judges with the same
 functions the remedies service uses (``outcome``, ``is_fixed``, ``expectation_met``).
@@ -54,22 +54,11 @@ def train(request: dict) -> dict:
     """One training and its diagnosis, as the worker runs them; returns what the judge reads."""
     import torch
 
-    from core.datasets import BUILTIN_DATASETS, load_builtin
-    from workers.diagnosis import diagnose
-    from workers.engine import loop
-    from workers.engine.config import JobConfig
-    from workers.engine.data import prepare
+    from workers.local import train_and_diagnose
 
     torch.set_num_threads(1)
     started = time.monotonic()
-    config = JobConfig.from_request(request)
-    meta = BUILTIN_DATASETS[config.dataset.name]
-    data = prepare(load_builtin(meta.name), config.dataset, meta.classes, torch.device("cpu"))
-    result = loop.run(config, data)
-    probes = result.probes
-    diagnosis = diagnose(config, result.rows, result.summary, result.stop_reason, data.info, limits=Limits(),
-                         resolver=None, steps=probes.steps if probes else None,
-                         initial=probes.initial if probes else None)
+    _, result, diagnosis = train_and_diagnose(request)
     return {"diagnosis": diagnosis, "rows": result.rows, "outcome": outcome(result.summary, diagnosis),
             "seconds": round(time.monotonic() - started, 2)}
 

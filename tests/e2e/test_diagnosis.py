@@ -69,7 +69,8 @@ def test_with_probes_off_the_probe_keys_are_absent(live):
                          "diagnose": False})
     c = live.get(f"/v1/jobs/{job['id']}/curves").get_json()
     assert set(c) == {"job_id", "status", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                      "learning_rate", "grad_norm"}
+                      "learning_rate", "grad_norm", "train_batch_loss", "penalty"}  # the last two: always on
+    assert c["penalty"] == [0.0, 0.0] and all(v > 0 for v in c["train_batch_loss"])
     diagnosis = live.get(f"/v1/jobs/{job['id']}/diagnosis").get_json()
     assert diagnosis["final"] and diagnosis["verdict"] in ("healthy", "training_problem", "overfitting")
 

@@ -12,9 +12,9 @@ import pytest
 
 from core.remedy_outcome import OPS, candidate_patches, expectation_met, is_fixed, outcome
 from core.spec import merge_patch
-from tests.workers.test_diagnosis_engine_runs import train_and_diagnose
 from tests.workers.test_diagnosis_rules import request, rows, run, steady
 from workers.diagnosis import thresholds as T
+from workers.local import train_and_diagnose
 
 N = 20
 STUCK = [0.1] * N  # chance on 10 classes

@@ -6,16 +6,10 @@ training problem (vanishing gradients through its conv layers), never overfittin
 from __future__ import annotations
 
 import pytest
-import torch
 
-from core.datasets import BUILTIN_DATASETS, load_builtin
-from core.settings import Limits
-from core.spec import merge_patch, normalise
-from workers.diagnosis import diagnose
+from core.spec import merge_patch
 from workers.diagnosis import thresholds as T
-from workers.engine import loop
-from workers.engine.config import JobConfig
-from workers.engine.data import prepare
+from workers.local import train_and_diagnose
 
 FRIEDMAN_MLP = {"dataset": {"name": "friedman1"}, "architecture": {"hidden_layers": [64, 64]}, "activation": "relu",
                 "optimizer": {"name": "adam", "learning_rate": 0.003}, "epochs": 30, "batch_size": 64, "seed": 0}
@@ -28,20 +22,6 @@ DEEP_PLAIN_CNN = {"dataset": {"name": "digits"}, "architecture": {"type": "cnn",
                                                                    "hidden_layers": []},
                   "activation": "relu", "optimizer": {"name": "adam", "learning_rate": 0.001}, "epochs": 2,
                   "batch_size": 64, "seed": 0}
-
-
-def train_and_diagnose(raw: dict) -> tuple[dict, loop.RunResult, dict]:
-    """What the worker does with a job, less the services: one typed config for the engine and the diagnosis."""
-    request = normalise(raw, limits=Limits(), resolver=None)
-    config = JobConfig.from_request(request)
-    meta = BUILTIN_DATASETS[config.dataset.name]
-    data = prepare(load_builtin(meta.name), config.dataset, meta.classes, torch.device("cpu"))
-    result = loop.run(config, data)
-    probes = result.probes
-    diagnosis = diagnose(config, result.rows, result.summary, result.stop_reason, data.info, limits=Limits(),
-                         resolver=None, steps=probes.steps if probes else None,
-                         initial=probes.initial if probes else None)
-    return request, result, diagnosis
 
 
 @pytest.fixture(scope="module")
