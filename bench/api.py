@@ -177,12 +177,12 @@ def load(port: int, path: str, headers: dict[str, str], clients: int, seconds: f
 class Server:
     """gunicorn with service/gunicorn_conf.py serving ``target``, its output in ``log``."""
 
-    def __init__(self, name: str, target: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, name: str, target: str, env: dict[str, str], log: Path, root: Path = ROOT) -> None:
         self.name, self.port, self.log_path = name, free_port(), log
         self.log = open(log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "--bind", f"127.0.0.1:{self.port}",
-             target], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, stdout=self.log,
+             target], cwd=root, env={**os.environ, "PYTHONPATH": str(root), **env}, stdout=self.log,
             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while True:
@@ -294,6 +294,10 @@ def main() -> int:
     parser.add_argument("--reps", type=int)
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--baseline", type=Path, help="also serve the API from this checkout of an earlier commit "
+                                                      "(git worktree add DIR COMMIT), on the same databases")
+    parser.add_argument("--ablate", action="store_true", help="also serve the API on the first database with the "
+                                                               "rate limit off, and with text logs: what each costs")
     args = parser.parse_args()
     reps = args.reps or (5 if args.quick else 7)
     seconds = args.seconds or (1.0 if args.quick else 4.0)
@@ -332,10 +336,23 @@ def main() -> int:
                 "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{db}"), "TRAINRX_LOG_FORMAT": "json"}
             servers[name] = Server(name, "service.wsgi:app", envs[name], work / f"{db}.log")
             paths[name] = (f"/v1/jobs/{job_id}", {"Authorization": f"Bearer {token}"})
+            if args.baseline:
+                base = f"baseline ({db})"
+                envs[base] = {**envs[name], "TRAINRX_METRICS_TOKEN": uuid.uuid4().hex,
+                              "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-base-{db}")}
+                servers[base] = Server(base, "service.wsgi:app", envs[base], work / f"base-{db}.log",
+                                       args.baseline.resolve())
+                paths[base] = paths[name]
+        first = next(iter(servers), None)
+        for label, change in (("rate limit off", {"TRAINRX_RATE_LIMIT": "off"}),
+                              ("text logs", {"TRAINRX_LOG_FORMAT": "text"})) if args.ablate and first else ():
+            name = f"{first}, {label}"
+            envs[name] = {**envs[first], **change, "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{label}")}
+            servers[name] = Server(name, "service.wsgi:app", envs[name], work / f"{label}.log")
+            paths[name] = paths[first]
         if not servers:
             print("no database to measure: " + "; ".join(notes))
             return 1
-        first = next(iter(servers))
         served = httpx.get(f"http://127.0.0.1:{servers[first].port}{paths[first][0]}", headers=paths[first][1])
         served.raise_for_status()
         (work / "body.json").write_text(served.text)
