@@ -347,8 +347,9 @@ def main() -> int:
         for label, change in (("rate limit off", {"TRAINRX_RATE_LIMIT": "off"}),
                               ("text logs", {"TRAINRX_LOG_FORMAT": "text"})) if args.ablate and first else ():
             name = f"{first}, {label}"
-            envs[name] = {**envs[first], **change, "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{label}")}
-            servers[name] = Server(name, "service.wsgi:app", envs[name], work / f"{label}.log")
+            slug = label.replace(" ", "-")
+            envs[name] = {**envs[first], **change, "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{slug}")}
+            servers[name] = Server(name, "service.wsgi:app", envs[name], work / f"{slug}.log")
             paths[name] = paths[first]
         if not servers:
             print("no database to measure: " + "; ".join(notes))
@@ -393,7 +394,7 @@ def main() -> int:
         p99 = [r.quantile_ms(0.99) for r in mine]
         errors = sum(sum(n for s, n in r.statuses.items() if s != 200) for r in mine)
         failed |= errors > 0
-        print(f"{name:<24} {_median([r.rps for r in mine]):>24} {_median([r.rps for r in bare]):>24} "
+        print(f"{name:<34} {_median([r.rps for r in mine]):>24} {_median([r.rps for r in bare]):>24} "
               f"{_median_f(ratios):>26} {_median_f([r.quantile_ms(0.5) for r in mine], 1):>18} "
               f"{_median_f(p99, 1):>20}" + (f"  {errors} non-200!" if errors else ""))
         report["targets"][name] = {"rps": [r.rps for r in mine], "ratio": ratios, "p50_ms": [r.quantile_ms(0.5)
