@@ -383,9 +383,9 @@ def main() -> int:
               "loadavg_before": load_before, "loadavg_after": load_after, "targets": {}}
     print(f"\nGET /v1/jobs/{{id}}, {args.clients} clients, {reps} x {seconds:g} s each, A/B interleaved; "
           f"body {len(served.content):,} bytes; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
-    print(f"{'figure':<24} {'trainrx req/s':>24} {'bare req/s':>24} {'ratio (bar 0.5, goal 0.8)':>26} "
+    print(f"{'figure':<34} {'trainrx req/s':>24} {'bare req/s':>24} {'ratio (bar 0.5, goal 0.8)':>26} "
           f"{'p50 ms':>18} {'p99 ms (bar 50)':>20}")
-    print(f"{'bare flask':<24} {'':>24} {_median([r.rps for r in bare]):>24} {'':>26} "
+    print(f"{'bare flask':<34} {'':>24} {_median([r.rps for r in bare]):>24} {'':>26} "
           f"{_median_f([r.quantile_ms(0.5) for r in bare], 1):>18} {_median_f([r.quantile_ms(0.99) for r in bare], 1):>20}")
     failed = False
     for name in names[:-1]:
