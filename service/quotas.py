@@ -43,7 +43,7 @@ EXEMPT_PATHS = ("/healthz", "/openapi.json")
 STORAGE_CONNECTIONS = 50  # per API process
 STORAGE_TIMEOUT_S = 0.5  # a Redis that hangs delays a request by at most this, then the fallback counts
 SCOPE = "global"  # the one limit's scope (Flask-Limiter's name for an application-wide limit: same keys)
-RECHECK_MAX_DOUBLINGS = 5  # Redis down: look again after 1, 2, 4, ... 32 s, then every 1 s again
+RECHECK_MAX_DOUBLINGS = 5  # Redis down: look again after 1, 2, 4, ... 32 s, then from 1 s again
 
 
 def too_many(message: str, retry_after_s: float) -> None:
