@@ -31,6 +31,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -409,7 +410,11 @@ def main() -> int:
         print(line)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 1 if failed else 0
+    if failed:
+        print(f"servers' logs: {work}")
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
