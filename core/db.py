@@ -8,6 +8,7 @@ the two equal. Every schema change ships a migration.
 from __future__ import annotations
 
 import math
+import time
 
 import sqlalchemy.exc
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String,
@@ -200,6 +201,13 @@ DEFAULT_BUSY_TIMEOUT_S = 30.0
 # a live peer answers them.
 DEAD_PEER_KEEPALIVE = (10, 5, 3)
 
+# A pooled PostgreSQL connection idle for longer than this is pinged (SELECT 1) before it is lent,
+# so that one a server restart or an idle timeout closed is replaced rather than failing a request.
+# One in steady use is not: pinging on every checkout (pool_pre_ping) cost a round trip per request.
+# A connection lost less than this after its last use fails its next statement instead, which
+# reads as transient (is_transient: the API answers 503 with Retry-After) and is replaced.
+PING_IDLE_S = 5.0
+
 # SQLite's messages for a lock another connection holds.
 _SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
 # PostgreSQL SQLSTATEs worth a retry: connection exceptions (class 08), lock_timeout
@@ -230,8 +238,34 @@ def make_engine(url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> 
                                        f"-c tcp_user_timeout={user_timeout_ms}",
                             "keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
                             "keepalives_count": count, "tcp_user_timeout": user_timeout_ms}
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args)
+        engine = create_engine(url, pool_size=5, max_overflow=5, connect_args=connect_args)
+        _ping_when_idle(engine)
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, for connections idle longer than PING_IDLE_S only (SQLAlchemy's
+    pessimistic-disconnect recipe: a DisconnectionError makes the pool connect afresh)."""
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_connection, record) -> None:  # noqa: ARG001
+        record.info["last_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection, record) -> None:  # noqa: ARG001
+        record.info["last_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _lent(dbapi_connection, record, proxy) -> None:  # noqa: ARG001
+        if time.monotonic() - record.info.get("last_used", 0.0) <= PING_IDLE_S:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()  # lend it without a transaction open
+        except Exception as exc:
+            raise sqlalchemy.exc.DisconnectionError(f"a pooled connection did not answer: {exc}") from exc
 
 
 def _sqlite_pragmas(busy_timeout_s: float):

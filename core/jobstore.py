@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -31,6 +31,20 @@ _BULKY = ("steps", "initial_probes", "data_info", "error", "timings", "artifacts
 # A client may retry a POST with its Idempotency-Key for this long; then the key is free again.
 IDEMPOTENCY_TTL = timedelta(hours=24)
 WINDOW_LIMIT = 1000  # jobs in_flight_or_since reads at most: the newest ones
+# Columns the job resource (GET /v1/jobs/{id}) never shows: curves and diagnosis read them.
+_NOT_IN_RESOURCE = ("steps", "initial_probes", "diagnosis")
+
+
+def _by_id(columns: list, owned: bool):
+    """SELECT ... WHERE id = :job_id [AND owner = :owner], built once: building a statement
+    costs more than SQLAlchemy's cached compilation of it, on the API's most frequent read."""
+    query = select(*columns).where(jobs.c.id == bindparam("job_id"))
+    return query.where(jobs.c.owner == bindparam("owner")) if owned else query
+
+
+_GET = {owned: _by_id(list(jobs.c), owned) for owned in (False, True)}
+_GET_RESOURCE = {owned: _by_id([c for c in jobs.c if c.name not in _NOT_IN_RESOURCE], owned)
+                 for owned in (False, True)}
 
 
 def request_fingerprint(request: dict) -> str:
@@ -147,16 +161,17 @@ class JobStore(JobRunStore, ModelExportStore):
                                ).mappings().first()
         return self._row(row)
 
-    def get(self, job_id: str, *, owner: str | None) -> dict | None:
+    def get(self, job_id: str, *, owner: str | None, resource_only: bool = False) -> dict | None:
         """A job by id; ``owner`` limits it to that owner's jobs (None: any owner, for
-        workers and admins). Another owner's job is None, as if it did not exist."""
+        workers and admins). Another owner's job is None, as if it did not exist.
+        ``resource_only`` leaves out the columns the job resource does not show (the bulky
+        sampled steps, initial probes and diagnosis), which then are not read or decoded."""
         if not isinstance(job_id, str) or not ID_PATTERN.match(job_id):
             return None
-        query = select(jobs).where(jobs.c.id == job_id)
-        if owner is not None:
-            query = query.where(jobs.c.owner == owner)
+        query = (_GET_RESOURCE if resource_only else _GET)[owner is not None]
+        params = {"job_id": job_id} if owner is None else {"job_id": job_id, "owner": owner}
         with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
+            row = conn.execute(query, params).mappings().first()
         return self._row(row)
 
     def list(self, *, owner: str | None, status: str | None = None, limit: int = 20,

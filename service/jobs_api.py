@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import request, send_file, url_for
+from flask import jsonify, request, send_file, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
@@ -17,6 +17,7 @@ from core.spec import JobRequestSchema, merge_patch, normalise
 from service.auth import current_principal, listed_owner
 from service.datasets_api import uploads
 from service.extensions import parts
+from service.job_resource import job_resource
 from service.quotas import too_many
 from service.schemas import (CurvesArgsSchema, CurvesSchema, DiagnosisSchema, JobListArgsSchema, JobListSchema,
                              JobSchema, ResubmitSchema)
@@ -31,9 +32,10 @@ IDEMPOTENCY_PARAMETER = {"in": "header", "name": IDEMPOTENCY_HEADER, "required":
 ACTIVE_JOBS_RETRY_AFTER_S = 30  # a slot frees when one of the owner's jobs finishes: seconds to minutes
 
 
-def load_job(job_id: str) -> dict:
-    """The caller's job (any job, for admins), or 404: another owner's job does not exist for you."""
-    job = parts().store.get(job_id, owner=current_principal().scope)
+def load_job(job_id: str, *, resource_only: bool = False) -> dict:
+    """The caller's job (any job, for admins), or 404: another owner's job does not exist for you.
+    ``resource_only``: only what the job resource shows (JobStore.get)."""
+    job = parts().store.get(job_id, owner=current_principal().scope, resource_only=resource_only)
     if job is None:
         abort(404, message=f"No job with id {job_id!r}.")
     return job
@@ -137,7 +139,8 @@ class Job(MethodView):
     @blp.alt_response(404, description="No such job.")
     def get(self, job_id: str):
         """Read a job."""
-        return load_job(job_id)
+        # What clients poll: built as a plain dict, not dumped by JobSchema (service/job_resource.py).
+        return jsonify(job_resource(load_job(job_id, resource_only=True)))
 
     @blp.response(204, description="Deleted: the job's record, curves, log and files.")
     @blp.alt_response(404, description="No such job.")

@@ -6,8 +6,10 @@ the rest of the suite submits or uploads does not count."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +32,10 @@ def fresh_owner(app, prefix: str = "quota"):
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client, owner
+
+
+STATIC_FILE = next(p.name for p in (Path(__file__).parents[2] / "service" / "static" / "dashboard").iterdir()
+                   if p.is_file())
 
 
 def assert_429(resp, variable: str) -> dict:
@@ -93,6 +99,47 @@ def test_the_rate_limit_fails_open_when_redis_does_not_answer(settings, caplog):
     codes = [client.get("/v1/me").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     assert any("falling back to in-memory" in r.getMessage() for r in caplog.records)
+
+
+def test_the_rate_limit_is_one_count_in_redis_for_every_api_process(settings):
+    """Two apps stand for two gunicorn processes: what one allowed counts against the other."""
+    first, second = make_app(settings, rate_limit="3/minute"), make_app(settings, rate_limit="3/minute")
+    client, _ = fresh_owner(first, "rate")
+    twin = second.test_client()
+    twin.environ_base["HTTP_AUTHORIZATION"] = client.environ_base["HTTP_AUTHORIZATION"]
+    assert [client.get("/v1/me").status_code, twin.get("/v1/me").status_code, client.get("/v1/me").status_code] \
+        == [200, 200, 200]
+    assert_429(twin.get("/v1/me"), "TRAINRX_RATE_LIMIT")
+    assert_429(client.get("/v1/jobs"), "TRAINRX_RATE_LIMIT")
+
+
+def test_unmatched_paths_and_static_files_are_not_counted(settings):
+    app = make_app(settings, rate_limit="2/minute")
+    client, _ = fresh_owner(app, "rate")
+    for _ in range(3):
+        assert client.get("/v1/no-such-resource").status_code == 404
+        assert client.get(f"/static/dashboard/{STATIC_FILE}").status_code == 200
+    assert [client.get("/v1/me").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_the_rate_limit_counts_in_redis_again_once_it_answers(settings, tmp_path, caplog):
+    """Redis down at the first request: counted in memory; up again: back to the shared count
+    at the next look (1 s after the fall-back, then 2, 4, ... s)."""
+    import redis
+    from core.embedded_redis import EmbeddedRedis
+
+    embedded = EmbeddedRedis(tmp_path / "redis")  # not started: nothing answers on its socket yet
+    app = make_app(replace(settings, redis_url=embedded.url), rate_limit="100/minute")
+    client, owner = fresh_owner(app, "rate")
+    assert client.get("/v1/me").status_code == 200
+    assert any("falling back to in-memory" in r.getMessage() for r in caplog.records)
+    embedded.start()
+    try:
+        time.sleep(1.5)  # past the first look again
+        assert client.get("/v1/me").status_code == 200
+        assert redis.Redis(unix_socket_path=str(embedded.socket)).keys(f"*owner:{owner}*"), "counted in Redis"
+    finally:
+        embedded.stop()
 
 
 def test_a_rate_limit_that_does_not_parse_stops_the_app(settings):
