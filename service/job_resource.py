@@ -42,10 +42,13 @@ def _model(row: dict) -> dict | None:
     model = model_metadata(row)
     if model is None:
         return None
-    shown = {"format": str(model["format"]),
+    shown = {"status": str(model["status"])}
+    if "error" in model:
+        shown["error"] = str(model["error"])
+    shown.update({"format": str(model["format"]),
              "torch_version": None if model["torch_version"] is None else str(model["torch_version"]),
              "bytes": None if model["bytes"] is None else int(model["bytes"]),
-             "onnx": _typed(model["onnx"], _ONNX)}
+             "onnx": _typed(model["onnx"], _ONNX)})
     if "errors" in model:
         shown["errors"] = {str(k): None if v is None else str(v) for k, v in model["errors"].items()}
     return shown
@@ -58,6 +61,10 @@ def _links(row: dict) -> dict:
              "model_onnx": f"{job}/model.onnx"}
     if row.get("parent_id"):
         links["parent"] = url_for("jobs.Job", job_id=row["parent_id"])
+    if row.get("own_remedy_id"):
+        links["remedies"] = f"{job}/remedies"
+    if row.get("sweep_id"):
+        links["sweep"] = url_for("sweeps.Sweep", sweep_id=row["sweep_id"])
     return links
 
 

@@ -34,6 +34,11 @@ VARIANTS = {
                                                            "onnx_error": "unsupported op"}},
     "failed": {"status": "failed", "error": {"type": "internal_error", "message": "it broke"}, "name": "named"},
     "resubmitted": {"parent_id": "0" * 32},
+    "exporting": {"status": "succeeded", "artifacts": {"weights": "weights.safetensors"}, "model_status": "pending"},
+    "export task failed": {"status": "succeeded", "artifacts": {"weights": "weights.safetensors"},
+                           "model_status": "failed", "model_error": "the export timed out"},
+    "remedied": {"status": "succeeded", "own_remedy_id": "1" * 32},
+    "a sweep's child": {"sweep_id": "2" * 32, "sweep_index": 3},
 }
 
 
