@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import platform
 import sys
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from workers.engine.config import JobConfig
 from workers.engine.data import prepare
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "golden_curves.json"
+# The same runs recorded on other CPUs: float kernels (vector width, BLAS code paths) round
+# differently from one CPU kind to another, so "bit for bit" holds per CPU kind only.
+MACHINE_FIXTURES = FIXTURE.parent / "golden_curves_by_cpu"
 RECORDED_THREADS = 2  # torch's intra-op threads when the fixture was recorded (the 2-core machines' default)
 
 
@@ -173,7 +177,44 @@ def run_case(request: dict, data: dict) -> dict:
 
 
 
+def cpu_kind() -> str:
+    """What decides the last bits of a CPU run: architecture, vendor, torch's vector ISA, torch."""
+    vendor = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("vendor_id", "CPU implementer")):
+                vendor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{platform.machine()}-{vendor}-{capability}-torch{torch.__version__}".replace("/", "_")
+
+
+def machine_fixture(kind: str | None = None) -> Path:
+    return MACHINE_FIXTURES / f"{kind or cpu_kind()}.json"
+
+
+def _record_this_cpu() -> None:
+    """Record the fixture's runs for this CPU kind, from the engine checked out now. Only for an
+    engine known to reproduce the original recording bit for bit (on the CPU that made it): say
+    which commit in ``--engine-commit``. Never over an existing file."""
+    commit = sys.argv[sys.argv.index("--engine-commit") + 1]
+    path = machine_fixture()
+    if path.exists():
+        sys.exit(f"{path} exists; a recording is never rewritten")
+    torch.set_num_threads(RECORDED_THREADS)
+    golden = json.loads(FIXTURE.read_text())
+    runs = {name: run_case(case["request"], case["data"]) for name, case in golden.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cpu_kind": cpu_kind(), "engine_commit": commit, "runs": runs}, indent=1,
+                               sort_keys=True, allow_nan=False) + "\n")
+    print(f"wrote {path}: {len(runs)} runs")
+
+
 def _main() -> None:
+    if "--this-cpu" in sys.argv:
+        return _record_this_cpu()
     if FIXTURE.exists():
         sys.exit(f"{FIXTURE} exists; it is the record of the pre-refactor engine and is never rewritten")
     torch.set_num_threads(RECORDED_THREADS)
