@@ -57,8 +57,29 @@ jobs = Table(
     Column("runtime_used_s", Float, nullable=False, server_default="0"),
     # The upload it trains on (from the request), so that deleting an upload can check its use atomically.
     Column("dataset_id", String(32), index=True),
+    # A sweep's child (core/sweeps.py): its sweep, and which combination x seed of the sweep's plan it runs.
+    Column("sweep_id", String(32), index=True),
+    Column("sweep_index", Integer),
     # Idempotency keys are per owner: two owners may pick the same key.
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
+)
+
+# Sweeps (POST /v1/sweeps, core/sweeps.py): a grid x random draws x seeds of one base request, run as
+# child jobs created lazily, at most max_parallel unfinished at a time. ``plan`` holds every
+# combination's values, seed and validated request; ``next_index`` is the first not yet created.
+sweeps = Table(
+    "sweeps", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("name", String(100)),
+    Column("status", String(16), nullable=False, index=True),
+    Column("spec", JSON, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("max_parallel", Integer, nullable=False),
+    Column("next_index", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("finished_at", DateTime(timezone=True)),
 )
 
 # One row per finished epoch: the curves are assembled from these, and live

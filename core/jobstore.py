@@ -68,6 +68,26 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursor("The cursor is not one this API returned.") from exc
 
 
+# Columns that tie a job to what made it, besides ``parent_id``: create(**links) sets them.
+LINKS = ("sweep_id", "sweep_index")
+
+
+def job_row(request: dict, queue: str, *, owner: str, fingerprint: str | None = None,
+            idempotency_key: str | None = None, parent_id: str | None = None, **links: Any) -> dict:
+    """A new queued job's row (JobStore.create inserts it; a sweep inserts its children's rows
+    under its own lock, core/sweeps.py)."""
+    unknown = set(links) - set(LINKS)
+    if unknown:
+        raise TypeError(f"unknown job links: {sorted(unknown)}")
+    return {
+        "id": uuid.uuid4().hex, "name": json_safe(request.get("name")), "owner": owner, "status": QUEUED,
+        "queue": queue, "request": json_safe(request), "request_hash": fingerprint or request_fingerprint(request),
+        "idempotency_key": idempotency_key, "parent_id": parent_id, "created_at": utcnow(),
+        "attempts": 0, "cancel_requested": False, "progress_epoch": 0,
+        "dataset_id": (request.get("dataset") or {}).get("id"), **links,
+    }
+
+
 class JobStore(JobRunStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -75,7 +95,7 @@ class JobStore(JobRunStore):
     # --- creating and reading ---------------------------------------------
 
     def create(self, request: dict, queue: str, *, owner: str, idempotency_key: str | None = None,
-               parent_id: str | None = None) -> tuple[dict, bool]:
+               parent_id: str | None = None, **links: Any) -> tuple[dict, bool]:
         """Insert a queued job for ``owner``. Returns (job, created); created is False when
         the owner's Idempotency-Key named the same request (and the same parent) in the last
         IDEMPOTENCY_TTL. A resubmit's fingerprint includes its parent, so a key used for the
@@ -85,13 +105,8 @@ class JobStore(JobRunStore):
             existing = self._by_idempotency_key(owner, idempotency_key)
             if existing is not None:
                 return self._same_request(existing, fingerprint), False
-        row = {
-            "id": uuid.uuid4().hex, "name": json_safe(request.get("name")), "owner": owner, "status": QUEUED,
-            "queue": queue, "request": json_safe(request), "request_hash": fingerprint,
-            "idempotency_key": idempotency_key, "parent_id": parent_id, "created_at": utcnow(),
-            "attempts": 0, "cancel_requested": False, "progress_epoch": 0,
-            "dataset_id": (request.get("dataset") or {}).get("id"),
-        }
+        row = job_row(request, queue, owner=owner, fingerprint=fingerprint, idempotency_key=idempotency_key,
+                      parent_id=parent_id, **links)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(jobs).values(**row))

@@ -97,6 +97,9 @@ class Quotas:
     # A stream ends after this long (minus up to 10 % jitter); clients reconnect with Last-Event-ID.
     # Bounds how long a slot held by a crashed API process stays counted.
     stream_max_s: int = 300
+    # Child jobs of one sweep (combinations x seeds): a 4 x 4 grid over 3 seeds fits; a sweep that
+    # would hold the queue for hours does not. Its children also count against the active-jobs cap.
+    max_sweep_size: int = 64
 
     @classmethod
     def from_env(cls) -> "Quotas":
@@ -109,12 +112,14 @@ class Quotas:
             max_streams_per_owner=_int_env("TRAINRX_MAX_STREAMS_PER_OWNER", cls.max_streams_per_owner),
             max_streams=_int_env("TRAINRX_MAX_STREAMS", cls.max_streams),
             stream_max_s=_int_env("TRAINRX_STREAM_MAX_S", cls.stream_max_s),
+            max_sweep_size=_int_env("TRAINRX_MAX_SWEEP_SIZE", cls.max_sweep_size),
         )
         for name, value in (("TRAINRX_MAX_ACTIVE_JOBS_PER_OWNER", quotas.max_active_jobs_per_owner),
                             ("TRAINRX_MAX_UPLOAD_MB_PER_OWNER", quotas.max_upload_mb_per_owner),
                             ("TRAINRX_MAX_STREAMS_PER_OWNER", quotas.max_streams_per_owner),
                             ("TRAINRX_MAX_STREAMS", quotas.max_streams),
-                            ("TRAINRX_STREAM_MAX_S", quotas.stream_max_s)):
+                            ("TRAINRX_STREAM_MAX_S", quotas.stream_max_s),
+                            ("TRAINRX_MAX_SWEEP_SIZE", quotas.max_sweep_size)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         return quotas

@@ -16,7 +16,7 @@ from service import dashboard, events_api, owner_events_api, request_ids, tokens
 from service.auth import Auth, check_explicit_secret, load_or_create_secret
 from service.errors import TrainrxApi, register_error_handlers
 from service.extensions import Parts
-from service import json_bodies, logs, metrics, plots_api, quotas, report_api
+from service import json_bodies, logs, metrics, plots_api, quotas, report_api, sweeps_api
 from service.openapi_extras import OpenApiExtras
 
 MAX_JSON_BYTES = 1 * 1024 * 1024
@@ -61,6 +61,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(tokens_api.blp)
     api.register_blueprint(plots_api.blp)
     api.register_blueprint(report_api.blp)
+    api.register_blueprint(sweeps_api.blp)
     extras.add_links()
     _document_security(api)
     register_error_handlers(app)

@@ -17,6 +17,7 @@ from celery import Celery
 
 from core.jobstore import JobStore
 from core.settings import Settings
+from core.sweeps import SweepAdvancer
 
 log = logging.getLogger("trainrx.parents")
 
@@ -31,7 +32,7 @@ class Advancer(Protocol):
         """Move on every unfinished parent of this kind that needs it; returns how many moved."""
 
 
-ADVANCERS: list[Advancer] = []
+ADVANCERS: list[Advancer] = [SweepAdvancer()]
 
 
 def job_ended(settings: Settings, store: JobStore, celery: Celery, job_id: str) -> None:

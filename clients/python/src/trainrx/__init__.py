@@ -17,7 +17,7 @@ from trainrx.errors import (APIConnectionError, APIError, APIStatusError, APITim
                             PermissionDeniedError, RateLimitError, SpecError, TrainrxError,
                             UnprocessableEntityError, WaitTimeoutError)
 from trainrx.types import (Curves, Dataset, Diagnosis, EndEvent, EpochEvent, Finding, Job, JobError, JobEvent,
-                           JobRequest, Identity, Progress, StatusEvent, Suggestion, Summary, Timings, Token)
+                           JobRequest, Identity, Progress, StatusEvent, Suggestion, Summary, Sweep, Timings, Token)
 
 __all__ = [
     "Client", "__version__", "load_spec",
@@ -26,5 +26,5 @@ __all__ = [
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "UnprocessableEntityError",
     "RateLimitError", "InternalServerError", "SpecError", "WaitTimeoutError",
     "Job", "Progress", "Summary", "Timings", "JobError", "Curves", "Diagnosis", "Finding", "Suggestion", "Dataset",
-    "JobEvent", "StatusEvent", "EpochEvent", "EndEvent", "Token", "Identity", "JobRequest",
+    "JobEvent", "StatusEvent", "EpochEvent", "EndEvent", "Token", "Identity", "JobRequest", "Sweep",
 ]

@@ -64,6 +64,7 @@ class Client:
         from trainrx.resources.datasets import Datasets
         from trainrx.resources.jobs import Jobs
         from trainrx.resources.plots import Plots
+        from trainrx.resources.sweeps import Sweeps
         from trainrx.resources.tokens import Tokens
 
         self.base_url = (base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL).rstrip("/")
@@ -80,6 +81,7 @@ class Client:
         self.datasets = Datasets(self)
         self.tokens = Tokens(self)
         self.plots = Plots(self)
+        self.sweeps = Sweeps(self)
 
     def with_options(self, *, timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int = _NOT_GIVEN) -> "Client":
         """A client with other defaults that shares this one's connections."""

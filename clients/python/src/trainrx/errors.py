@@ -124,8 +124,8 @@ class SpecError(TrainrxError, ValueError):
 class WaitTimeoutError(TrainrxError, TimeoutError):
     """``jobs.wait`` gave up; the job goes on (``job`` is how it was last seen)."""
 
-    def __init__(self, job_id: str, timeout: float, job: Any = None) -> None:
-        super().__init__(f"Job {job_id} did not finish within {timeout:g} s.")
+    def __init__(self, job_id: str, timeout: float, job: Any = None, *, kind: str = "Job") -> None:
+        super().__init__(f"{kind} {job_id} did not finish within {timeout:g} s.")
         self.job_id, self.timeout, self.job = job_id, timeout, job
 
 

@@ -15,9 +15,10 @@ from typing import Any, Literal, Mapping, TypedDict, TypeVar, Union
 
 __all__ = ["Progress", "Summary", "Timings", "JobError", "Job", "Curves", "Suggestion", "Finding", "Diagnosis",
            "Dataset", "StatusEvent", "EpochEvent", "EndEvent", "JobEvent", "Token", "Identity", "FINISHED_STATUSES",
-           "JobRequest", "DatasetRef", "Architecture", "ConvBlock", "EarlyStopping", "Targets", "Task", "Loss"]
+           "Sweep", "SWEEP_STATUSES", "JobRequest", "DatasetRef", "Architecture", "ConvBlock", "EarlyStopping", "Targets", "Task", "Loss"]
 
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+SWEEP_STATUSES = ("running", "done", "cancelled")
 T = TypeVar("T")
 
 
@@ -211,6 +212,35 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+
+@dataclass
+class Sweep:
+    """A sweep (``client.sweeps``). ``children``: one dict per combination x seed (``index``,
+    ``job_id`` (None until created), ``values``, ``seed``, ``status``); ``results``: one dict per
+    combination (``values``, ``seeds``, ``job_ids``, ``finished``, ``metrics`` {name: {mean, std,
+    n}}, ``verdicts``, ``verdict``, ``best_epoch``, ``time_s``); ``comparison``: {"findings": [...]}."""
+
+    id: str
+    status: str
+    name: str | None = None
+    owner: str | None = None
+    size: int = 0
+    max_parallel: int = 0
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    spec: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    children: list[dict] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list)
+    comparison: dict = field(default_factory=dict)
+    links: dict = field(default_factory=dict)
+    raw: dict = _raw()
+
+    @property
+    def finished(self) -> bool:
+        """Done or cancelled: no child will be created or run any more (cancelled ones may still stop)."""
+        return self.status != "running"
 
 
 @dataclass

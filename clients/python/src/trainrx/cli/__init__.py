@@ -386,5 +386,7 @@ def check(ctx: click.Context, spec: str, expect: tuple[str, ...], fail_on: tuple
 
 from trainrx.cli.plots import compare, plot, report, save_report  # noqa: E402  (their own module)
 
-for _command in (plot, compare, report):
+from trainrx.cli.sweep import sweep  # noqa: E402
+
+for _command in (plot, compare, report, sweep):
     main.add_command(_command)
