@@ -148,7 +148,8 @@ def run_lesson(client: Client, lesson: Lesson, quick: bool, img_dir: Path, img_r
     summaries = {}
     for row in sweep.results:
         for job_id in row.get("job_ids") or []:
-            summaries[job_id] = client.jobs.get(job_id).summary or {}
+            summary = client.jobs.get(job_id).summary
+            summaries[job_id] = summary.raw if summary else {}
     outcome = Outcome(rows=sweep.results, comparison=sweep.comparison or {}, summaries=summaries)
     paths = list(body.get("grid") or {})
     sections = [f"## {lesson.title}", "", f"*The recipe:* {lesson.recipe}", "",
