@@ -109,7 +109,7 @@ def spec_json(value, indent: str = "") -> str:
 
 
 def cli_line(body: dict) -> str:
-    """The same sweep with the CLI: the base request from stdin's file, one --grid per path."""
+    """The same sweep with the CLI: the base request given as a file by the shell, one --grid per path."""
     grid = " ".join(f"--grid '{path}=" + ",".join(value_arg(v) for v in values) + "'"
                     for path, values in body.get("grid", {}).items())
     return (f"trainrx sweep <(echo '{json.dumps(body['base'], separators=(',', ':'))}') {grid} "
@@ -156,7 +156,7 @@ def run_lesson(client: Client, lesson: Lesson, quick: bool, img_dir: Path, img_r
                 f"**What this run shows:** {lesson.reading(body, outcome)}", "",
                 f"Sweep `{sweep.id}`: {sweep.size} runs, {sweep.status}, {wall:.0f} s.", "",
                 "```json", spec_json(body), "```", "",
-                "Run it with `curl -X POST \"$TRAINRX_URL/v1/sweeps\" -H \"Authorization: Bearer $TRAINRX_TOKEN\" "
+                "Saved as `sweep.json`, it runs with `curl -X POST \"$TRAINRX_URL/v1/sweeps\" -H \"Authorization: Bearer $TRAINRX_TOKEN\" "
                 "-H 'Content-Type: application/json' -d @sweep.json`, or with the CLI:", "",
                 "```bash", cli_line(body), "```", "",
                 results_table(sweep.results, paths), "",
@@ -164,8 +164,7 @@ def run_lesson(client: Client, lesson: Lesson, quick: bool, img_dir: Path, img_r
                 "**Comparison diagnosis.**", "", findings_list(outcome.comparison), ""]
     img_dir.mkdir(parents=True, exist_ok=True)
     for lesson_plot in lesson.plots:
-        name = f"{lesson.key}-{lesson_plot.name}.png" if not lesson_plot.name.startswith(lesson.key) else \
-            f"{lesson_plot.name}.png"
+        name = f"{lesson_plot.name}.png"
         if draw(client, lesson_plot, sweep, paths, img_dir / name):
             sections += [f"![{lesson_plot.caption}]({img_ref}/{name})", "", f"*{lesson_plot.caption}*", ""]
     return "\n".join(sections)
