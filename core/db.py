@@ -80,6 +80,10 @@ sweeps = Table(
     Column("next_index", Integer, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("finished_at", DateTime(timezone=True)),
+    # Idempotency-Key of the POST (per owner, as for jobs) and the fingerprint of the body it made.
+    Column("idempotency_key", String(255)),
+    Column("request_hash", String(64)),
+    UniqueConstraint("owner", "idempotency_key", name="uq_sweeps_owner_idempotency_key"),
 )
 
 # One row per finished epoch: the curves are assembled from these, and live

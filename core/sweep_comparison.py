@@ -135,6 +135,10 @@ def _fit_gap(deep: dict, shallow: dict) -> tuple[float | None, str, float]:
     return d - s, key, max(SPREADS * _spread(deep, shallow, key), LOSS_FLOOR * abs(s))
 
 
+def _layers(n: int) -> str:
+    return f"{n} layer{'s' if n != 1 else ''}"
+
+
 def _degradation(deep: dict, shallow: dict, deep_request: dict, shallow_request: dict, key: str, gap: float,
                  threshold: float) -> dict:
     dm, sm = deep["metrics"][key], shallow["metrics"][key]
@@ -154,16 +158,17 @@ def _degradation(deep: dict, shallow: dict, deep_request: dict, shallow_request:
         suggestions.append({"patch": {"activation": "relu"},
                             "why": f"{activation} saturates and its gradient shrinks layer after layer; ReLU's "
                                    "does not, where the unit is active."})
+    seeds = min(dm["n"], sm["n"])
     explanation = (
-        f"The deeper network ({dd} layers) fits its training data worse than the shallower one ({sd} layers): "
+        f"The deeper network ({_layers(dd)}) fits its training data worse than the shallower one ({_layers(sd)}): "
         f"{key} {_fmt(dm['mean'], dm['std'])} vs {_fmt(sm['mean'], sm['std'])} (mean ± std over "
-        f"{min(dm['n'], sm['n'])}+ seeds), a difference of {gap:.3g}, beyond the seed spread (threshold "
-        f"{threshold:.3g}). This is not overfitting, which would fit the training data better: it is an "
+        f"{seeds} seed{'s' if seeds != 1 else ''} or more), a difference of {gap:.3g}, beyond the seed spread "
+        f"(threshold {threshold:.3g}). This is not overfitting, which would fit the training data better: it is an "
         "optimisation difficulty, the recipe's 56- vs 20-layer networks. The deeper network could represent the "
         "shallower one, but training does not find it.")
     evidence = {"metric": key, "deeper_layers": dd, "shallower_layers": sd, "deeper_mean": dm["mean"],
                 "deeper_std": dm["std"], "shallower_mean": sm["mean"], "shallower_std": sm["std"],
-                "difference": gap, "threshold": threshold, "seeds": min(dm["n"], sm["n"])}
+                "difference": gap, "threshold": threshold, "seeds": seeds}
     return _finding("degradation", WARNING, evidence, explanation, suggestions, [deep, shallow])
 
 

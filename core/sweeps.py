@@ -19,11 +19,12 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from core.child_jobs import publish
 from core.db import jobs, sweeps
-from core.jobstore import (QUEUED, RUNNING, InvalidCursor, JobStore, Page, _decode_cursor,
-                           _encode_cursor, as_utc, job_row, utcnow)
+from core.jobstore import (IDEMPOTENCY_TTL, QUEUED, RUNNING, IdempotencyConflict, InvalidCursor, JobStore, Page,
+                           _decode_cursor, _encode_cursor, as_utc, job_row, request_fingerprint, utcnow)
 from core.jsonsafe import json_safe
 from core.queueing import queue_for
 from core.settings import Settings
@@ -35,7 +36,7 @@ UNFINISHED = (QUEUED, RUNNING)
 CHILD_COLUMNS = ("id", "status", "sweep_index", "summary", "diagnosis", "timings", "error", "created_at",
                  "finished_at")
 
-__all__ = ["SweepStore", "SweepAdvancer", "InvalidCursor", "SWEEP_STATUSES"]
+__all__ = ["SweepStore", "SweepAdvancer", "InvalidCursor", "IdempotencyConflict", "SWEEP_STATUSES"]
 
 
 @dataclass
@@ -48,14 +49,39 @@ class SweepStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, owner: str, spec: dict, plan: list[dict]) -> dict:
-        """Insert a running sweep (no children yet: ``advance`` makes them)."""
+    def create(self, owner: str, spec: dict, plan: list[dict], *,
+               idempotency_key: str | None = None) -> tuple[dict, bool]:
+        """Insert a running sweep (no children yet: ``advance`` makes them). Returns (sweep,
+        created); created is False when the owner's Idempotency-Key named the same body in the
+        last IDEMPOTENCY_TTL (the first sweep is returned); a different body raises
+        IdempotencyConflict, as for jobs."""
+        fingerprint = request_fingerprint(spec)
+        if idempotency_key is not None:
+            existing = self._by_idempotency_key(owner, idempotency_key)
+            if existing is not None:
+                return JobStore._same_request(existing, fingerprint), False
         row = {"id": uuid.uuid4().hex, "owner": owner, "name": spec.get("name"), "status": SWEEP_RUNNING,
                "spec": json_safe(spec), "plan": json_safe(plan), "size": len(plan),
-               "max_parallel": spec["max_parallel"], "next_index": 0, "created_at": utcnow()}
+               "max_parallel": spec["max_parallel"], "next_index": 0, "created_at": utcnow(),
+               "idempotency_key": idempotency_key, "request_hash": fingerprint}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(sweeps).values(**row))
+        except IntegrityError:  # a concurrent POST with the same key won
+            existing = self._by_idempotency_key(owner, idempotency_key) if idempotency_key else None
+            if existing is None:
+                raise
+            return JobStore._same_request(existing, fingerprint), False
+        return self.get(row["id"], owner=owner), True
+
+    def _by_idempotency_key(self, owner: str, key: str) -> dict | None:
+        """The owner's sweep made with ``key`` in the last IDEMPOTENCY_TTL; an older one gives its key up."""
         with self.engine.begin() as conn:
-            conn.execute(insert(sweeps).values(**row))
-        return self.get(row["id"], owner=owner)
+            conn.execute(update(sweeps).where(sweeps.c.owner == owner, sweeps.c.idempotency_key == key,
+                                              sweeps.c.created_at < utcnow() - IDEMPOTENCY_TTL)
+                         .values(idempotency_key=None))
+            return _row(conn.execute(select(sweeps).where(sweeps.c.owner == owner, sweeps.c.idempotency_key == key))
+                        .mappings().first())
 
     def get(self, sweep_id: str, *, owner: str | None) -> dict | None:
         """A sweep by id; another owner's sweep is None (as if it did not exist)."""
@@ -69,7 +95,7 @@ class SweepStore:
 
     def list(self, *, owner: str | None, limit: int = 20, cursor: str | None = None) -> Page:
         """Newest first, without the plans (the list shows no children)."""
-        columns = [c for c in sweeps.c if c.name != "plan"]
+        columns = [c for c in sweeps.c if c.name not in ("plan", "request_hash")]
         query = select(*columns).order_by(sweeps.c.created_at.desc(), sweeps.c.id.desc()).limit(limit + 1)
         if owner is not None:
             query = query.where(sweeps.c.owner == owner)
@@ -98,6 +124,8 @@ class SweepStore:
     def advance(self, sweep_id: str, settings: Settings, celery: Celery | None) -> Advanced | None:
         """Create the next children the sweep has room for, or mark it done when every child was
         created and has ended. Safe to repeat and to race. None: no such sweep."""
+        if not self._may_move(sweep_id):
+            return Advanced([], SWEEP_RUNNING)
         with self.engine.begin() as conn:
             # The lock: this UPDATE holds the sweep's row (PostgreSQL) or the database's write lock
             # (SQLite) until the commit; a second advancer waits here and then sees this one's children.
@@ -131,6 +159,19 @@ class SweepStore:
         if created and celery is not None:
             publish(celery, created)
         return Advanced(created, status)
+
+    def _may_move(self, sweep_id: str) -> bool:
+        """Without the lock: whether the sweep may have a child to create or may be done. The
+        periodic advance asks this of every running sweep, and most have nothing to do; a stale
+        no is harmless (a child's end is committed before its worker advances, and the next
+        periodic advance looks again)."""
+        with self.engine.connect() as conn:
+            sweep = conn.execute(select(sweeps.c.status, sweeps.c.size, sweeps.c.next_index, sweeps.c.max_parallel)
+                                 .where(sweeps.c.id == sweep_id)).mappings().first()
+            if sweep is None or sweep["status"] != SWEEP_RUNNING:
+                return True  # the locked path answers these
+            busy = _count(conn, jobs.c.sweep_id == sweep_id)
+        return (busy < sweep["max_parallel"] and sweep["next_index"] < sweep["size"]) or busy == 0
 
     def cancel(self, sweep_id: str, *, owner: str | None) -> list[str] | None:
         """Mark a running sweep cancelled (it creates no more children) and return its unfinished

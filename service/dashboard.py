@@ -25,6 +25,8 @@ from werkzeug.wrappers import Response
 
 from core.jobstore import FINISHED, InvalidCursor
 from core.plots.spec import COMPARE_METRICS
+from core.sweep_results import resource as sweep_resource
+from core.sweeps import SweepStore
 from service.auth import auth
 from service.extensions import parts
 from service.owner_events_api import current_cursor, job_card
@@ -164,6 +166,32 @@ def compare():
               if job["id"] not in chosen]
     return render_template("dashboard/compare.html", choices=[job_card(job) for job in [*picked, *recent]],
                            chosen=chosen, metric=metric, metrics=METRICS, max_compared=MAX_COMPARED)
+
+
+@bp.get("/sweeps")
+def sweeps():
+    """The owner's sweeps, newest first (one page; the API lists the rest)."""
+    try:
+        page = SweepStore(parts().store.engine).list(owner=g.principal.owner, limit=PAGE_SIZE,
+                                                     cursor=request.args.get("cursor") or None)
+    except InvalidCursor:
+        abort(400, "The page cursor is not valid; start from the first page.")
+    return render_template("dashboard/sweeps.html", sweeps=page.items,
+                           next_url=f"/sweeps?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None)
+
+
+@bp.get("/sweeps/<sweep_id>")
+def sweep(sweep_id: str):
+    """One sweep: the results table and the comparison findings, as GET /v1/sweeps/{id} has them."""
+    store = SweepStore(parts().store.engine)
+    found = store.get(sweep_id, owner=g.principal.scope)
+    if found is None:
+        abort(404, f"No sweep with id {sweep_id!r}.")
+    shown = sweep_resource({**found, "jobs": store.children(found["id"])})
+    paths = list(dict.fromkeys(p for row in shown["results"] for p in row["values"]))
+    metrics = list(dict.fromkeys(m for row in shown["results"] for m in row["metrics"]))
+    return render_template("dashboard/sweep.html", sweep=shown, paths=paths, metrics=metrics,
+                           value_text=lambda v: v if isinstance(v, str) else json.dumps(v, separators=(",", ":")))
 
 
 @bp.context_processor

@@ -98,10 +98,15 @@ class LinksSchema(Schema):
                              else None,
                              metadata={"type": "string", "description": "The job this one was resubmitted from."})
 
+    sweep = fields.Function(lambda row: url_for("sweeps.Sweep", sweep_id=row["sweep_id"]) if row.get("sweep_id")
+                            else None,
+                            metadata={"type": "string", "description": "The sweep this job is a child of."})
+
     @post_dump
     def _only_a_real_parent(self, data: dict, **kwargs: Any) -> dict:
-        if data.get("parent") is None:
-            data.pop("parent", None)
+        for link in ("parent", "sweep"):
+            if data.get(link) is None:
+                data.pop(link, None)
         return data
 
 

@@ -7,7 +7,7 @@ the next ones as children end (core/sweeps.py, registered in workers/parents.py)
 
 from __future__ import annotations
 
-from flask import url_for
+from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
@@ -15,10 +15,10 @@ from core.events import publish_status
 from core.jobstore import InvalidCursor
 from core.sweep_plan import SweepInvalid, SweepRequestSchema, load_body, plan
 from core.sweep_results import resource
-from core.sweeps import SweepStore
+from core.sweeps import IdempotencyConflict, SweepStore
 from service.auth import current_principal, listed_owner
 from service.extensions import parts
-from service.jobs_api import json_body, upload_resolver
+from service.jobs_api import IDEMPOTENCY_HEADER, IDEMPOTENCY_PARAMETER, json_body, upload_resolver
 from service.sweep_schemas import SweepListArgsSchema, SweepListSchema, SweepSchema
 
 blp = Blueprint("sweeps", __name__, url_prefix="/v1/sweeps",
@@ -40,9 +40,13 @@ def load_sweep(sweep_id: str) -> dict:
 @blp.route("")
 class Sweeps(MethodView):
     # Validated in the view (every combination, with the limits and the caller's uploads).
-    @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": SweepRequestSchema}}})
+    @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": SweepRequestSchema}}},
+             parameters=[IDEMPOTENCY_PARAMETER])
     @blp.response(202, SweepSchema, description="Accepted: the first `max_parallel` children are queued.",
                   headers={"Location": {"description": "The sweep's URL", "schema": {"type": "string"}}})
+    @blp.alt_response(200, schema=SweepSchema, description="An earlier POST with the same Idempotency-Key and "
+                                                           "body.")
+    @blp.alt_response(409, description="The Idempotency-Key was used with a different body.")
     @blp.alt_response(422, description="The body, a path, the size cap or a combination is invalid; the message "
                                        "names the combination (its values) and the field.")
     @blp.alt_response(415, description="The body is not JSON.")
@@ -51,17 +55,26 @@ class Sweeps(MethodView):
 
         Combinations are the grid's cartesian product crossed with `random.n` draws; each runs
         once per seed. Children are normal jobs of yours, created lazily, at most `max_parallel`
-        queued or running at a time and within your active-jobs cap."""
+        queued or running at a time and within your active-jobs cap. Send an `Idempotency-Key`
+        header to make the POST safe to retry."""
         p = parts()
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is not None and not 1 <= len(key) <= 255:
+            abort(400, message=f"{IDEMPOTENCY_HEADER} must be 1 to 255 characters.")
         try:
             body = load_body(json_body())
             children = plan(body, limits=p.settings.limits, resolver=upload_resolver(),
                             max_size=p.settings.quotas.max_sweep_size)
         except SweepInvalid as exc:
             abort(422, message=exc.message, errors=exc.errors)
-        sweep = store().create(current_principal().owner, body, children)
-        store().advance(sweep["id"], p.settings, p.celery)
-        return resource(load_sweep(sweep["id"])), 202, {"Location": url_for("sweeps.Sweep", sweep_id=sweep["id"])}
+        try:
+            sweep, created = store().create(current_principal().owner, body, children, idempotency_key=key)
+        except IdempotencyConflict as exc:
+            abort(409, message=str(exc))
+        if created:
+            store().advance(sweep["id"], p.settings, p.celery)
+        return (resource(load_sweep(sweep["id"])), 202 if created else 200,
+                {"Location": url_for("sweeps.Sweep", sweep_id=sweep["id"])})
 
     @blp.arguments(SweepListArgsSchema, location="query")
     @blp.response(200, SweepListSchema)

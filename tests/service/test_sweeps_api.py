@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 
 from core.db import jobs, make_engine
 
-BASE = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [4]}, "epochs": 2}
+# cuda children wait on the gpu queue, which no test worker serves: they stay queued whatever else runs.
+BASE = {"dataset": {"name": "moons"}, "architecture": {"hidden_layers": [4]}, "epochs": 2, "device": "cuda"}
 
 
 def count_jobs(settings, **where) -> int:
@@ -38,6 +39,7 @@ def test_a_sweep_queues_its_first_max_parallel_children_and_cancels_them(client,
     created = [c["job_id"] for c in sweep["children"] if c["job_id"]]
     job = client.get(f"/v1/jobs/{created[1]}").get_json()
     assert job["request"]["seed"] == 1 and job["request"]["optimizer"]["learning_rate"] == 0.1
+    assert job["links"]["sweep"] == f"/v1/sweeps/{sweep['id']}" and "parent" not in job["links"]
     assert [row["values"] for row in sweep["results"]] == [c["values"] for c in sweep["children"][::2]]
 
     cancelled = client.post(f"/v1/sweeps/{sweep['id']}/cancel")
@@ -90,3 +92,36 @@ def test_another_owners_sweep_does_not_exist_and_lists_are_per_owner(client, oth
         assert sweep["id"] not in [s["id"] for s in following["items"]]
     assert client.get("/v1/sweeps?cursor=nope").status_code == 422
     assert client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 202
+
+
+def test_the_dashboard_lists_the_owners_sweeps_and_shows_one(app, client):
+    from tests.conftest import OTHER_OWNER, OWNER, TOKENS
+    from tests.service.test_dashboard_pages import session_client
+
+    sweep = post(client, {"name": "page <b>sweep</b>", "base": BASE, "grid": {"activation": ["sigmoid", "tanh"]},
+                          "max_parallel": 1})
+    browser, _ = session_client(app, TOKENS[OWNER])
+    listing = browser.get("/sweeps").get_data(as_text=True)
+    assert f'data-sweep-id="{sweep["id"]}"' in listing and "page &lt;b&gt;sweep&lt;/b&gt;" in listing
+    page = browser.get(f"/sweeps/{sweep['id']}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "<b>sweep</b>" not in html
+    assert "<th>activation</th>" in html and ">sigmoid</td>" in html and ">tanh</td>" in html
+    assert "1 queued" in html and "1 pending" in html
+    other, _ = session_client(app, TOKENS[OTHER_OWNER])
+    assert other.get(f"/sweeps/{sweep['id']}").status_code == 404
+    assert sweep["id"] not in other.get("/sweeps").get_data(as_text=True)
+    assert client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 202
+
+
+def test_an_idempotency_key_makes_the_post_safe_to_retry(client, settings):
+    body = {"base": BASE, "grid": {"epochs": [1, 2]}, "max_parallel": 1}
+    first = client.post("/v1/sweeps", json=body, headers={"Idempotency-Key": "sweep-key-1"})
+    again = client.post("/v1/sweeps", json=body, headers={"Idempotency-Key": "sweep-key-1"})
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert count_jobs(settings, sweep_id=first.get_json()["id"]) == 1
+    other = client.post("/v1/sweeps", json={**body, "max_parallel": 2}, headers={"Idempotency-Key": "sweep-key-1"})
+    assert other.status_code == 409 and "different request" in other.get_json()["message"]
+    assert client.post("/v1/sweeps", json=body, headers={"Idempotency-Key": ""}).status_code == 400
+    assert client.post(f"/v1/sweeps/{first.get_json()['id']}/cancel").status_code == 202

@@ -31,6 +31,9 @@ def upgrade() -> None:
         sa.Column("next_index", sa.Integer, nullable=False, server_default="0"),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("idempotency_key", sa.String(255)),
+        sa.Column("request_hash", sa.String(64)),
+        sa.UniqueConstraint("owner", "idempotency_key", name="uq_sweeps_owner_idempotency_key"),
     )
     op.create_index("ix_sweeps_owner", "sweeps", ["owner"])
     op.create_index("ix_sweeps_status", "sweeps", ["status"])

@@ -4,6 +4,7 @@ the results table and the comparison diagnosis."""
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any, Iterator, Mapping, Sequence
 
 from trainrx import _constants as C
@@ -19,21 +20,23 @@ class Sweeps:
 
     def create(self, *, base: SpecLike, grid: Mapping[str, Sequence[Any]] | None = None,
                random: Mapping[str, Any] | None = None, seeds: Sequence[int] | None = None,
-               max_parallel: int | None = None, name: str | None = None, timeout: TimeoutTypes = _NOT_GIVEN,
-               max_retries: int | None = None) -> Sweep:
+               max_parallel: int | None = None, name: str | None = None, idempotency_key: str | None = None,
+               timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int | None = None) -> Sweep:
         """Start a sweep. ``base`` is a request dict or a YAML/JSON file; ``grid`` maps dotted paths
         (``"optimizer.learning_rate"``) to the values to try; ``random`` is ``{"n", "seed", "space":
         {path: {"log_uniform": [lo, hi]} | {"uniform": ...} | {"int_uniform": ...} | {"choice": [...]}}}``;
         every combination runs once per seed in ``seeds``.
 
-        Not retried on its own (a POST without an Idempotency-Key): a retry could start two sweeps."""
+        An ``Idempotency-Key`` is always sent (a fresh one unless given), which makes the POST safe
+        to retry: a repeat returns the first sweep."""
         body: dict[str, Any] = {"base": load_spec(base)}
         for key, value in (("name", name), ("grid", grid), ("random", random), ("seeds", seeds),
                            ("max_parallel", max_parallel)):
             if value is not None:
                 body[key] = dict(value) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple) else value
-        response = self._client.request("POST", "/v1/sweeps", json=body, timeout=timeout,
-                                        max_retries=0 if max_retries is None else max_retries)
+        response = self._client.request("POST", "/v1/sweeps", json=body,
+                                        headers={C.IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex},
+                                        timeout=timeout, max_retries=max_retries)
         return build(Sweep, response.json())
 
     def get(self, sweep_id: str, *, timeout: TimeoutTypes = _NOT_GIVEN, max_retries: int | None = None) -> Sweep:
