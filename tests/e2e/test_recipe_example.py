@@ -82,6 +82,21 @@ def test_the_degradation_reading_calls_a_gap_inside_the_spread_noise():
     assert "-5.0 points, within the seed spread" in noisy and "did not report `degradation`" in noisy
 
 
+def test_the_early_stopping_reading_compares_the_returned_validation_loss():
+    lesson = next(lesson for lesson in L.LESSONS if lesson.key == "early-stopping")
+
+    def outcome(with_patience_loss: float) -> L.Outcome:
+        rows = [row({"patience": None}, 1.0, val_loss=2.5, spread=0.05) | {"job_ids": ["a", "b"]},
+                row({"patience": 5}, 0.8, val_loss=with_patience_loss, spread=0.05) | {"job_ids": ["c", "d"]}]
+        ran = {"a": 30, "b": 30, "c": 15, "d": 17}
+        return L.Outcome(rows=rows, comparison={}, summaries={job: {"epochs_run": n} for job, n in ran.items()})
+
+    stopped = lesson.reading(lesson.sweep, outcome(1.5))
+    assert "trained all 30 epochs" in stopped and "stopped after 16 epochs" in stopped
+    assert "1.000 lower" in stopped
+    assert "no clear difference" in lesson.reading(lesson.sweep, outcome(2.45))
+
+
 def test_a_reading_with_an_unfinished_combination_reads_nothing_into_it():
     lesson = next(lesson for lesson in L.LESSONS if lesson.key == "optimizers")
     rows = [row({"optimizer": name}, 0.9) for name in lesson.sweep["grid"]["optimizer"]]
