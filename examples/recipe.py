@@ -18,7 +18,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +30,8 @@ from core.plots.render import compare_plot  # noqa: E402
 from core.plots.spec import JobData, Size  # noqa: E402
 from recipe_lessons import LESSONS, Lesson, Outcome, Plot  # noqa: E402
 
-WAIT_TIMEOUT_S = 3600  # one lesson's sweep; the whole page takes about ten minutes with one worker
+WAIT_TIMEOUT_S = 3600  # one lesson's sweep; the whole page takes about ten minutes with one idle worker
+RESUME_SCAN = 50  # --resume looks for an earlier sweep among the owner's newest this many
 PLOT_SIZE = Size(width=900, height=450, dpi=100)
 METRIC_COLUMNS = (("train_accuracy", "train acc"), ("val_accuracy", "val acc"), ("train_loss", "train loss"),
                   ("val_loss", "val loss"))
@@ -138,13 +138,25 @@ def draw(client: Client, lesson_plot: Plot, sweep, paths: list[str], out: Path) 
     return True
 
 
-def run_lesson(client: Client, lesson: Lesson, quick: bool, img_dir: Path, img_ref: str) -> str:
+def earlier_sweep(client: Client, body: dict):
+    """The owner's newest sweep of exactly this body that was not cancelled (``--resume``), or None."""
+    for sweep in client.sweeps.list(limit=RESUME_SCAN):
+        spec = {key: value for key, value in (sweep.spec or {}).items() if value is not None}
+        if spec == body and sweep.status != "cancelled":
+            return sweep
+    return None
+
+
+def run_lesson(client: Client, lesson: Lesson, quick: bool, resume: bool, img_dir: Path,
+               img_ref: str) -> tuple[str, float]:
+    """The lesson's section of the page, and how long its sweep ran (created to finished)."""
     body = lesson.body(quick)
-    started = time.monotonic()
-    sweep = client.sweeps.create(base=body["base"], grid=body.get("grid"), seeds=body.get("seeds"),
-                                 max_parallel=body.get("max_parallel"), name=body.get("name"))
+    sweep = earlier_sweep(client, body) if resume else None
+    if sweep is None:
+        sweep = client.sweeps.create(base=body["base"], grid=body.get("grid"), seeds=body.get("seeds"),
+                                     max_parallel=body.get("max_parallel"), name=body.get("name"))
     sweep = client.sweeps.wait(sweep.id, timeout=WAIT_TIMEOUT_S)
-    wall = time.monotonic() - started
+    wall = (sweep.finished_at - sweep.created_at).total_seconds() if sweep.finished_at and sweep.created_at else 0.0
     summaries = {}
     for row in sweep.results:
         for job_id in row.get("job_ids") or []:
@@ -167,7 +179,7 @@ def run_lesson(client: Client, lesson: Lesson, quick: bool, img_dir: Path, img_r
         name = f"{lesson_plot.name}.png"
         if draw(client, lesson_plot, sweep, paths, img_dir / name):
             sections += [f"![{lesson_plot.caption}]({img_ref}/{name})", "", f"*{lesson_plot.caption}*", ""]
-    return "\n".join(sections)
+    return "\n".join(sections), wall
 
 
 # --- the page ---------------------------------------------------------------------------------------
@@ -191,9 +203,10 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPUs"
 
 
-def header(args, lessons: list[Lesson], health: dict, wall_s: float) -> str:
+def header(args, lessons: list[Lesson], done: int, health: dict, sweeps_s: float) -> str:
     command = ["python", "examples/recipe.py", "--out", args.out] + (["--quick"] if args.quick else []) + \
         (["--lessons", ",".join(lesson.key for lesson in lessons)] if args.lessons else [])
+    pending = [lesson.key for lesson in lessons[done:]]
     return "\n".join([
         "# The recipe, reproduced",
         "",
@@ -207,8 +220,9 @@ def header(args, lessons: list[Lesson], health: dict, wall_s: float) -> str:
         f"{' (quick: a smoke test, the numbers show nothing)' if args.quick else ''}",
         f"- Machine: {machine()}; server trainrx {health.get('version', '?')} with {health.get('workers', '?')} "
         "worker(s)",
-        f"- Total wall time: {wall_s / 60:.1f} min",
+        f"- Sweeps' wall time (created to finished, in all): {sweeps_s / 60:.1f} min",
         f"- Regenerate (server running, TRAINRX_URL and TRAINRX_TOKEN set): `{' '.join(command)}`",
+        *([f"- Not run yet (the page is written after each lesson): {', '.join(pending)}"] if pending else []),
         "",
     ])
 
@@ -220,6 +234,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="docs/recipe.md", help="the page to write; figures go to img/recipe/ beside it")
     parser.add_argument("--quick", action="store_true", help="two epochs, two values per grid path, one seed")
     parser.add_argument("--lessons", help="comma-separated lesson keys: " + ", ".join(l.key for l in LESSONS))
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse your newest sweep of the same spec (e.g. after an interrupted run) instead of "
+                             "starting a new one")
     return parser.parse_args(argv)
 
 
@@ -239,16 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     lessons = selected(args.lessons)
     out = Path(args.out)
     img_dir = out.parent / "img" / "recipe"
-    started = time.monotonic()
     with Client(base_url=args.url, token=args.token) as client:
         health = client.request("GET", "/healthz").json()
-        sections = []
+        sections, sweeps_s = [], 0.0
         for lesson in lessons:
             print(f"lesson {lesson.key}: running its sweep", file=sys.stderr, flush=True)
-            sections.append(run_lesson(client, lesson, args.quick, img_dir, "img/recipe"))
-    page = header(args, lessons, health, time.monotonic() - started) + "\n" + "\n".join(sections)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
+            section, wall = run_lesson(client, lesson, args.quick, args.resume, img_dir, "img/recipe")
+            sections.append(section)
+            sweeps_s += wall
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(header(args, lessons, len(sections), health, sweeps_s) + "\n" + "\n".join(sections))
     print(out)
     return 0
 

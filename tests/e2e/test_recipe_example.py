@@ -116,12 +116,16 @@ def table_lines(page: str) -> list[str]:
     return [line for line in lines[start + 1:] if line.startswith("| ")]
 
 
+def run_script(api: str, out, *extra: str) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "recipe.py"), "--quick", "--lessons", E2E_LESSON,
+                           "--out", str(out), "--url", api, "--token", TOKENS[OWNER], *extra],
+                          capture_output=True, text=True, timeout=600, cwd=out.parent.parent)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_script_writes_the_page_from_a_real_sweep(api, app, tmp_path):
     out = tmp_path / "docs" / "recipe.md"
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "recipe.py"), "--quick", "--lessons", E2E_LESSON,
-                           "--out", str(out), "--url", api, "--token", TOKENS[OWNER]],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    run_script(api, out)
     page = out.read_text()
     lesson = next(lesson for lesson in L.LESSONS if lesson.key == E2E_LESSON)
     assert f"## {lesson.title}" in page and "**What this run shows:**" in page
@@ -140,3 +144,12 @@ def test_the_script_writes_the_page_from_a_real_sweep(api, app, tmp_path):
         assert result["verdict"] in line
     figure = out.parent / "img" / "recipe" / f"{E2E_LESSON}.png"
     assert figure.read_bytes().startswith(b"\x89PNG") and f"(img/recipe/{E2E_LESSON}.png)" in page
+
+    # --resume writes the page again from the same sweep, training nothing more.
+    client = authed_client(app, OWNER)
+    sweeps_before = client.get("/v1/sweeps?limit=100").get_json()["items"]
+    again = tmp_path / "again" / "recipe.md"
+    again.parent.mkdir()
+    run_script(api, again, "--resume")
+    assert f"Sweep `{sweep_id}`" in again.read_text()
+    assert client.get("/v1/sweeps?limit=100").get_json()["items"] == sweeps_before
