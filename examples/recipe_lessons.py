@@ -5,9 +5,10 @@ results that writes the lesson's sentence. A reading never states the lesson as 
 compares the rows, calls a difference clear only when it is beyond the seed spread
 (``clear``), and says so when the numbers do not show what the recipe predicts.
 
-The configurations were chosen by training them in-process on a 2-core CPU (the report of
-issue 11 lists the numbers): each one shows its effect beyond the spread of two seeds, and the
-whole page regenerates in about ten minutes with one worker.
+The configurations were chosen by training them in-process through the engine on a 2-core CPU:
+each showed its effect beyond the spread of two seeds there. They are sized for about ten
+minutes of training with one worker on an idle 2-core machine (58 runs, all small MLPs on
+digits or 1000 MNIST-1D samples); a machine busy with other work takes several times longer.
 """
 
 from __future__ import annotations
