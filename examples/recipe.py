@@ -123,6 +123,14 @@ def value_arg(value) -> str:
 
 # --- running a lesson -------------------------------------------------------------------------------
 
+def legend_part(path: str, value) -> str:
+    """A value as a legend names it: bare when it speaks for itself (``relu``, ``8 × 32``), with its
+    field's name when it does not (``patience=5``, ``residual=true``)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return f"{path.rsplit('.', 1)[-1]}={json.dumps(value)}"
+    return value_cell(value)
+
+
 def draw(client: Client, lesson_plot: Plot, sweep, paths: list[str], out: Path) -> bool:
     """The plot's rows, one line each (the first seed's child), drawn with the service's own renderer."""
     jobs = []
@@ -130,7 +138,7 @@ def draw(client: Client, lesson_plot: Plot, sweep, paths: list[str], out: Path) 
         if not lesson_plot.rows(row) or not row.get("job_ids"):
             continue
         curves = client.jobs.curves(row["job_ids"][0])
-        label = ", ".join(value_cell(row["values"].get(path)) for path in paths)
+        label = ", ".join(legend_part(path, row["values"].get(path)) for path in paths)
         jobs.append(JobData(title=label, status=curves.status, rows=curves.rows()))
     if not jobs:
         return False
