@@ -121,6 +121,8 @@ def interleaved(a, b, repeats: int) -> tuple[list[float], list[float]]:
         pair = [(a, times_a), (b, times_b)]
         for fn, out in (pair if rep % 2 == 0 else pair[::-1]):
             out.append(fn())
+        print(f"  repetition {rep + 1}/{repeats}: {times_a[-1]:.2f} s / {times_b[-1]:.2f} s", file=sys.stderr,
+              flush=True)
     return times_a, times_b
 
 
