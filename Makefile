@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: run test install install-dev openapi clean worker api bench migrate
+.PHONY: run test install install-dev openapi clean worker api bench bench-long migrate
 
 $(VENV)/.installed: requirements.txt clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,10 @@ worker: install ## One worker for an existing Redis (run `make migrate` first): 
 api: install ## Only the API, for an existing Redis (run `make migrate` first)
 	$(PY) -m gunicorn -c service/gunicorn_conf.py --bind 127.0.0.1:$${PORT:-8000} service.wsgi:app
 
-bench: install-dev ## The benchmarks, one after another (minutes; each prints its own table)
+bench: install-dev ## The issue-12 table's CPU benchmarks in a few minutes (bench/run_all.py lists them)
+	$(PY) bench/run_all.py
+
+bench-long: install-dev ## The older, longer benchmarks, one after another (each prints its own table)
 	$(PY) bench/probe_overhead.py
 	$(PY) bench/epoch_rate.py
 	$(PY) bench/streams.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -119,13 +120,62 @@ def _start(config: JobConfig, data: DeviceData) -> TrainingState:
                          shuffle=torch.Generator().manual_seed(config.seed), stopper=stopper, probes=probes)
 
 
+class _EpochStart:
+    """What a pass over the training data changes, as it was before the pass: the weights and
+    buffers, the optimizer's state, the RNGs (dropout, batch order) and the step count; so that
+    the pass can be taken again, drawing the same batches and the same dropout masks."""
+
+    def __init__(self, state: TrainingState) -> None:
+        device = state.device
+        self.model = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+        self.optimizer = copy.deepcopy(state.optimizer.state_dict())
+        self.rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.shuffle = state.shuffle.get_state()
+        self.global_step = state.global_step
+
+    def restore(self, state: TrainingState) -> None:
+        state.model.load_state_dict(self.model)
+        state.optimizer.load_state_dict(self.optimizer)
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state(self.cuda_rng, state.device)
+        state.shuffle.set_state(self.shuffle)
+        state.global_step = self.global_step
+
+
 def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, objective: Objective,
                  epoch: int, hooks: Hooks, past_deadline: Callable[[], bool]
                  ) -> tuple[str | None, int, torch.Tensor, torch.Tensor]:
     """One pass over the training data in a fresh random order. Returns why it stopped
     before the end (or None), the steps taken, the per-layer gradient norms summed over them,
     and the sums of the training-mode batch loss and of the L1/L2 penalty over them (kept on
-    the device: no extra host sync per step; the diagnosis weighs regularisation with them)."""
+    the device; the diagnosis weighs regularisation with them).
+
+    The step takes no host sync (on a GPU each one would stall the device): whether a loss
+    turned non-finite is read once, where the pass ends. When one did, the pass is taken again
+    from where it began, reading every step's loss, so that the run stops at that very step,
+    before its update, with the curves, probes, log and weights a per-step check gives (on CPU
+    bit for bit). A diverging run pays for the pass twice, once; every other pays a copy of the
+    weights and the optimizer's state per epoch."""
+    start = _EpochStart(state)
+    passed, checked = _train_pass(config, data, state, objective, epoch, hooks, past_deadline)
+    if passed is not None:
+        return passed
+    start.restore(state)
+    return _train_pass(config, data, state, objective, epoch, hooks, past_deadline, exact_after=checked)[0]
+
+
+def _train_pass(config: JobConfig, data: DeviceData, state: TrainingState, objective: Objective,
+                epoch: int, hooks: Hooks, past_deadline: Callable[[], bool], exact_after: int | None = None,
+                ) -> tuple[tuple[str | None, int, torch.Tensor, torch.Tensor] | None, int]:
+    """``_train_epoch``'s pass, and the number of batches whose stop check it passed. Its result
+    is None when a loss turned non-finite (the state is then spoilt: non-finite updates were
+    applied). With ``exact_after`` (the first pass's count) it reads every step's loss and stops
+    at the first non-finite one, before its update, and does not ask again the stop checks of the
+    batches the first pass took: they passed then, and the divergence lies among those batches
+    (asked again, a deadline passed meanwhile would stop the pass before it)."""
+    exact = exact_after is not None
     model, optimizer, probes = state.model, state.optimizer, state.probes
     weights = [layer.weight for _, layer in model.weight_layers()]
     l1, l2 = config.regularization.l1, config.regularization.l2
@@ -134,14 +184,18 @@ def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, obje
     model.train()
     order = torch.randperm(n, generator=state.shuffle).to(state.device)
     grad_sums = torch.zeros(len(weights), device=state.device)
-    objective_sums = torch.zeros(2, device=state.device)  # training-mode batch loss, penalty
+    # The training-mode batch loss and the penalty, summed: non-finite as soon as one loss is.
+    objective_sums = torch.zeros(2, device=state.device)
+    sampled: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # the probes' steps: step, loss, norms
     if probes:
         probes.epoch_start(weights)
-    steps = 0
-    for start in range(0, n, batch_size):
-        reason = hooks.stop_reason() or (TIME_LIMIT if past_deadline() else None)
-        if reason:
-            return reason, steps, grad_sums, objective_sums
+    steps, reason = 0, None
+    for batch, start in enumerate(range(0, n, batch_size)):
+        if not exact or batch >= exact_after:
+            reason = hooks.stop_reason() or (TIME_LIMIT if past_deadline() else None)
+            if reason:
+                checked = batch
+                break
         idx = order[start:start + batch_size]
         if skip_single and idx.shape[0] == 1:
             continue
@@ -156,16 +210,25 @@ def _train_epoch(config: JobConfig, data: DeviceData, state: TrainingState, obje
             objective_sums[1] += penalty.detach()
         steps += 1
         state.global_step += 1
-        loss_value = loss.item()
         if probes:
             probes.on_step(norms)
-            if probes.sampled(state.global_step, steps) or not math.isfinite(loss_value):
+        if exact:
+            loss_value = loss.item()
+            if probes and (probes.sampled(state.global_step, steps) or not math.isfinite(loss_value)):
                 probes.record_step(state.global_step, epoch, loss_value, norms)
-        if not math.isfinite(loss_value):
-            hooks.log(f"epoch {epoch}: the loss turned non-finite at step {steps}; training stops")
-            return DIVERGED, steps, grad_sums, objective_sums
+            if not math.isfinite(loss_value):
+                hooks.log(f"epoch {epoch}: the loss turned non-finite at step {steps}; training stops")
+                return (DIVERGED, steps, grad_sums, objective_sums), batch
+        elif probes and probes.sampled(state.global_step, steps):
+            sampled.append((state.global_step, loss.detach(), norms))
         optimizer.step()
-    return None, steps, grad_sums, objective_sums
+    else:
+        checked = -(-n // batch_size)
+    if not exact and not torch.isfinite(objective_sums[0]).item():  # a non-finite loss makes the sum non-finite
+        return None, checked
+    if probes and sampled:
+        probes.record_steps(epoch, sampled)
+    return (reason, steps, grad_sums, objective_sums), checked
 
 
 def _evaluate_epoch(config: JobConfig, data: DeviceData, state: TrainingState,

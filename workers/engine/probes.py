@@ -143,6 +143,18 @@ class Probes:
         self.steps["loss"].append(_finite(loss))
         self.steps["grad_norm"].append(_finite(total))
 
+    def record_steps(self, epoch: int, sampled: list[tuple[int, torch.Tensor, torch.Tensor]]) -> None:
+        """``record_step`` for each (global step, batch loss, per-layer gradient norms) kept
+        during the epoch as device tensors: one host sync for all of them."""
+        values = torch.stack([torch.stack([loss.float(), torch.linalg.vector_norm(norms).float()])
+                              for _, loss, norms in sampled]).tolist()
+        for (step, _, _), (loss, total) in zip(sampled, values):
+            self._nonfinite_grads |= not math.isfinite(total)
+            self.steps["step"].append(step)
+            self.steps["epoch"].append(epoch)
+            self.steps["loss"].append(_finite(loss))
+            self.steps["grad_norm"].append(_finite(total))
+
     def epoch_values(self, weights: list[torch.Tensor], activations: dict | None) -> dict:
         """The epoch's probe values; ``activations`` are the statistics the evaluation pass over
         the training samples collected (``recording``)."""
