@@ -86,8 +86,8 @@ def _per_step_reference(config: JobConfig, data) -> dict:
     """The same run epoch by epoch with the per-step check only (the pass that reads every loss)."""
     state, objective, hooks = loop._start(config, data), objective_for(config, None), Lines()
     for epoch in range(1, config.epochs + 1):
-        reason, steps, _ = loop._train_pass(config, data, state, objective, epoch, hooks, lambda: False,
-                                            exact_after=0)[0]
+        reason, steps, *_ = loop._train_pass(config, data, state, objective, epoch, hooks, lambda: False,
+                                             exact_after=0)[0]
         if reason:
             break
     return {"epoch": epoch, "reason": reason, "steps": steps, "lines": hooks.lines,
