@@ -89,10 +89,23 @@ def test_heavy_dropout_is_blamed_by_its_train_eval_gap():
     assert first_patch(d) == {"regularization": {"dropout": 0.0}}
 
 
-def test_with_penalty_and_dropout_the_stronger_evidence_comes_first():
+def test_with_several_regularisers_on_all_are_lifted_first_then_the_most_blamed():
     d = crushed(l2=1.0, dropout=0.1)  # the rows show no dropout gap: the penalty is blamed
-    assert first_patch(d) == {"regularization": {"l2": 0.0}}
-    assert {"regularization": {"l2": 0.0, "dropout": 0.0}} in [c["patch"] for c in candidate_patches(d, 3)]
+    assert finding(d, "over_regularized")["evidence"]["blamed"] == "penalty"
+    patches = [c["patch"] for c in candidate_patches(d, 3)]
+    # removing only the penalty would leave dropout holding the fit back
+    assert patches[:2] == [{"regularization": {"l2": 0.0, "dropout": 0.0}}, {"regularization": {"l2": 0.0}}]
+
+
+def test_dropout_too_heavy_to_learn_anything_is_blamed_without_a_gap():
+    # Stuck near chance, and the eval-mode loss equals the training-mode one: no gap to measure.
+    for dropout, blamed in ((0.95, True), (T.DROPOUT_HEAVY, False), (0.3, False)):
+        req = request(activation="tanh", regularization={"dropout": dropout})
+        d = run(req, with_evidence(rows(STUCK, train_loss=[2.303] * N)))
+        assert d["verdict"] == "training_problem"
+        assert ("over_regularized" in [f["code"] for f in d["findings"]]) is blamed, dropout
+        if blamed:
+            assert first_patch(d) == {"regularization": {"dropout": 0.0}}
 
 
 def test_dead_relus_after_steps_too_large_name_the_step_size_and_lower_it_first():

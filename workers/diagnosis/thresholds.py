@@ -96,6 +96,12 @@ WEIGHT_SHRINK = 2.0
 # during the epoch).
 DROPOUT_GAP = 0.10
 DROPOUT_GAP_EPOCHS = 3
+# Dropout this heavy is blamed on a network that does not fit its training data even without a
+# measured gap: when the thinned network learns nothing, the eval-mode network learns nothing
+# either and the two losses agree (seen on a run at dropout 0.95 stuck near chance). Srivastava
+# et al. (JMLR 2014, section 7.3, figure 9a) find the training error rising steeply once the
+# retention probability of hidden units falls below 0.4, i.e. dropout above 0.6.
+DROPOUT_HEAVY = 0.6
 # Lowering a regulariser that is not removed outright: 100 times weaker for L1/L2 (a crushing
 # penalty is usually orders of magnitude too strong), half the rate for dropout.
 PENALTY_LOWER_FACTOR = 0.01
