@@ -118,8 +118,29 @@ def test_dead_relus_after_steps_too_large_name_the_step_size_and_lower_it_first(
     dead = finding(d, "dead_relu")
     assert dead["caused_by"] == "learning_rate_too_high"
     assert "optimizer" in dead["suggestions"][0]["patch"]  # the symptom's own list puts the cause's fix first
+    # momentum 0.9: the rate and the momentum come down together, then the rate alone
+    assert [c["patch"] for c in candidate_patches(d, 2)] == [
+        {"optimizer": {"learning_rate": 0.05, "momentum": T.LOWER_MOMENTUM}}, {"optimizer": {"learning_rate": 0.05}}]
+    assert all("activation" not in c["patch"] for c in candidate_patches(d, 3))
+
+
+def test_steps_too_large_without_high_momentum_lower_the_rate_alone_first():
+    req = request(activation="relu", optimizer={"name": "momentum", "learning_rate": 0.5, "momentum": 0.5})
+    rs = with_evidence(rows([0.25] * N, update_ratio={"hidden1": [0.98] + [0.1] * (N - 1),
+                                                      "hidden2": [0.97] + [0.1] * (N - 1),
+                                                      "output": [0.99] + [0.1] * (N - 1)}))
+    d = run(req, rs, steps={"step": [1], "epoch": [1], "loss": [2.3], "grad_norm": [0.2]})
     assert first_patch(d) == {"optimizer": {"learning_rate": 0.05}}
-    assert "activation" not in candidate_patches(d, 2)[1]["patch"]
+
+
+def test_an_overfit_on_a_cut_training_split_gets_all_the_data_first_then_early_stopping():
+    acc, val = steady(0.5, 1.0, N), steady(0.5, 0.6, N)
+    rs = rows(acc, val, train_loss=steady(1, 0.01, N), val_loss=steady(1, 0.5, N // 2) + steady(0.5, 1.5, N // 2))
+    cut = run(request(dataset={"name": "digits", "train_samples": 100}), rs)
+    assert cut["verdict"] == "overfitting"
+    assert [c["patch"] for c in candidate_patches(cut, 2)] == [{"dataset": {"train_samples": None}}, {"patience": 5}]
+    whole = run(request(), rs)
+    assert first_patch(whole) == {"patience": 5}
 
 
 def test_dead_relus_after_an_explosion_name_it():
@@ -128,7 +149,16 @@ def test_dead_relus_after_an_explosion_name_it():
     d = run(req, rs, steps={"step": [1, 2, 3], "epoch": [1, 1, 1], "loss": [2.3, 5e5, 30.0],
                             "grad_norm": [0.2, 4e4, 1.0]})
     assert finding(d, "dead_relu")["caused_by"] == "exploding_gradient"
-    assert "optimizer" in first_patch(d)
+    assert first_patch(d) == {"optimizer": {"learning_rate": 0.5}}  # no momentum: 100 times smaller
+
+
+def test_an_explosion_with_high_momentum_lowers_rate_and_momentum_together_first():
+    req = request(activation="relu", optimizer={"name": "momentum", "learning_rate": 1.0, "momentum": 0.9})
+    rs = with_evidence(rows(STUCK))
+    d = run(req, rs, steps={"step": [1, 2, 3], "epoch": [1, 1, 1], "loss": [2.3, 5e5, 30.0],
+                            "grad_norm": [0.2, 4e4, 1.0]})
+    assert [c["patch"] for c in candidate_patches(d, 2)] == [
+        {"optimizer": {"learning_rate": 0.1, "momentum": 0.5}}, {"optimizer": {"learning_rate": 0.01}}]
 
 
 @pytest.mark.parametrize("case", ["crushed", "overfit", "dead"])
