@@ -133,12 +133,13 @@ def test_steps_too_large_without_high_momentum_lower_the_rate_alone_first():
     assert first_patch(d) == {"optimizer": {"learning_rate": 0.05}}
 
 
-def test_an_overfit_on_a_cut_training_split_gets_all_the_data_first_then_early_stopping():
+def test_an_overfit_on_a_cut_training_split_gets_all_the_data_with_early_stopping_first():
     acc, val = steady(0.5, 1.0, N), steady(0.5, 0.6, N)
     rs = rows(acc, val, train_loss=steady(1, 0.01, N), val_loss=steady(1, 0.5, N // 2) + steady(0.5, 1.5, N // 2))
     cut = run(request(dataset={"name": "digits", "train_samples": 100}), rs)
     assert cut["verdict"] == "overfitting"
-    assert [c["patch"] for c in candidate_patches(cut, 2)] == [{"dataset": {"train_samples": None}}, {"patience": 5}]
+    assert [c["patch"] for c in candidate_patches(cut, 3)] == [
+        {"dataset": {"train_samples": None}, "patience": 5}, {"dataset": {"train_samples": None}}, {"patience": 5}]
     whole = run(request(), rs)
     assert first_patch(whole) == {"patience": 5}
 
@@ -237,3 +238,20 @@ def test_real_relus_killed_by_a_big_momentum_step_get_a_smaller_learning_rate_fi
     assert dead and dead[0]["caused_by"] in ("learning_rate_too_high", "exploding_gradient")
     assert set(patch) == {"optimizer"} and patch["optimizer"].get("learning_rate", 1.0) < 1.0
     assert is_fixed(before, after), (before, after)
+
+
+def test_a_deep_sigmoid_stack_gets_relu_he_and_batch_norm_together_first():
+    layers = [f"hidden{i}" for i in range(1, 7)] + ["output"]
+    grads = {name: [10.0 ** (i - 6)] * N for i, name in enumerate(layers)}
+    for act, expect_first in (("sigmoid", {"activation": {"name": "relu"},
+                                           "architecture": {"init": "kaiming_normal", "batch_norm": True}}),
+                              ("relu", None)):
+        d = run(request(activation=act, architecture={"hidden_layers": [32] * 6}), rows(STUCK, grads=grads))
+        assert finding(d, "vanishing_gradient")
+        if expect_first:
+            patches = [c["patch"] for c in candidate_patches(d, 3)]
+            assert patches[0] == expect_first
+            assert patches[1:] == [{"activation": {"name": "relu"}, "architecture": {"init": "kaiming_normal"}},
+                                   {"architecture": {"batch_norm": True}}]
+        else:
+            assert "activation" not in first_patch(d)
