@@ -8,11 +8,13 @@ normalised request (``merge_patch`` + ``normalise``), re-trains, and judges with
 functions the remedies service uses (``outcome``, ``is_fixed``, ``expectation_met``).
 
 Sets: ``tune`` and ``held_out`` are the halves of bench/remedy_cases.json (made-up runs,
-committed before the rules were tuned); ``public`` is tests/data/diagnosis-cases.json (the
+committed before the rules were tuned); ``held_out_2`` is a fresh set of made-up runs committed
+after ``held_out`` had been seen (which made it tuning data) and before the rules changed again;
+``public`` is tests/data/diagnosis-cases.json (the
 shared public cases). A run that turns out healthy is listed as "not unhealthy" and left out
 of the rates.
 
-    .venv/bin/python bench/remedies.py --set tune|held_out|public|all [--attempts 3] [--json out.json]
+    .venv/bin/python bench/remedies.py --set tune|held_out|held_out_2|public|all [--attempts 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ from core.spec import merge_patch, normalise  # noqa: E402
 GRID = ROOT / "bench" / "remedy_cases.json"
 PUBLIC = ROOT / "tests" / "data" / "diagnosis-cases.json"
 HEALTHY = "healthy"
+GRID_SETS = ("tune", "held_out", "held_out_2")
 
 
 def cases(which: str) -> list[dict]:
     """``{"set", "name", "request", "verdict"}`` per case of the chosen set(s)."""
     out = []
-    if which in ("tune", "held_out", "all"):
+    if which in (*GRID_SETS, "all"):
         out += [{"set": c["set"], "name": c["name"], "request": c["request"], "verdict": c["verdict"]}
                 for c in json.loads(GRID.read_text())["cases"] if which in (c["set"], "all")]
     if which in ("public", "all"):
@@ -130,7 +133,7 @@ def report(results: list[dict], attempts: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", default="tune", choices=["tune", "held_out", "public", "all"])
+    parser.add_argument("--set", default="tune", choices=[*GRID_SETS, "public", "all"])
     parser.add_argument("--attempts", type=int, default=3)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--only", help="comma-separated case names (for looking at one case)")

@@ -89,10 +89,23 @@ def test_heavy_dropout_is_blamed_by_its_train_eval_gap():
     assert first_patch(d) == {"regularization": {"dropout": 0.0}}
 
 
-def test_with_penalty_and_dropout_the_stronger_evidence_comes_first():
+def test_with_several_regularisers_on_all_are_lifted_first_then_the_most_blamed():
     d = crushed(l2=1.0, dropout=0.1)  # the rows show no dropout gap: the penalty is blamed
-    assert first_patch(d) == {"regularization": {"l2": 0.0}}
-    assert {"regularization": {"l2": 0.0, "dropout": 0.0}} in [c["patch"] for c in candidate_patches(d, 3)]
+    assert finding(d, "over_regularized")["evidence"]["blamed"] == "penalty"
+    patches = [c["patch"] for c in candidate_patches(d, 3)]
+    # removing only the penalty would leave dropout holding the fit back
+    assert patches[:2] == [{"regularization": {"l2": 0.0, "dropout": 0.0}}, {"regularization": {"l2": 0.0}}]
+
+
+def test_dropout_too_heavy_to_learn_anything_is_blamed_without_a_gap():
+    # Stuck near chance, and the eval-mode loss equals the training-mode one: no gap to measure.
+    for dropout, blamed in ((0.95, True), (T.DROPOUT_HEAVY, False), (0.3, False)):
+        req = request(activation="tanh", regularization={"dropout": dropout})
+        d = run(req, with_evidence(rows(STUCK, train_loss=[2.303] * N)))
+        assert d["verdict"] == "training_problem"
+        assert ("over_regularized" in [f["code"] for f in d["findings"]]) is blamed, dropout
+        if blamed:
+            assert first_patch(d) == {"regularization": {"dropout": 0.0}}
 
 
 def test_dead_relus_after_steps_too_large_name_the_step_size_and_lower_it_first():
@@ -105,8 +118,30 @@ def test_dead_relus_after_steps_too_large_name_the_step_size_and_lower_it_first(
     dead = finding(d, "dead_relu")
     assert dead["caused_by"] == "learning_rate_too_high"
     assert "optimizer" in dead["suggestions"][0]["patch"]  # the symptom's own list puts the cause's fix first
+    # momentum 0.9: the rate and the momentum come down together, then the rate alone
+    assert [c["patch"] for c in candidate_patches(d, 2)] == [
+        {"optimizer": {"learning_rate": 0.05, "momentum": T.LOWER_MOMENTUM}}, {"optimizer": {"learning_rate": 0.05}}]
+    assert all("activation" not in c["patch"] for c in candidate_patches(d, 3))
+
+
+def test_steps_too_large_without_high_momentum_lower_the_rate_alone_first():
+    req = request(activation="relu", optimizer={"name": "momentum", "learning_rate": 0.5, "momentum": 0.5})
+    rs = with_evidence(rows([0.25] * N, update_ratio={"hidden1": [0.98] + [0.1] * (N - 1),
+                                                      "hidden2": [0.97] + [0.1] * (N - 1),
+                                                      "output": [0.99] + [0.1] * (N - 1)}))
+    d = run(req, rs, steps={"step": [1], "epoch": [1], "loss": [2.3], "grad_norm": [0.2]})
     assert first_patch(d) == {"optimizer": {"learning_rate": 0.05}}
-    assert "activation" not in candidate_patches(d, 2)[1]["patch"]
+
+
+def test_an_overfit_on_a_cut_training_split_gets_all_the_data_with_early_stopping_first():
+    acc, val = steady(0.5, 1.0, N), steady(0.5, 0.6, N)
+    rs = rows(acc, val, train_loss=steady(1, 0.01, N), val_loss=steady(1, 0.5, N // 2) + steady(0.5, 1.5, N // 2))
+    cut = run(request(dataset={"name": "digits", "train_samples": 100}), rs)
+    assert cut["verdict"] == "overfitting"
+    assert [c["patch"] for c in candidate_patches(cut, 3)] == [
+        {"dataset": {"train_samples": None}, "patience": 5}, {"dataset": {"train_samples": None}}, {"patience": 5}]
+    whole = run(request(), rs)
+    assert first_patch(whole) == {"patience": 5}
 
 
 def test_dead_relus_after_an_explosion_name_it():
@@ -115,7 +150,16 @@ def test_dead_relus_after_an_explosion_name_it():
     d = run(req, rs, steps={"step": [1, 2, 3], "epoch": [1, 1, 1], "loss": [2.3, 5e5, 30.0],
                             "grad_norm": [0.2, 4e4, 1.0]})
     assert finding(d, "dead_relu")["caused_by"] == "exploding_gradient"
-    assert "optimizer" in first_patch(d)
+    assert first_patch(d) == {"optimizer": {"learning_rate": 0.5}}  # no momentum: 100 times smaller
+
+
+def test_an_explosion_with_high_momentum_lowers_rate_and_momentum_together_first():
+    req = request(activation="relu", optimizer={"name": "momentum", "learning_rate": 1.0, "momentum": 0.9})
+    rs = with_evidence(rows(STUCK))
+    d = run(req, rs, steps={"step": [1, 2, 3], "epoch": [1, 1, 1], "loss": [2.3, 5e5, 30.0],
+                            "grad_norm": [0.2, 4e4, 1.0]})
+    assert [c["patch"] for c in candidate_patches(d, 2)] == [
+        {"optimizer": {"learning_rate": 0.1, "momentum": 0.5}}, {"optimizer": {"learning_rate": 0.01}}]
 
 
 @pytest.mark.parametrize("case", ["crushed", "overfit", "dead"])
@@ -194,3 +238,20 @@ def test_real_relus_killed_by_a_big_momentum_step_get_a_smaller_learning_rate_fi
     assert dead and dead[0]["caused_by"] in ("learning_rate_too_high", "exploding_gradient")
     assert set(patch) == {"optimizer"} and patch["optimizer"].get("learning_rate", 1.0) < 1.0
     assert is_fixed(before, after), (before, after)
+
+
+def test_a_deep_sigmoid_stack_gets_relu_he_and_batch_norm_together_first():
+    layers = [f"hidden{i}" for i in range(1, 7)] + ["output"]
+    grads = {name: [10.0 ** (i - 6)] * N for i, name in enumerate(layers)}
+    for act, expect_first in (("sigmoid", {"activation": {"name": "relu"},
+                                           "architecture": {"init": "kaiming_normal", "batch_norm": True}}),
+                              ("relu", None)):
+        d = run(request(activation=act, architecture={"hidden_layers": [32] * 6}), rows(STUCK, grads=grads))
+        assert finding(d, "vanishing_gradient")
+        if expect_first:
+            patches = [c["patch"] for c in candidate_patches(d, 3)]
+            assert patches[0] == expect_first
+            assert patches[1:] == [{"activation": {"name": "relu"}, "architecture": {"init": "kaiming_normal"}},
+                                   {"architecture": {"batch_norm": True}}]
+        else:
+            assert "activation" not in first_patch(d)

@@ -152,7 +152,8 @@ def test_vanishing_gradient_from_the_first_to_last_ratio():
     assert f["evidence"]["first_to_last_grad_ratio"] == pytest.approx(2e-8)
     assert f["evidence"]["threshold"] == T.VANISHING_RATIO
     first_fix = f["suggestions"][0]["patch"]
-    assert first_fix["activation"]["name"] == "relu" and first_fix["architecture"] == {"init": "kaiming_normal"}
+    assert first_fix["activation"]["name"] == "relu"
+    assert first_fix["architecture"] == {"init": "kaiming_normal", "batch_norm": True}
     # poor_training_fit leads with the cause's fix
     assert d["findings"][0]["suggestions"][0] == f["suggestions"][0]
 

@@ -61,6 +61,17 @@ def lower_momentum(config: JobConfig, to: float) -> dict | None:
     return {"optimizer": {"momentum": to}} if momentum is not None and momentum > to else None
 
 
+def smaller_steps(config: JobConfig, factor: float, high_momentum: float, lower_to: float) -> dict | None:
+    """The learning rate times ``factor`` and, when momentum is at least ``high_momentum``, the
+    momentum down to ``lower_to`` in the same patch; None without such momentum (the learning
+    rate alone is its own suggestion)."""
+    momentum = config.optimizer.momentum
+    lr, calmer = learning_rate(config, factor), lower_momentum(config, lower_to)
+    if lr is None or calmer is None or momentum < high_momentum:
+        return None
+    return {"optimizer": {**lr["optimizer"], **calmer["optimizer"]}}
+
+
 def batch_size(config: JobConfig, factor: float, smallest: int = 8) -> dict | None:
     """The batch size times ``factor`` (at least ``smallest``): smaller batches take more,
     noisier steps per epoch."""

@@ -119,6 +119,19 @@ def overfitting(run: Run) -> dict | None:
         return None
     config = run.config
     fixes = []
+    # The recipe's first remedy for overfitting is more training data: a request that cut its
+    # training split (dataset.train_samples) gets it back first, with early stopping when none is
+    # set. On the seen runs that overfit on such a cut, all the data fixed 4 of 5, early stopping
+    # 4 of 5 (each missed a different one), both together 5 of 5.
+    if config.dataset.train_samples is not None:
+        if config.patience is None:
+            fixes.append(P.suggestion({"dataset": {"train_samples": None}, "patience": 5},
+                                      "Train on all the training data, with early stopping: by the recipe, more "
+                                      "training data is the first remedy for overfitting, and early stopping "
+                                      "returns the epoch before the validation results turn."))
+        fixes.append(P.suggestion({"dataset": {"train_samples": None}}, "Train on all the training data "
+                                  "instead of a subset: by the recipe, more training data is the first remedy "
+                                  "for overfitting."))
     if config.patience is None:
         fixes.append(P.suggestion({"patience": 5}, "Early stopping keeps the weights of the epoch with the "
                                   "lowest validation loss instead of the last one."))
@@ -128,9 +141,6 @@ def overfitting(run: Run) -> dict | None:
     if config.regularization.dropout < 0.3:
         fixes.append(P.suggestion({"regularization": {"dropout": 0.3}}, "Dropout trains a different thinned "
                                   "network every step, so no unit can rely on memorised co-adaptations."))
-    if config.dataset.train_samples is not None:
-        fixes.append(P.suggestion({"dataset": {"train_samples": None}}, "Train on all the training data "
-                                  "instead of a subset."))
     why = []
     if turned:
         why.append(f"the validation loss rose {rise:.0%} above its minimum (epoch {min_epoch}) while the "

@@ -10,7 +10,9 @@ on, the evidence says whether it is the likely cause:
 - the weights shrinking (``weight_norm`` and ``update_ratio`` rows): training grows weights
   from their initialisation, a penalty that wins shrinks them;
 - dropout's train/eval gap (``train_batch_loss``, dropout on, against ``train_loss``, dropout
-  off): how much of the loss on the very data the network trains on dropout costs.
+  off): how much of the loss on the very data the network trains on dropout costs; or, where
+  the network learned nothing and so shows no gap, the rate itself when it is above
+  ``DROPOUT_HEAVY``.
 """
 
 from __future__ import annotations
@@ -67,13 +69,15 @@ def over_regularized(run: Run, fitted: bool) -> dict | None:
     penalty_on = bool(reg.l1 or reg.l2)
     penalty_blamed = penalty_on and ((share is not None and share >= T.PENALTY_SHARE)
                                      or (shrink is not None and shrink >= T.WEIGHT_SHRINK))
-    dropout_blamed = bool(reg.dropout) and gap is not None and gap >= T.DROPOUT_GAP
+    dropout_heavy = reg.dropout > T.DROPOUT_HEAVY
+    dropout_blamed = bool(reg.dropout) and ((gap is not None and gap >= T.DROPOUT_GAP) or dropout_heavy)
     if not (penalty_blamed or dropout_blamed):
         return None
     # Both measured as a share of what the network is trained on: the penalty's share of the
     # objective, and the share of the training-mode loss that dropout adds.
     penalty_strength = max(share or 0.0, 1 - 1 / shrink if shrink and shrink > 1 else 0.0)
-    dropout_strength = gap / (1 + gap) if gap is not None and gap > 0 else 0.0
+    dropout_strength = max(gap / (1 + gap) if gap is not None and gap > 0 else 0.0,
+                           reg.dropout if dropout_heavy else 0.0)
     blamed = [name for name, on, strength in sorted(
         (("penalty", penalty_blamed, penalty_strength), ("dropout", dropout_blamed, dropout_strength)),
         key=lambda item: -item[2]) if on]
@@ -84,24 +88,36 @@ def over_regularized(run: Run, fitted: bool) -> dict | None:
     words = {"penalty": " and ".join(f"{k.upper()} {v:g}" for k, v in penalty_keys.items()),
              "dropout": f"dropout {reg.dropout:g}"}
     strongest, everything_off = blamed[0], P.without_regularization(config)
-    fixes = [P.suggestion({"regularization": off[strongest]},
-                          f"Remove the {words[strongest]}: the evidence points at it first, and by the recipe a "
-                          "network that does not fit its training data needs no regularisation until it does."),
-             P.suggestion(everything_off if everything_off != {"regularization": off[strongest]} else None,
-                          "Turn every regulariser off while the network learns to fit its training data."),
-             P.suggestion({"regularization": lower[strongest]}, f"Or keep some {words[strongest]}, much weaker.")]
+    remove_strongest = P.suggestion(
+        {"regularization": off[strongest]},
+        f"Remove the {words[strongest]}: the evidence points at it first, and by the recipe a network that "
+        "does not fit its training data needs no regularisation until it does.")
+    if everything_off == {"regularization": off[strongest]}:
+        fixes = [remove_strongest]
+    else:
+        # Several regularisers on: removing one leaves the others holding the fit back (seen with
+        # L2 removed and dropout 0.5 kept), so they are all lifted first; the recipe adds them back
+        # one at a time once the network overfits.
+        fixes = [P.suggestion(everything_off, "Turn every regulariser off while the network learns to fit its "
+                              "training data: removing one leaves the others holding the fit back, and by the "
+                              "recipe a network that does not fit needs none until it overfits."),
+                 remove_strongest]
+    fixes.append(P.suggestion({"regularization": lower[strongest]}, f"Or keep some {words[strongest]}, much weaker."))
     fixes += [P.suggestion({"regularization": off[other]}, f"Remove the {words[other]}.") for other in blamed[1:]]
     seen = []
     if penalty_blamed:
         seen.append(f"the penalty ({words['penalty']}) reached {share or 0:.0%} of the training objective "
                     f"and the weights shrank {shrink or 1:.1f}-fold")
-    if dropout_blamed:
+    if dropout_blamed and gap is not None and gap >= T.DROPOUT_GAP:
         seen.append(f"with dropout on, the loss on the training data is {gap:.0%} higher than without it")
+    elif dropout_blamed:
+        seen.append(f"dropout {reg.dropout:g} keeps fewer than {1 - T.DROPOUT_HEAVY:.0%} of the units at each step")
     return finding(
         "over_regularized", WARNING, run.rows[-1]["epoch"],
         {"l1": reg.l1, "l2": reg.l2, "dropout": reg.dropout, "penalty_share": share,
          "penalty_share_threshold": T.PENALTY_SHARE, "weight_shrink": shrink,
          "weight_shrink_threshold": T.WEIGHT_SHRINK, "dropout_gap": gap, "dropout_gap_threshold": T.DROPOUT_GAP,
+         "dropout_heavy_threshold": T.DROPOUT_HEAVY,
          "blamed": ", ".join(blamed)},
         "Regularisation is holding the network back from fitting its training data: " + "; ".join(seen)
         + ". By the recipe, L1, L2 and dropout are remedies for overfitting that cost fit on the training "
