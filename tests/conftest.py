@@ -78,9 +78,12 @@ RECOVERY_ENV = {"TRAINRX_HEARTBEAT_GRACE_S": "10", "TRAINRX_RECOVERY_INTERVAL_S"
 
 
 def worker_env(settings: Settings, **extra: str) -> dict:
+    # One torch thread: a test worker shares the 2 cores with pytest and the API, and two OpenMP
+    # threads on a busy machine wait on each other at every small op (a 64-wide MLP's step slowed
+    # from well under a millisecond to tens of milliseconds here).
     env = dict(os.environ, TRAINRX_DATA_DIR=str(settings.data_dir), DATABASE_URL=settings.database_url,
-               REDIS_URL=settings.redis_url, TRAINRX_DEFAULT_QUEUE="cpu", PYTHONPATH=str(ROOT), **RECOVERY_ENV,
-               **GENEROUS_ENV)
+               REDIS_URL=settings.redis_url, TRAINRX_DEFAULT_QUEUE="cpu", PYTHONPATH=str(ROOT),
+               TRAINRX_TORCH_THREADS="1", **RECOVERY_ENV, **GENEROUS_ENV)
     env.update(extra)
     return env
 
