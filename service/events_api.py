@@ -89,6 +89,10 @@ def last_event_id() -> int:
     return next((value for value in given if value is not None), -1)
 
 
+# Event ids are stored and compared as 64-bit integers (epoch rows, status sequence numbers).
+MAX_EVENT_ID = 2**63 - 1
+
+
 def _event_id(raw: str | None) -> int | None:
     if raw is None or raw.strip() == "":
         return None
@@ -96,8 +100,9 @@ def _event_id(raw: str | None) -> int | None:
         value = int(raw.strip())
     except ValueError:
         value = -1
-    if value < 0:
-        abort(400, message="Last-Event-ID must be the id of an event this stream sent (an integer >= 0).")
+    if not 0 <= value <= MAX_EVENT_ID:
+        abort(400, message="Last-Event-ID must be the id of an event this stream sent (an integer from 0 to "
+                           f"{MAX_EVENT_ID}).")
     return value
 
 
@@ -181,9 +186,11 @@ class _Stream:
 @blp.route("/<job_id>/events")
 class Events(MethodView):
     @blp.doc(parameters=[
-        {"in": "header", "name": "Last-Event-ID", "required": False, "schema": {"type": "integer", "minimum": 0},
+        {"in": "header", "name": "Last-Event-ID", "required": False,
+         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
          "description": "Resume after this event id (EventSource sends it on reconnect)."},
-        {"in": "query", "name": "last_event_id", "required": False, "schema": {"type": "integer", "minimum": 0},
+        {"in": "query", "name": "last_event_id", "required": False,
+         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
          "description": "The same, for clients that cannot set headers."},
     ])
     @blp.response(200, JobEventSchema, content_type="text/event-stream",

@@ -17,7 +17,7 @@ from tests.conftest import ADMIN_OWNER, OTHER_OWNER, OWNER, TOKENS, submit
 from tests.sample_uploads import as_npz, blobs, uploaded
 from tests.service.test_api import WAITING, assert_error_shape
 
-IDS = {"job_id", "dataset_id", "token_id"}
+IDS = {"job_id", "dataset_id", "token_id", "sweep_id"}
 OTHER_PARTS = {"name": "curves"}  # the parts of a path that name no resource (a plot's name)
 
 
@@ -36,15 +36,19 @@ def concrete(rule: str, ids: dict[str, str]) -> str:
 
 @pytest.fixture()
 def owned(client):
-    """One of each resource, owned by OWNER: a queued job, a finished (cancelled) job, an upload, a token."""
+    """One of each resource, owned by OWNER: a queued job, a finished (cancelled) job, an upload, a token,
+    a sweep (whose child waits like WAITING)."""
     x, y = blobs(rows_per_class=10)
     dataset = uploaded(client, as_npz(x, y))
     queued = submit(client, {**WAITING, "dataset": {"id": dataset["id"]}})
     finished = submit(client, WAITING)
     client.post(f"/v1/jobs/{finished['id']}/cancel")
     token = client.post("/v1/tokens", json={"label": "isolation"}).get_json()
-    yield {"queued": queued["id"], "finished": finished["id"], "dataset_id": dataset["id"], "token_id": token["id"]}
+    sweep = client.post("/v1/sweeps", json={"name": "isolation", "base": WAITING, "max_parallel": 1}).get_json()
+    yield {"queued": queued["id"], "finished": finished["id"], "dataset_id": dataset["id"], "token_id": token["id"],
+           "sweep_id": sweep["id"]}
     client.post(f"/v1/jobs/{queued['id']}/cancel")
+    client.post(f"/v1/sweeps/{sweep['id']}/cancel")
 
 
 def test_every_v1_operation_needs_a_credential(app, anonymous):
@@ -79,7 +83,7 @@ def test_another_owner_gets_404_on_every_operation_that_names_a_resource(app, cl
             continue
         for job in ("queued", "finished"):
             path = concrete(rule, {**OTHER_PARTS, "job_id": owned[job], "dataset_id": owned["dataset_id"],
-                                   "token_id": owned["token_id"]})
+                                   "token_id": owned["token_id"], "sweep_id": owned["sweep_id"]})
             body = {"patch": {"epochs": 2}} if rule.endswith("/resubmit") else None
             resp = other_client.open(path, method=method, json=body)
             assert_error_shape(resp, 404)
@@ -90,6 +94,7 @@ def test_another_owner_gets_404_on_every_operation_that_names_a_resource(app, cl
     assert client.get(f"/v1/jobs/{owned['finished']}").status_code == 200
     assert client.get(f"/v1/datasets/{owned['dataset_id']}").status_code == 200
     assert owned["token_id"] in [t["id"] for t in client.get("/v1/tokens").get_json()["items"]]
+    assert client.get(f"/v1/sweeps/{owned['sweep_id']}").get_json()["status"] == "running"
 
 
 def test_listings_show_only_your_own_and_admins_may_name_an_owner(client, other_client, admin_client, owned):

