@@ -50,7 +50,7 @@ def test_sdk_create_cancel_and_wait_timeout(sdk):
     assert sweep.status == "running" and sweep.counts["queued"] == 1 and sweep.counts["pending"] == 3
     assert [c["seed"] for c in sweep.children] == [0, 1, 0, 1]
     with pytest.raises(WaitTimeoutError, match="Sweep"):
-        sdk.sweeps.wait(sweep.id, timeout=0.3, poll=0.1)
+        sdk.sweeps.wait(sweep.id, timeout=0.3, poll_interval=0.1)
     cancelled = sdk.sweeps.cancel(sweep.id)
     assert cancelled.status == "cancelled" and cancelled.finished
     assert sdk.sweeps.wait(sweep.id, timeout=5).status == "cancelled"

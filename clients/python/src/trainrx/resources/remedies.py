@@ -3,11 +3,9 @@ re-trained as child jobs and judged; docs/remedies.md)."""
 
 from __future__ import annotations
 
-import time
-
 from trainrx import _constants as C
 from trainrx._client import _NOT_GIVEN, Client, TimeoutTypes
-from trainrx.errors import WaitTimeoutError
+from trainrx._polling import poll_until
 from trainrx.types import Remedy, build
 
 
@@ -38,11 +36,5 @@ class Remedies:
              poll_interval: float = C.DEFAULT_POLL_INTERVAL) -> Remedy:
         """Block until the job's remedy is done (every attempt settled) and return it. Raises
         ``WaitTimeoutError`` after ``timeout`` seconds (None: no limit); the remedy goes on."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remedy = self.get(job_id)
-            if remedy.done:
-                return remedy
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeoutError(job_id, timeout or 0.0, remedy, what="The remedy of job")
-            time.sleep(poll_interval if deadline is None else min(poll_interval, max(deadline - time.monotonic(), 0)))
+        return poll_until(lambda: self.get(job_id), lambda remedy: remedy.done, timeout=timeout,
+                          poll_interval=poll_interval, resource_id=job_id, what="The remedy of job")

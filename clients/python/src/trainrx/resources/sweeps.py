@@ -3,14 +3,13 @@ the results table and the comparison diagnosis."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Iterator, Mapping, Sequence
 
 from trainrx import _constants as C
 from trainrx._client import _NOT_GIVEN, Client, TimeoutTypes
 from trainrx._specs import SpecLike, load_spec
-from trainrx.errors import WaitTimeoutError
+from trainrx._polling import poll_until
 from trainrx.types import Sweep, build
 
 
@@ -62,17 +61,11 @@ class Sweeps:
                 return
 
     def wait(self, sweep_id: str, *, timeout: float | None = C.DEFAULT_WAIT_TIMEOUT,
-             poll: float = C.DEFAULT_POLL_INTERVAL) -> Sweep:
+             poll_interval: float = C.DEFAULT_POLL_INTERVAL) -> Sweep:
         """Poll until the sweep is no longer running (done or cancelled) and return it. Raises
         ``WaitTimeoutError`` after ``timeout`` seconds (None: no limit); the sweep goes on."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            sweep = self.get(sweep_id)
-            if sweep.finished:
-                return sweep
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeoutError(sweep_id, timeout or 0.0, sweep, what="Sweep")
-            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+        return poll_until(lambda: self.get(sweep_id), lambda sweep: sweep.finished, timeout=timeout,
+                          poll_interval=poll_interval, resource_id=sweep_id, what="Sweep")
 
     def results(self, sweep_id: str, *, timeout: TimeoutTypes = _NOT_GIVEN,
                 max_retries: int | None = None) -> list[dict]:
